@@ -1,0 +1,232 @@
+"""File input and output shared by the workflow's scripts.
+
+Chunked 2D images (mosaics, calibrated maps) live in zarr stores; tables are
+CSV. Writers write to a temporary sibling and rename on success, so that an
+interrupted rule never leaves a partial output that a rerun would trust.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from .errors import InputError
+
+DEFAULT_CHUNK = 1024
+
+
+def sha256_file(path, block=1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read in blocks of ``block`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    Works for files and for directories (zarr stores). On an exception the
+    temporary output is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    _remove(path)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def create_image_store(path, shape, dtype, chunk=DEFAULT_CHUNK, attrs=None, fill_value=0):
+    """Create a chunked 2D zarr array on disk and return it opened for writing.
+
+    Parameters
+    ----------
+    path : path-like
+        Directory of the zarr store (conventionally ``*.zarr``).
+    shape : tuple of int
+        ``(H, W)`` in pixels.
+    dtype : numpy dtype
+        ``uint8``/``uint16`` for grey images, ``float32`` for calibrated maps.
+    chunk : int
+        Square chunk edge in pixels.
+    attrs : dict, optional
+        JSON-serialisable metadata, e.g. ``pixel_size_nm``.
+    fill_value : scalar
+        Value of never-written pixels.
+
+    Returns
+    -------
+    zarr.Array
+    """
+    arr = zarr.open_array(
+        str(path), mode="w", shape=tuple(int(s) for s in shape), dtype=dtype,
+        chunks=(min(chunk, int(shape[0])), min(chunk, int(shape[1]))), fill_value=fill_value,
+    )
+    if attrs:
+        arr.attrs.update(_jsonable(attrs))
+    return arr
+
+
+def create_group(path):
+    """Create (overwrite) a zarr group at ``path`` and return it."""
+    return zarr.open_group(str(path), mode="w")
+
+
+def create_group_array(group, name, shape, dtype, chunk=DEFAULT_CHUNK, attrs=None, fill_value=0):
+    """Create a chunked 2D array ``name`` inside zarr ``group`` (see :func:`create_image_store`)."""
+    arr = group.create_array(
+        name, shape=tuple(int(s) for s in shape), dtype=dtype,
+        chunks=(min(chunk, int(shape[0])), min(chunk, int(shape[1]))), fill_value=fill_value,
+    )
+    if attrs:
+        arr.attrs.update(_jsonable(attrs))
+    return arr
+
+
+def open_image(path, name=None):
+    """Open a 2D image store read-only.
+
+    Parameters
+    ----------
+    path : path-like
+        A zarr array store, or a zarr group store when ``name`` is given
+        (e.g. ``calibrated.zarr`` with ``name="MulF"``).
+    name : str, optional
+        Array inside a group.
+
+    Returns
+    -------
+    zarr.Array
+        Sliceable like a numpy array; ``.attrs`` holds the metadata.
+
+    Raises
+    ------
+    InputError
+        If the store does not exist or is not a 2D array.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: image store not found")
+    try:
+        if name is None:
+            arr = zarr.open_array(str(path), mode="r")
+        else:
+            arr = zarr.open_group(str(path), mode="r")[name]
+    except Exception as exc:  # zarr raises several types for a bad store
+        raise InputError(f"{path}: not a readable zarr image store ({exc})") from exc
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2D image, found shape {arr.shape}")
+    return arr
+
+
+def iter_chunks(shape, chunk=DEFAULT_CHUNK):
+    """Yield ``(slice_y, slice_x)`` covering a 2D ``shape`` in square blocks."""
+    h, w = shape
+    for y0 in range(0, h, chunk):
+        for x0 in range(0, w, chunk):
+            yield slice(y0, min(y0 + chunk, h)), slice(x0, min(x0 + chunk, w))
+
+
+def downsample(arr, factor):
+    """Block-mean downsample of a (possibly chunked, on-disk) 2D image.
+
+    Reads one chunk row at a time, so memory stays bounded by the image width
+    times the chunk height.
+
+    Parameters
+    ----------
+    arr : array-like, shape (H, W)
+    factor : int
+        Integer reduction factor; trailing rows/columns that do not fill a
+        block are dropped.
+
+    Returns
+    -------
+    numpy.ndarray, shape (H // factor, W // factor), float32
+    """
+    factor = int(factor)
+    h, w = arr.shape
+    oh, ow = h // factor, w // factor
+    out = np.empty((oh, ow), np.float32)
+    step = max(factor, (DEFAULT_CHUNK // factor) * factor)
+    for y0 in range(0, oh * factor, step):
+        y1 = min(y0 + step, oh * factor)
+        block = np.asarray(arr[y0:y1, : ow * factor], dtype=np.float32)
+        out[y0 // factor: y1 // factor] = block.reshape(
+            (y1 - y0) // factor, factor, ow, factor).mean(axis=(1, 3))
+    return out
+
+
+def read_table(path, required=(), what="table"):
+    """Read a CSV table and check that ``required`` columns are present.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable, or lacks a required column
+        (the message names the file and the missing columns).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read {what} as CSV ({exc})") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: {what} lacks column(s) {missing}; found {list(df.columns)}")
+    return df
+
+
+def write_table(df, path):
+    """Write a DataFrame as CSV atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_json(obj, path):
+    """Write JSON atomically (numpy scalars and arrays are converted)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
