@@ -1,0 +1,41 @@
+# microprop: from SEM micrographs and nanoindentation to local material properties.
+#
+#   snakemake --cores all --use-conda            # the demo study (config.yaml)
+#   snakemake --cores all --configfile my.yaml   # your own data
+#   snakemake --report results/report.html       # figures with captions
+#
+# The DAG and its file contracts: docs/ARCHITECTURE.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+wildcard_constraints:
+    specimen="[A-Za-z0-9_-]+",
+    area="[A-Za-z0-9_-]+",
+    batch="[A-Za-z0-9_.-]+",
+    stage="before|after",
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/backscatter.smk"
+include: "rules/specimen.smk"
+include: "rules/stitch.smk"
+include: "rules/calibrate.smk"
+include: "rules/indentation.smk"
+include: "rules/dataset.smk"
+include: "rules/stats.smk"
+include: "rules/validate.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

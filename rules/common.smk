@@ -1,0 +1,149 @@
+# Helpers shared by the rules: config look-ups and input functions.
+# Paths are relative to the working directory (the repository, or --directory).
+
+import glob as _glob
+import hashlib as _hashlib
+import json as _json
+import os as _os
+import re
+
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+
+EXPORT_SUFFIXES = (".csv", ".tsv", ".txt")
+STAGES = ("before", "after")
+
+
+class ConfigError(ValueError):
+    """A configuration that is valid JSON-schema-wise but inconsistent."""
+
+
+def spec_cfg(specimen):
+    return config["specimens"][specimen]
+
+
+def area_cfg(specimen, area):
+    return spec_cfg(specimen)["areas"][area]
+
+
+def is_virtual(specimen):
+    return "virtual" in spec_cfg(specimen)
+
+
+def virtual_batch_names(specimen):
+    nx, ny = spec_cfg(specimen)["virtual"]["n_batches"]
+    return [f"b{i + 1:02d}" for i in range(nx * ny)]
+
+
+def has_after(specimen, area):
+    return "after" in area_cfg(specimen, area)
+
+
+def indentation_dir(specimen, area):
+    a = area_cfg(specimen, area)
+    if "virtual_indentation" in a:
+        return f"results/{specimen}/{area}/virtual_indentation"
+    if "indentation" not in a:
+        raise ConfigError(
+            f"config: specimens.{specimen}.areas.{area} has neither `indentation` "
+            "(a folder of exports) nor `virtual_indentation`")
+    return a["indentation"]
+
+
+def _discovered_exports(specimen, area):
+    """Map batch id -> export file found in the area's indentation folder."""
+    folder = indentation_dir(specimen, area)
+    found = {}
+    for path in sorted(_glob.glob(_os.path.join(folder, "*"))):
+        stem, suffix = _os.path.splitext(_os.path.basename(path))
+        if suffix.lower() not in EXPORT_SUFFIXES:
+            continue
+        if stem in found:
+            raise ConfigError(
+                f"{folder}: duplicate batch id {stem!r}: both {found[stem]} and {path}; "
+                "each batch must have exactly one export file")
+        found[stem] = path
+    return found
+
+
+def batches(specimen, area):
+    """Batch ids of an area: configured, generated, or discovered on disk."""
+    a = area_cfg(specimen, area)
+    if "batches" in a:
+        return list(a["batches"])
+    if "virtual_indentation" in a:
+        return ["v01"]
+    if is_virtual(specimen):
+        return virtual_batch_names(specimen)
+    found = _discovered_exports(specimen, area)
+    if not found:
+        raise ConfigError(
+            f"{indentation_dir(specimen, area)}: no indentation export "
+            f"(*{', *'.join(EXPORT_SUFFIXES)}) found for specimen {specimen}, area {area}")
+    return list(found)
+
+
+def export_file(wildcards):
+    s, a, b = wildcards.specimen, wildcards.area, wildcards.batch
+    if is_virtual(s) or "virtual_indentation" in area_cfg(s, a):
+        return f"{indentation_dir(s, a)}/{b}.csv"
+    found = _discovered_exports(s, a)
+    if b not in found:
+        raise ConfigError(f"{indentation_dir(s, a)}: no export file for batch {b!r}")
+    return found[b]
+
+
+def tiles_input(wildcards):
+    a = area_cfg(wildcards.specimen, wildcards.area)
+    if "image" in a:
+        return f"results/{wildcards.specimen}/{wildcards.area}/image_layout"
+    return a[wildcards.stage]
+
+
+def areas(specimen):
+    return list(spec_cfg(specimen)["areas"])
+
+
+def located_files(specimen, area=None):
+    return [
+        f"results/{specimen}/{a}/located/{b}.csv"
+        for a in ([area] if area else areas(specimen))
+        for b in batches(specimen, a)
+    ]
+
+
+def shard_files(wildcards):
+    s = wildcards.specimen
+    return [f"results/{s}/{a}/shards/{b}.h5" for a in areas(s) for b in batches(s, a)]
+
+
+def config_sha256(wildcards):
+    """SHA-256 of one specimen's configuration (recorded in its dataset)."""
+    blob = _json.dumps(spec_cfg(wildcards.specimen), sort_keys=True).encode()
+    return _hashlib.sha256(blob).hexdigest()
+
+
+def code_version():
+    """microprop's version, read from the library without importing it."""
+    init = _os.path.join(workflow.basedir, "scripts", "microprop", "__init__.py")
+    with open(init) as fh:
+        return re.search(r'__version__ = "([^"]+)"', fh.read()).group(1)
+
+
+def final_targets():
+    out = []
+    for s in config["specimens"]:
+        out += [
+            f"results/{s}/dataset.h5",
+            f"results/{s}/stats/gmm_E_GPa.csv",
+            f"results/{s}/stats/baselines.csv",
+        ]
+        for a in areas(s):
+            out += [
+                f"results/{s}/figures/overview_{a}.png",
+                f"results/{s}/figures/calibration_{a}.png",
+            ]
+            if is_virtual(s):
+                out.append(f"results/{s}/validation/{a}.json")
+    return out

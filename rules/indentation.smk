@@ -1,0 +1,120 @@
+# Indentation exports -> validated tables; indents located in the after-image
+# by the per-batch grid model and mapped into the before-mosaic.
+
+
+rule virtual_indentation:
+    """Simulated indentation of a single real image on its segmented phases."""
+    input:
+        image=lambda w: area_cfg(w.specimen, w.area)["image"],
+    output:
+        export="results/{specimen}/{area}/virtual_indentation/{batch}.csv",
+        labels="results/{specimen}/{area}/virtual_indentation/{batch}_labels.npy",
+        note="results/{specimen}/{area}/virtual_indentation/{batch}_SIMULATED.json",
+    params:
+        pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
+        spacing_um=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["spacing_um"],
+        crop_size_um=lambda w: spec_cfg(w.specimen)["dataset"]["crop_size_um"],
+        load_mN=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["load_mN"],
+        noise_rel=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["noise_rel"],
+        seed=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["seed"],
+        batch="{batch}",
+        indenter_offset_um=lambda w: area_cfg(w.specimen, w.area)["indenter_offset_um"],
+        indenter_axes=lambda w: area_cfg(w.specimen, w.area)["indenter_axes"],
+    log:
+        "results/logs/virtual_indentation/{specimen}_{area}_{batch}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/virtual_indentation.py"
+
+
+rule read_indentation:
+    input:
+        export=export_file,
+    output:
+        indents="results/{specimen}/{area}/indents/{batch}.csv",
+        rejected="results/{specimen}/{area}/indents/{batch}_rejected.csv",
+    params:
+        batch="{batch}",
+        columns=lambda w: spec_cfg(w.specimen)["indentation"]["columns"],
+        units=lambda w: spec_cfg(w.specimen)["indentation"]["units"],
+    log:
+        "results/logs/read_indentation/{specimen}_{area}_{batch}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/read_indentation.py"
+
+
+rule register_after:
+    input:
+        before="results/{specimen}/{area}/mosaic_before.zarr",
+        after="results/{specimen}/{area}/mosaic_after.zarr",
+    output:
+        shift="results/{specimen}/{area}/after_to_before.json",
+    params:
+        max_shift_um=20.0,
+    log:
+        "results/logs/register_after/{specimen}_{area}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/register_after.py"
+
+
+def _locate_inputs(w):
+    s, a = w.specimen, w.area
+    inp = {
+        "indents": f"results/{s}/{a}/indents/{w.batch}.csv",
+        "before": f"results/{s}/{a}/mosaic_before.zarr",
+    }
+    if _locate_mode(s, a) == "marks":
+        inp["after"] = f"results/{s}/{a}/mosaic_after.zarr"
+        inp["shift"] = f"results/{s}/{a}/after_to_before.json"
+    return inp
+
+
+def _locate_mode(specimen, area):
+    if not has_after(specimen, area):
+        return "nominal"
+    return spec_cfg(specimen)["indentation"]["locate"]
+
+
+rule locate_indents:
+    input:
+        unpack(_locate_inputs),
+    output:
+        located="results/{specimen}/{area}/located/{batch}.csv",
+        model="results/{specimen}/{area}/located/{batch}.json",
+    params:
+        mode=lambda w: _locate_mode(w.specimen, w.area),
+        batch="{batch}",
+        pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
+        indenter_offset_um=lambda w: area_cfg(w.specimen, w.area)["indenter_offset_um"],
+        indenter_axes=lambda w: area_cfg(w.specimen, w.area)["indenter_axes"],
+        search_radius_um=lambda w: spec_cfg(w.specimen)["indentation"]["search_radius_um"],
+        spacing_um=lambda w: spec_cfg(w.specimen)["indentation"]["spacing_um"],
+    log:
+        "results/logs/locate_indents/{specimen}_{area}_{batch}.log",
+    benchmark:
+        "results/benchmarks/locate_indents/{specimen}_{area}_{batch}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/locate_indents.py"

@@ -1,0 +1,107 @@
+# Statistics and first figures: GMM deconvolution of E and H, hydration
+# degree, the seed's table model and a linear model, overview figures.
+
+
+rule deconvolve:
+    input:
+        located=lambda w: located_files(w.specimen),
+    output:
+        gmm_E="results/{specimen}/stats/gmm_E_GPa.csv",
+        gmm_H="results/{specimen}/stats/gmm_H_GPa.csv",
+        bic_E="results/{specimen}/stats/bic_E_GPa.csv",
+        hydration="results/{specimen}/stats/hydration.json",
+        fig_hist_E=report(
+            "results/{specimen}/figures/hist_E.png",
+            caption="../report/hist_E.rst",
+            category="Statistics",
+            labels={"specimen": "{specimen}", "figure": "E histogram"},
+        ),
+        fig_hist_H=report(
+            "results/{specimen}/figures/hist_H.png",
+            caption="../report/hist_H.rst",
+            category="Statistics",
+            labels={"specimen": "{specimen}", "figure": "H histogram"},
+        ),
+        fig_bic=report(
+            "results/{specimen}/figures/bic_E.png",
+            caption="../report/bic.rst",
+            category="Statistics",
+            labels={"specimen": "{specimen}", "figure": "BIC"},
+        ),
+    params:
+        areas=lambda w: [a for a in areas(w.specimen) for _ in batches(w.specimen, a)],
+        n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"],
+        k_max=lambda w: spec_cfg(w.specimen)["stats"]["k_max"],
+        seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
+        w_c=lambda w: spec_cfg(w.specimen)["w_c"],
+    log:
+        "results/logs/deconvolve/{specimen}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/deconvolve.py"
+
+
+rule baselines:
+    input:
+        dataset="results/{specimen}/dataset.h5",
+    output:
+        table="results/{specimen}/stats/baselines.csv",
+        fig_table_model=report(
+            "results/{specimen}/figures/table_model_E.png",
+            caption="../report/table_model.rst",
+            category="Baselines",
+            labels={"specimen": "{specimen}", "target": "E"},
+        ),
+        fig_table_model_H=report(
+            "results/{specimen}/figures/table_model_H.png",
+            caption="../report/table_model.rst",
+            category="Baselines",
+            labels={"specimen": "{specimen}", "target": "H"},
+        ),
+    params:
+        n_bins=lambda w: spec_cfg(w.specimen)["stats"]["n_bins"],
+        seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
+    log:
+        "results/logs/baselines/{specimen}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/baselines.py"
+
+
+rule figures_overview:
+    input:
+        mosaic="results/{specimen}/{area}/mosaic_before.zarr",
+        located=lambda w: located_files(w.specimen, w.area),
+    output:
+        overview=report(
+            "results/{specimen}/figures/overview_{area}.png",
+            caption="../report/overview.rst",
+            category="Overview",
+            labels={"specimen": "{specimen}", "area": "{area}", "figure": "BSE with indents"},
+        ),
+        modulus_map=report(
+            "results/{specimen}/figures/modulus_map_{area}.png",
+            caption="../report/modulus_map.rst",
+            category="Overview",
+            labels={"specimen": "{specimen}", "area": "{area}", "figure": "modulus map"},
+        ),
+    log:
+        "results/logs/figures_overview/{specimen}_{area}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/figures_overview.py"

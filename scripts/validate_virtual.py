@@ -1,0 +1,55 @@
+"""Rule validate_virtual: errors of stitching, micro-positioning and GMM
+deconvolution of a virtual specimen against the generator's truth.
+
+snakemake.input.truth_dir : resources/truth/{specimen}/{area} (tiles_before.csv,
+    tiles_after.csv, indents.csv, truth.json)
+snakemake.input.stitch_before, stitch_after : per-tile tables of stitching
+snakemake.input.located : list of located/{batch}.csv of the area
+snakemake.input.gmm_E : pooled and per-area GMM table of E
+snakemake.params.pixel_size_nm : float
+snakemake.output.report : JSON with the measured errors and the acceptance
+    limits of issue 2 (tile median <= 1 px, max <= 3 px; indent RMS <= 0.25 um;
+    GMM fractions within 0.05 and means within 10 %)
+"""
+from pathlib import Path
+
+import pandas as pd
+
+from microprop import io, validation
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+log = __import__("logging").getLogger("validate_virtual")
+
+truth = Path(snakemake.input.truth_dir)
+px = float(snakemake.params.pixel_size_nm)
+report = {"stitching": {}, "limits": {"tile_median_px": 1.0, "tile_max_px": 3.0,
+                                      "indent_rms_um": 0.25, "gmm_fraction_abs": 0.05,
+                                      "gmm_mean_rel": 0.10}}
+placed = {}
+for stage in ("before", "after"):
+    placed[stage] = io.read_table(getattr(snakemake.input, f"stitch_{stage}"), ["tile", "x_px", "y_px"])
+    t = io.read_table(truth / f"tiles_{stage}.csv", ["tile", "x_px", "y_px"])
+    report["stitching"][stage] = validation.stitching_errors(t, placed[stage])
+
+offset = validation.mosaic_offset_px(io.read_table(truth / "tiles_before.csv"), placed["before"])
+located = pd.concat([io.read_table(p) for p in snakemake.input.located], ignore_index=True)
+indents = io.read_table(truth / "indents.csv", ["batch", "indent", "x_px", "y_px"])
+report["location"] = validation.location_errors(indents, located, offset, px)
+
+truth_json = io.read_json(truth / "truth.json")
+gmm = io.read_table(snakemake.input.gmm_E)
+pooled = gmm[gmm["area"] == "pooled"] if "area" in gmm.columns else gmm
+report["gmm_E"] = validation.gmm_errors(truth_json["indent_phases"], pooled)
+
+lim = report["limits"]
+report["pass"] = {
+    "stitching": all(s["median_px"] <= lim["tile_median_px"] and s["max_px"] <= lim["tile_max_px"]
+                     for s in report["stitching"].values()),
+    "location": report["location"]["rms_um"] <= lim["indent_rms_um"],
+    "gmm_E": (report["gmm_E"]["max_fraction_abs_error"] <= lim["gmm_fraction_abs"]
+              and report["gmm_E"]["max_mean_rel_error"] <= lim["gmm_mean_rel"]),
+}
+for k, ok in report["pass"].items():
+    log.info("validation %s: %s", k, "PASS" if ok else "FAIL")
+io.write_json(report, snakemake.output.report)

@@ -1,0 +1,50 @@
+"""The configuration schema: the demo config validates, bad keys fail by name."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "schemas" / "config.schema.yaml")
+
+
+def load(name="config.yaml"):
+    return yaml.safe_load((REPO / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/real_bse_B.yaml", "configs/example_user.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load(name)
+    validate(cfg, SCHEMA, set_default=True)
+
+
+def test_defaults_are_filled():
+    cfg = load()
+    del cfg["specimens"]["demo"]["stats"]
+    validate(cfg, SCHEMA, set_default=True)
+    assert cfg["specimens"]["demo"]["stats"]["n_components"] == 4
+    assert cfg["backscatter"]["beam_energy_keV"] == 20.0
+
+
+def test_unknown_key_fails_and_names_it():
+    cfg = load()
+    cfg["specimens"]["demo"]["calibration"]["micf_sigma"] = 10  # typo of micf_sigma_px
+    with pytest.raises(WorkflowError, match="micf_sigma"):
+        validate(copy.deepcopy(cfg), SCHEMA, set_default=True)
+
+
+def test_bad_value_fails_and_names_it():
+    cfg = load()
+    cfg["specimens"]["demo"]["pixel_size_nm"] = -40
+    with pytest.raises(WorkflowError, match="pixel_size_nm"):
+        validate(cfg, SCHEMA, set_default=True)
+
+
+def test_area_needs_tiles_or_image():
+    cfg = load()
+    cfg["specimens"]["demo"]["areas"]["A1"] = {"indentation": "x"}
+    with pytest.raises(WorkflowError):
+        validate(cfg, SCHEMA, set_default=True)
