@@ -1,0 +1,144 @@
+"""The Snakemake workflow itself: lint, dry runs, a tiny end-to-end run, and
+the partial rerun when a new indentation batch arrives."""
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+TINY_VIRTUAL = {
+    "seed": 11,
+    "fractions": {"pore": 0.05, "LD-C-S-H": 0.38, "HD-C-S-H": 0.25, "CH": 0.15, "ACC": 0.17},
+    "n_batches": [3, 1],
+    "batch_shape": [4, 4],
+    "spacing_um": 10.0,
+    "margin_um": 12.0,
+    "batch_origin_error_um": 1.0,
+    "grid_drift_um": 0.1,
+    "tile_shape_px": [384, 384],
+    "overlap_frac": 0.12,
+    "stage_error_um": 1.0,
+    "after_offset_um": [2.0, -1.5],
+    "load_mN": 2.0,
+    "noise_rel": 0.05,
+    "electrons_per_px": 200,
+}
+
+
+def tiny_config():
+    """A virtual specimen small enough to run end to end in about a minute."""
+    return {
+        "backscatter": {"beam_energy_keV": 20.0, "n_electrons": 300, "n_points": 5, "seed": 0},
+        "stitching": {"max_stage_error_um": 6.0, "chunk_px": 256},
+        "specimens": {"tiny": {
+            "pixel_size_nm": 100.0,
+            "virtual": copy.deepcopy(TINY_VIRTUAL),
+            "areas": {"A1": {"before": "resources/tiny/A1/before", "after": "resources/tiny/A1/after",
+                             "indentation": "resources/tiny/A1/indentation"}},
+            "indentation": {"search_radius_um": 4.0, "spacing_um": 10.0},
+            "stats": {"n_components": 2, "k_max": 3},
+            "dataset": {"block_um": 20.0},
+        }},
+    }
+
+
+def user_config():
+    """Data laid out as a user brings it: tiles and a folder of exports (batches discovered)."""
+    return {
+        "backscatter": {"beam_energy_keV": 20.0, "n_electrons": 300, "n_points": 5, "seed": 0},
+        "stitching": {"max_stage_error_um": 6.0, "chunk_px": 256},
+        "specimens": {"user": {
+            "pixel_size_nm": 100.0,
+            "areas": {"A1": {"before": "resources/tiny/A1/before", "after": "resources/tiny/A1/after",
+                             "indentation": "exports/A1"}},
+            "indentation": {"search_radius_um": 4.0, "spacing_um": 10.0},
+            "stats": {"n_components": 2, "k_max": 3},
+            "dataset": {"block_um": 20.0},
+        }},
+    }
+
+
+def run_smk(workdir, config, *args, check=True):
+    cfg = Path(workdir) / "config_test.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(dry_run_output):
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    text = dry_run_output
+    counts = {}
+    block = text.split("Job stats:")[-1] if "Job stats:" in text else ""
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_lint_is_clean():
+    proc = subprocess.run(SNAKEMAKE + ["--lint"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
+
+
+def test_demo_dry_run_plans_every_stage(tmp_path):
+    proc = run_smk(tmp_path, yaml.safe_load((REPO / "config.yaml").read_text()), "-n")
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    for rule in ["simulate_backscatter", "virtual_specimen_demo_A1", "stitch_tiles", "calibrate",
+                 "read_indentation", "register_after", "locate_indents", "crop_batch",
+                 "assemble_dataset", "deconvolve", "baselines", "figures_overview", "validate_virtual"]:
+        assert jobs.get(rule, 0) >= 1, (rule, jobs)
+    assert jobs["stitch_tiles"] == 2 and jobs["locate_indents"] == 2 and jobs["crop_batch"] == 2
+
+
+def test_duplicate_batch_id_fails_at_start(tmp_path):
+    exports = tmp_path / "exports" / "A1"
+    exports.mkdir(parents=True)
+    (exports / "b01.csv").write_text("INDENT,X,Y\n")
+    (exports / "b01.tsv").write_text("INDENT\tX\tY\n")
+    proc = run_smk(tmp_path, user_config(), "-n", check=False)
+    assert proc.returncode != 0
+    assert "duplicate batch id 'b01'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.workflow
+def test_tiny_virtual_specimen_end_to_end_and_new_batch(tmp_path):
+    """Run the tiny virtual specimen, then the same data as a user's: adding
+    one export plans only that batch's branch, the assembly and what follows."""
+    run_smk(tmp_path, tiny_config())
+    val = json.loads((tmp_path / "results/tiny/validation/A1.json").read_text())
+    assert val["pass"]["stitching"], val["stitching"]
+    assert val["pass"]["location"], val["location"]
+    assert (tmp_path / "results/tiny/dataset.h5").stat().st_size > 0
+
+    exports = tmp_path / "exports" / "A1"
+    exports.mkdir(parents=True)
+    for b in ("b01", "b02"):
+        shutil.copy(tmp_path / f"resources/tiny/A1/indentation/{b}.csv", exports / f"{b}.csv")
+    run_smk(tmp_path, user_config())
+    assert planned_jobs(run_smk(tmp_path, user_config(), "-n").stdout) == {}
+
+    shutil.copy(tmp_path / "resources/tiny/A1/indentation/b03.csv", exports / "b03.csv")
+    proc = run_smk(tmp_path, user_config(), "-n")
+    out = proc.stdout + proc.stderr
+    jobs = planned_jobs(out)
+    assert jobs.get("read_indentation") == 1 and jobs.get("locate_indents") == 1 and jobs.get("crop_batch") == 1, jobs
+    assert jobs.get("assemble_dataset") == 1, jobs
+    for untouched in ("stitch_tiles", "calibrate", "register_after", "simulate_backscatter"):
+        assert untouched not in jobs, jobs
+    planned_batches = set(re.findall(r"batch=(\w+)", out))
+    assert planned_batches == {"b03"}, planned_batches
