@@ -1,0 +1,36 @@
+"""Validation against a virtual specimen's truth: known offsets and errors."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from microprop import validation
+from microprop.errors import InputError
+
+
+def test_stitching_errors_remove_the_common_offset():
+    truth = pd.DataFrame({"tile": ["a", "b", "c"], "x_px": [100.0, 300.0, 500.0], "y_px": [50.0, 52.0, 49.0]})
+    placed = truth.copy()
+    placed[["x_px", "y_px"]] -= [100.0, 49.0]          # mosaic frame: a pure offset
+    placed.loc[1, "x_px"] += 3.0                      # one tile off by 3 px in x
+    res = validation.stitching_errors(truth, placed)
+    # the offset estimate moves by 1 px; errors are 1, 2, 1 px
+    assert res["max_px"] == pytest.approx(2.0)
+    assert res["median_px"] == pytest.approx(1.0)
+
+
+def test_location_errors_in_micrometres():
+    truth = pd.DataFrame({"batch": ["b1"] * 2, "indent": [1, 2], "x_px": [10.0, 20.0], "y_px": [5.0, 5.0]})
+    loc = pd.DataFrame({"batch": ["b1"] * 2, "indent": [1, 2], "x_px": [13.0, 20.0], "y_px": [9.0, 5.0]})
+    res = validation.location_errors(truth, loc, offset_px=[0.0, 0.0], pixel_size_nm=100.0)
+    assert res["max_um"] == pytest.approx(0.5)                  # 5 px
+    assert res["rms_um"] == pytest.approx(np.sqrt(0.5 ** 2 / 2))
+    with pytest.raises(InputError):
+        validation.location_errors(truth, loc.assign(batch="other"), [0, 0], 100.0)
+
+
+def test_gmm_errors():
+    truth = {"CH": {"fraction": 0.2, "E_mean_GPa": 50.0}}
+    gmm = pd.DataFrame({"phase": ["CH", "extra-1"], "fraction": [0.23, 0.1], "mean": [55.0, 1.0]})
+    res = validation.gmm_errors(truth, gmm)
+    assert res["max_fraction_abs_error"] == pytest.approx(0.03)
+    assert res["max_mean_rel_error"] == pytest.approx(0.1)
