@@ -23,9 +23,9 @@ TINY_VIRTUAL = {
     "margin_um": 12.0,
     "batch_origin_error_um": 1.0,
     "grid_drift_um": 0.1,
-    "tile_shape_px": [384, 384],
-    "overlap_frac": 0.12,
-    "stage_error_um": 1.0,
+    "tile_shape_px": [512, 512],
+    "overlap_frac": 0.15,
+    "stage_error_um": 0.8,
     "after_offset_um": [2.0, -1.5],
     "load_mN": 2.0,
     "noise_rel": 0.05,
@@ -37,7 +37,7 @@ def tiny_config():
     """A virtual specimen small enough to run end to end in about a minute."""
     return {
         "backscatter": {"beam_energy_keV": 20.0, "n_electrons": 300, "n_points": 5, "seed": 0},
-        "stitching": {"max_stage_error_um": 6.0, "chunk_px": 256},
+        "stitching": {"max_stage_error_um": 4.0, "chunk_px": 256},
         "specimens": {"tiny": {
             "pixel_size_nm": 100.0,
             "virtual": copy.deepcopy(TINY_VIRTUAL),
@@ -54,7 +54,7 @@ def user_config():
     """Data laid out as a user brings it: tiles and a folder of exports (batches discovered)."""
     return {
         "backscatter": {"beam_energy_keV": 20.0, "n_electrons": 300, "n_points": 5, "seed": 0},
-        "stitching": {"max_stage_error_um": 6.0, "chunk_px": 256},
+        "stitching": {"max_stage_error_um": 4.0, "chunk_px": 256},
         "specimens": {"user": {
             "pixel_size_nm": 100.0,
             "areas": {"A1": {"before": "resources/tiny/A1/before", "after": "resources/tiny/A1/after",

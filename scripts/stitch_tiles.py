@@ -1,0 +1,35 @@
+"""Rule script: stitch a folder of overlapping BSE tiles into a zarr mosaic.
+
+Expects (Snakemake names):
+
+- ``snakemake.input.tiles`` (path): the tile folder holding ``layout.csv``
+  (columns ``tile, file, row, col, x_um, y_um``) and the tiles; a mock job
+  may give ``snakemake.input.layout`` (the CSV itself) instead.
+- ``snakemake.params.pixel_size_nm`` (float, nm per pixel).
+- ``snakemake.params.max_stage_error_um`` (float, um): largest deviation,
+  per axis, of the offset between two neighbouring tiles from the nominal
+  layout; links beyond it are dropped.
+- ``snakemake.params.chunk`` (int, px): zarr chunk edge, conventionally 1024.
+- ``snakemake.output.mosaic`` (path, ``*.zarr`` directory): 2D uint8/uint16
+  mosaic, attrs ``pixel_size_nm``, ``origin_um``, ``n_tiles``, ``blend``.
+- ``snakemake.output.table`` (path, CSV): per tile ``tile, row, col, x_px,
+  y_px, nominal_x_px, nominal_y_px, residual_px, n_links, x_um, y_um``.
+
+Both outputs are written atomically; on bad input (missing, truncated or
+mismatched tiles, duplicate ids) an InputError is raised before any output
+exists.
+"""
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+from microprop.stitch import stitch  # noqa: E402
+
+stitch(
+    snakemake.input.get("tiles") or snakemake.input.layout,
+    snakemake.output.mosaic,
+    snakemake.output.table,
+    pixel_size_nm=float(snakemake.params.pixel_size_nm),
+    max_stage_error_um=float(snakemake.params.max_stage_error_um),
+    chunk=int(snakemake.params.get("chunk", 1024)),
+)

@@ -1,0 +1,347 @@
+"""Tests of microprop.stitch against tile sets whose true positions are known."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import zarr
+from scipy import ndimage as ndi
+
+from microprop import stitch as S
+from microprop.errors import InputError
+
+PIXEL_NM = 500.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+def textured_image(shape, rng):
+    """Smoothed random field plus bright and dark discs, uint8."""
+    f = ndi.gaussian_filter(rng.normal(size=shape), 3)
+    f = (f - f.mean()) / f.std() * 25 + 110
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for _ in range(60):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(4, 15)
+        f[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += rng.choice([-60, 70])
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def position_errors(table, truth):
+    """Placed minus true tile positions after removing the common offset (px)."""
+    tr = truth.set_index("tile").loc[table["tile"]]
+    ex = (table["x_px"].to_numpy() - tr["x_px"].to_numpy()).astype(float)
+    ey = (table["y_px"].to_numpy() - tr["y_px"].to_numpy()).astype(float)
+    return np.hypot(ex - np.median(ex), ey - np.median(ey))
+
+
+def mosaic_vs_source(mosaic, table, truth, source, border=10):
+    """Source crop aligned with the mosaic, and the mosaic, both interior."""
+    tr = truth.set_index("tile").loc[table["tile"]]
+    offx = int(np.round(np.median(tr["x_px"].to_numpy() - table["x_px"].to_numpy())))
+    offy = int(np.round(np.median(tr["y_px"].to_numpy() - table["y_px"].to_numpy())))
+    # mosaic pixel p shows source pixel p + off; keep what both cover
+    y0, x0 = max(0, -offy), max(0, -offx)
+    y1 = min(mosaic.shape[0], source.shape[0] - offy)
+    x1 = min(mosaic.shape[1], source.shape[1] - offx)
+    m = mosaic[y0 + border:y1 - border, x0 + border:x1 - border].astype(float)
+    s = source[y0 + offy + border:y1 + offy - border, x0 + offx + border:x1 + offx - border].astype(float)
+    return m, s
+
+
+def run_stitch(tmp_path, tiles, layout, max_err_um, chunk=256):
+    folder = tmp_path / "tiles"
+    S.write_tile_set(folder, tiles, layout)
+    out_m, out_t = tmp_path / "mosaic.zarr", tmp_path / "stitch.csv"
+    table = S.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=max_err_um, chunk=chunk)
+    return table, zarr.open_array(str(out_m), mode="r"), pd.read_csv(out_t, dtype={"tile": str})
+
+
+# ----------------------------------------------------------------- known-answer stitching
+
+def test_synthetic_grid_with_drift_and_noise(tmp_path, rng):
+    img = textured_image((620, 820), rng)
+    tiles, layout, truth = S.cut_tiles(img, 3, 4, (220, 220), 0.12, 5, rng, PIXEL_NM,
+                                       gain_sd=0.05, offset_sd=5.0, counts_per_level=4)
+    # the nominal layout alone is off by several px
+    nominal_err = position_errors(
+        pd.DataFrame({"tile": layout["tile"], "x_px": np.rint(layout["x_um"] * 2).astype(int),
+                      "y_px": np.rint(layout["y_um"] * 2).astype(int)}), truth)
+    assert nominal_err.max() >= 3
+    table, mosaic, csv = run_stitch(tmp_path, tiles, layout, max_err_um=6.0)
+    err = position_errors(table, truth)
+    assert np.median(err) <= 1.0 and err.max() <= 3.0, err
+    assert list(csv.columns[:9]) == list(S.TABLE_COLUMNS[:9])
+    assert (csv["n_links"] >= 2).all() and (csv["residual_px"] < 1.5).all()
+    # mosaic = the mosaic of the same degraded tiles placed at their true positions
+    ideal = tmp_path / "ideal.zarr"
+    tpos = truth.assign(x_px=truth["x_px"] - truth["x_px"].min(), y_px=truth["y_px"] - truth["y_px"].min(),
+                        x_um=0.0, y_um=0.0)
+    S.write_mosaic(S.read_layout(tmp_path / "tiles"), None, tpos, ideal, PIXEL_NM, chunk=256)
+    ideal = zarr.open_array(str(ideal), mode="r")[:]
+    m, s = mosaic_vs_source(mosaic[:], table, tpos, ideal)
+    assert np.corrcoef(m.ravel(), s.ravel())[0, 1] > 0.99
+    # and it matches the clean source up to the tiles' drift and noise
+    m, s = mosaic_vs_source(mosaic[:], table, truth, img)
+    assert np.corrcoef(m.ravel(), s.ravel())[0, 1] > 0.9
+    assert mosaic.attrs["n_tiles"] == 12 and mosaic.attrs["pixel_size_nm"] == PIXEL_NM
+    # origin: stage position of mosaic pixel [0,0] = min placed position
+    assert np.allclose(mosaic.attrs["origin_um"], [table["x_um"].min(), table["y_um"].min()])
+
+
+def test_clean_tiles_mosaic_equals_source(tmp_path, rng):
+    img = textured_image((520, 700), rng)
+    tiles, layout, truth = S.cut_tiles(img, 2, 3, (240, 240), 0.1, 6, rng, PIXEL_NM)
+    table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=7.0, chunk=128)
+    assert position_errors(table, truth).max() == 0
+    m, s = mosaic_vs_source(mosaic[:], table, truth, img, border=0)
+    # every covered pixel: feathering of identical values returns the value
+    covered = np.zeros(mosaic.shape, bool)
+    for x, y in zip(table["x_px"], table["y_px"]):
+        covered[y:y + 240, x:x + 240] = True
+    assert m.shape == s.shape
+    assert np.array_equal(m[covered[:m.shape[0], :m.shape[1]]], s[covered[:m.shape[0], :m.shape[1]]])
+    assert (mosaic[:][~covered] == 0).all()
+
+
+def test_real_micrograph_tiles(tmp_path, rng, real_bse_image):
+    tiles, layout, truth = S.cut_tiles(real_bse_image, 3, 3, (280, 280), 0.1, 6, rng, PIXEL_NM,
+                                       gain_sd=0.05, offset_sd=5.0, counts_per_level=4)
+    table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=8.0)
+    err = position_errors(table, truth)
+    assert np.median(err) <= 1.0 and err.max() <= 3.0, err
+    m, s = mosaic_vs_source(mosaic[:], table, truth, real_bse_image)
+    assert np.corrcoef(m.ravel(), s.ravel())[0, 1] > 0.9
+
+
+def test_real_micrograph_clean_reproduced(tmp_path, rng, real_bse_image):
+    tiles, layout, truth = S.cut_tiles(real_bse_image, 3, 3, (280, 280), 0.1, 6, rng, PIXEL_NM)
+    table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=8.0)
+    assert position_errors(table, truth).max() <= 1.0
+    m, s = mosaic_vs_source(mosaic[:], table, truth, real_bse_image)
+    assert np.corrcoef(m.ravel(), s.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("suffix,dtype", [(".tif", np.uint8), (".png", np.uint16)])
+def test_single_image_layout(tmp_path, rng, suffix, dtype):
+    img = (rng.random((300, 410)) * (np.iinfo(dtype).max + 1)).astype(dtype)
+    layout = pd.DataFrame([dict(tile="all", file="image" + suffix, row=0, col=0, x_um=12.5, y_um=-3.0)])
+    table, mosaic, csv = run_stitch(tmp_path, [img], layout, max_err_um=5.0, chunk=128)
+    assert mosaic.dtype == dtype and np.array_equal(mosaic[:], img)
+    assert mosaic.attrs["origin_um"] == [12.5, -3.0] and mosaic.attrs["n_tiles"] == 1
+    assert csv.loc[0, "x_px"] == 0 and csv.loc[0, "n_links"] == 0
+
+
+def test_rgb_grey_png_reduced(tmp_path, rng):
+    grey = (rng.random((50, 60)) * 255).astype(np.uint8)
+    from PIL import Image
+
+    Image.fromarray(np.dstack([grey] * 3)).save(tmp_path / "g.png")
+    assert np.array_equal(S.load_tile(tmp_path / "g.png"), grey)
+    colour = np.dstack([grey, grey, 255 - grey])
+    Image.fromarray(colour).save(tmp_path / "c.png")
+    with pytest.raises(InputError, match="c.png"):
+        S.load_tile(tmp_path / "c.png")
+
+
+# ----------------------------------------------------------------- pieces
+
+def test_register_pair_subpixel(rng):
+    base = ndi.gaussian_filter(rng.normal(size=(300, 400)), 2.5)
+    true_dx, true_dy = 181.3, -2.6  # b's [0,0] on a's pixel (dy, dx)
+    shifted = ndi.shift(base, (-true_dy, -true_dx), order=3, mode="nearest")
+    a = base[10:210, 10:210]
+    b = shifted[10:210, 10:210]
+    res = S.register_pair(a, b, nominal_dx=180.0, nominal_dy=0.0, margin_px=6)
+    assert abs(res["dx"] - true_dx) < 0.2 and abs(res["dy"] - true_dy) < 0.2, res
+    assert res["quality"] > 0.9 and not res["at_limit"]
+    # an offset beyond the search margin is flagged
+    res = S.register_pair(a, b, nominal_dx=172.0, nominal_dy=0.0, margin_px=4)
+    assert res["at_limit"]
+
+
+def _links(rows):
+    df = pd.DataFrame(rows, columns=["tile_a", "tile_b", "dx_px", "dy_px", "weight"])
+    df["valid"] = True
+    return df
+
+
+def _grid(n, step_um, jitter, rng):
+    layout = pd.DataFrame([dict(tile=f"t{r}{c}", file="", row=r, col=c, x_um=c * step_um,
+                                y_um=r * step_um) for r in range(n) for c in range(n)])
+    true = layout[["x_um", "y_um"]].to_numpy() * 2 + rng.integers(-jitter, jitter + 1, (n * n, 2))
+    pairs = [(r * n + c, r * n + c + 1) for r in range(n) for c in range(n - 1)]
+    pairs += [(r * n + c, (r + 1) * n + c) for r in range(n - 1) for c in range(n)]
+    return layout, true.astype(float), pairs
+
+
+def test_solve_positions_exact_and_gauge(rng):
+    layout, true, pairs = _grid(3, 50.0, 6, rng)
+    true += 0.3  # keeps rounding away from .5 ties
+    ids = layout["tile"]
+    links = _links([(ids[p], ids[q], *(true[q] - true[p]), rng.uniform(0.5, 1)) for p, q in pairs])
+    pos = S.solve_positions(layout, links, PIXEL_NM)
+    placed = pos[["x_px", "y_px"]].to_numpy()
+    assert np.array_equal(placed - placed[0], np.rint(true - true[0]))
+    assert np.allclose(pos["residual_px"], 0, atol=1e-6) and (pos["n_links"] >= 2).all()
+    # gauge: mean placed stage position = mean nominal (up to rounding); origin = min
+    assert abs(pos["x_um"].mean() - layout["x_um"].mean()) <= 0.25
+    assert abs(pos["y_um"].mean() - layout["y_um"].mean()) <= 0.25
+    assert pos["x_px"].min() == 0 and pos["y_px"].min() == 0
+
+
+def test_solve_positions_robust_to_one_wrong_link(rng):
+    layout, true, pairs = _grid(3, 50.0, 6, rng)
+    ids = layout["tile"]
+    rows = [(ids[p], ids[q], *(true[q] - true[p]), 1.0) for p, q in pairs]
+    k = pairs.index((4, 5))  # centre -> middle right: part of two loops
+    rows[k] = (rows[k][0], rows[k][1], rows[k][2] + 8.0, rows[k][3], 1.0)
+
+    def max_err(pos):
+        e = pos[["x_px", "y_px"]].to_numpy() - true
+        return np.abs(e - np.median(e, axis=0)).max()
+
+    assert max_err(S.solve_positions(layout, _links(rows), PIXEL_NM, robust_iter=0)) >= 2
+    robust = S.solve_positions(layout, _links(rows), PIXEL_NM)
+    assert max_err(robust) <= 1
+    res = robust.set_index("tile")["residual_px"]
+    assert res[ids[4]] > 2 * res[ids[0]]  # the wrong link shows in its tiles' residuals
+
+
+def test_unlinked_tile_keeps_nominal():
+    layout = pd.DataFrame(dict(tile=list("abc"), file="", row=[0, 0, 0], col=[0, 1, 2],
+                               x_um=[0.0, 50.0, 100.0], y_um=[0.0, 0.0, 0.0]))
+    links = _links([("a", "b", 104.6, 3.0, 1.0)])
+    pos = S.solve_positions(layout, links, PIXEL_NM).set_index("tile")
+    # fitted a = -2.3, b = 102.3 px (gauge: their mean stays 50 px), then rounded
+    assert pos.loc["b", "x_px"] - pos.loc["a", "x_px"] == 104
+    assert pos.loc["c", "n_links"] == 0 and np.isnan(pos.loc["c", "residual_px"])
+    # c at its nominal 200 px; a, b centred on their nominal mean (50 px)
+    assert pos.loc["c", "x_um"] == 100.0
+    assert abs((pos.loc["a", "x_um"] + pos.loc["b", "x_um"]) / 2 - 25.0) <= 0.25
+
+
+def test_featureless_tile_link_dropped(tmp_path, rng):
+    img = textured_image((300, 580), rng)
+    tiles, layout, truth = S.cut_tiles(img, 1, 3, (200, 200), 0.1, 3, rng, PIXEL_NM)
+    tiles[2] = (rng.random(tiles[2].shape) * 255).astype(np.uint8)  # unrelated noise
+    folder = tmp_path / "t"
+    S.write_tile_set(folder, tiles, layout)
+    lay = S.read_layout(folder)
+    links = S.register_pairs(lay, folder, PIXEL_NM, 3.0)
+    bad = links[(links["tile_b"] == "r000_c002")]
+    good = links[(links["tile_b"] == "r000_c001")]
+    assert not bad["valid"].any() and good["valid"].all()
+    pos = S.solve_positions(lay, links, PIXEL_NM).set_index("tile")
+    assert pos.loc["r000_c002", "n_links"] == 0
+
+
+# ----------------------------------------------------------------- bad inputs
+
+@pytest.fixture
+def tile_set(tmp_path, rng):
+    img = textured_image((260, 400), rng)
+    tiles, layout, _ = S.cut_tiles(img, 1, 2, (200, 200), 0.1, 2, rng, PIXEL_NM)
+    folder = tmp_path / "tiles"
+    S.write_tile_set(folder, tiles, layout)
+    return folder, layout
+
+
+def _assert_fails_cleanly(tmp_path, folder, match):
+    out_m, out_t = tmp_path / "out" / "mosaic.zarr", tmp_path / "out" / "stitch.csv"
+    with pytest.raises(InputError, match=match):
+        S.stitch(folder, out_m, out_t, PIXEL_NM)
+    assert not out_m.exists() and not out_t.exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_missing_tile_file(tmp_path, tile_set):
+    folder, layout = tile_set
+    (folder / layout["file"][1]).unlink()
+    _assert_fails_cleanly(tmp_path, folder, r"tile_r000_c001\.tif.*r000_c001.*not found")
+
+
+def test_truncated_tile_file(tmp_path, tile_set):
+    folder, layout = tile_set
+    path = folder / layout["file"][1]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _assert_fails_cleanly(tmp_path, folder, r"tile_r000_c001\.tif.*(truncated or corrupt)")
+
+
+def test_wrong_tile_size(tmp_path, tile_set, rng):
+    folder, layout = tile_set
+    tifffile.imwrite(folder / layout["file"][1], (rng.random((200, 180)) * 255).astype(np.uint8))
+    _assert_fails_cleanly(tmp_path, folder, r"tile_r000_c001\.tif.*200x180.*expected 200x200")
+
+
+def test_wrong_tile_dtype(tmp_path, tile_set, rng):
+    folder, layout = tile_set
+    tifffile.imwrite(folder / layout["file"][1], (rng.random((200, 200)) * 999).astype(np.uint16))
+    _assert_fails_cleanly(tmp_path, folder, r"tile_r000_c001\.tif.*uint16.*expected 200x200 uint8")
+
+
+def test_duplicate_tile_id(tmp_path, tile_set):
+    folder, layout = tile_set
+    lay = layout.copy()
+    lay.loc[1, "tile"] = lay.loc[0, "tile"]
+    lay.to_csv(folder / "layout.csv", index=False)
+    _assert_fails_cleanly(tmp_path, folder, r"layout\.csv.*duplicate tile id.*r000_c000")
+
+
+def test_bad_layout_value(tmp_path, tile_set):
+    folder, layout = tile_set
+    lay = layout.copy().astype({"x_um": object})
+    lay.loc[1, "x_um"] = "abc"
+    lay.to_csv(folder / "layout.csv", index=False)
+    _assert_fails_cleanly(tmp_path, folder, r"layout\.csv, line 3 \(tile r000_c001\): x_um")
+
+
+def test_missing_layout(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _assert_fails_cleanly(tmp_path, tmp_path / "empty", "layout.csv.*not found")
+
+
+def test_rule_script_mock(tmp_path, tile_set):
+    folder, _ = tile_set
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"input: {{layout: {folder / 'layout.csv'}}}\n"
+        f"output: {{mosaic: {tmp_path / 'm.zarr'}, table: {tmp_path / 's.csv'}}}\n"
+        "params: {pixel_size_nm: 500.0, max_stage_error_um: 3.0, chunk: 128}\n")
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "stitch_tiles.py"), "--mock", str(job)],
+                         cwd=REPO, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(tmp_path / "s.csv")
+    assert len(table) == 2 and (table["n_links"] == 1).all()
+    arr = zarr.open_array(str(tmp_path / "m.zarr"), mode="r")
+    assert arr.chunks == (128, 128) and arr.attrs["n_tiles"] == 2
+
+
+def test_small_tile_cache_gives_same_mosaic(tmp_path, rng, monkeypatch):
+    img = textured_image((420, 600), rng)
+    tiles, layout, _ = S.cut_tiles(img, 2, 3, (200, 200), 0.1, 4, rng, PIXEL_NM,
+                                   gain_sd=0.05, offset_sd=5.0)
+    folder = tmp_path / "t"
+    S.write_tile_set(folder, tiles, layout)
+    lay = S.read_layout(folder)
+    pos = S.solve_positions(lay, S.register_pairs(lay, folder, PIXEL_NM, 5.0), PIXEL_NM)
+    big = S.write_mosaic(lay, folder, pos, tmp_path / "a.zarr", PIXEL_NM, chunk=64, cache_size=16)[:]
+    # count tiles alive in the cache: never more than cache_size
+    live = []
+    orig = S._TileCache.get
+
+    def get(self, file):
+        out = orig(self, file)
+        live.append(len(self._cache))
+        return out
+
+    monkeypatch.setattr(S._TileCache, "get", get)
+    small = S.write_mosaic(lay, folder, pos, tmp_path / "b.zarr", PIXEL_NM, chunk=64, cache_size=1)[:]
+    assert np.array_equal(big, small) and max(live) == 1
+    last = S.write_mosaic(lay, folder, pos, tmp_path / "c.zarr", PIXEL_NM, chunk=64, blend="last")[:]
+    # last-wins: the bottom-right tile's pixels appear unchanged in the mosaic
+    x, y = pos["x_px"].iloc[-1], pos["y_px"].iloc[-1]
+    assert np.array_equal(last[y:y + 200, x:x + 200], tiles[-1])
