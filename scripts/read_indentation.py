@@ -1,0 +1,44 @@
+"""Rule script: read one batch's indentation export into the standard indents table.
+
+snakemake.input.export : path
+    The instrument export of one batch (CSV/TSV/TXT; KLA Express/NanoBlitz-like
+    by default; metadata lines before the header are skipped).
+snakemake.params.batch : str
+    Batch name, written into the ``batch`` column.
+snakemake.params.columns : dict or None
+    Standard key -> header name in the file; keys ``indent, x, y, depth, load,
+    stiffness, hardness, modulus`` (None: ``INDENT, X, Y, DEPTH, LOAD,
+    STIFFNESS, HARDNESS, MODULUS``).
+snakemake.params.units : dict or None
+    Same keys -> unit string (None: um, um, nm, mN, N/m, GPa, GPa); see
+    ``microprop.nanoindentation.read_export``.
+snakemake.output.indents : path (CSV)
+    Accepted rows: ``batch, indent, x_um, y_um, depth_nm, load_mN,
+    stiffness_N_per_m, H_GPa, E_GPa, source_row``.
+snakemake.output.rejected : path (CSV)
+    Rejected rows: the same columns plus ``reason``.
+
+Raises InputError (naming the file) when no row is accepted.
+"""
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+import logging  # noqa: E402
+
+from microprop.errors import InputError  # noqa: E402
+from microprop.io import write_table  # noqa: E402
+from microprop.nanoindentation import read_export  # noqa: E402
+
+log = logging.getLogger("microprop.read_indentation")
+
+path = str(snakemake.input.export)
+accepted, rejected = read_export(path, batch=str(snakemake.params.batch),
+                                 columns=snakemake.params.get("columns"),
+                                 units=snakemake.params.get("units"))
+if accepted.empty:
+    raise InputError(f"{path}: no valid indent in the export ({len(rejected)} rows rejected; first "
+                     f"reasons: {list(rejected['reason'][:3])})")
+write_table(rejected, snakemake.output.rejected)
+write_table(accepted, snakemake.output.indents)
+log.info("wrote %d indents, %d rejected rows", len(accepted), len(rejected))

@@ -1,0 +1,124 @@
+"""Rule script: virtual grid indentation of one real micrograph (SIMULATED targets).
+
+The E and H written here are not measurements: the image is segmented by grey
+level into pore, LD-C-S-H, HD-C-S-H, CH and ACC, a regular grid is laid over
+it, and the forward model of ``microprop.nanoindentation`` draws literature
+phase properties and homogenises them over each indent's interaction zone.
+
+snakemake.input.image : path
+    Grey BSE micrograph, PNG or TIFF (RGB with equal channels is accepted).
+snakemake.params.pixel_size_nm : float
+    Pixel size of the image (nm).
+snakemake.params.spacing_um : float
+    Grid spacing (um).
+snakemake.params.crop_size_um : float
+    Crop size of the dataset (um); indents keep half of it from the field edge.
+snakemake.params.load_mN : float
+    Peak load (mN).
+snakemake.params.noise_rel : float
+    Relative measurement noise of E and H.
+snakemake.params.seed : int
+    Random seed.
+snakemake.params.batch : str
+    Batch name (e.g. "v01").
+snakemake.params.indenter_offset_um : [float, float]
+    ``[dx, dy]``: stage = indenter_axes * indenter + offset.
+snakemake.params.indenter_axes : [int, int]
+    ``[sx, sy]``, each +1 or -1.
+snakemake.output.export : path (CSV)
+    KLA-like export ``INDENT, X, Y, DEPTH, LOAD, STIFFNESS, HARDNESS,
+    MODULUS`` (um, um, nm, mN, N/m, GPa, GPa); X, Y in indenter coordinates
+    ``X = sx * (stage_x - dx)`` with stage = pixel * pixel_size (pixel (0, 0)
+    at stage (0, 0)).
+snakemake.output.labels : path (.npy)
+    uint8 phase label map (0 pore .. 4 ACC) used for the simulation.
+snakemake.output.note : path (JSON)
+    States that the targets are SIMULATED, with phase fractions, parameters
+    and the phase properties used.
+snakemake.output.indents : path (CSV), optional
+    The full simulated table (positions in px and um, true and noisy E/H,
+    zone fractions ``f_<phase>``, dominant ``phase``).
+"""
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+import logging  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from microprop.errors import InputError  # noqa: E402
+from microprop.io import atomic_path, sha256_file, write_json, write_table  # noqa: E402
+from microprop.nanoindentation import PHASE_PROPERTIES, PHASES, virtual_indentation, write_export  # noqa: E402
+
+log = logging.getLogger("microprop.virtual_indentation")
+
+
+def read_grey(path):
+    """Read a PNG/TIFF as a 2D grey array (one channel of an equal-channel RGB)."""
+    from skimage import io as skio
+
+    try:
+        img = skio.imread(path)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read image ({exc})") from exc
+    if img.ndim == 3:
+        chans = img[..., :3] if img.shape[-1] >= 3 else img
+        if chans.shape[-1] > 1 and not all(np.array_equal(chans[..., 0], chans[..., k])
+                                           for k in range(1, chans.shape[-1])):
+            raise InputError(f"{path}: colour image (channels differ); expected a grey BSE micrograph")
+        img = chans[..., 0]
+    if img.ndim != 2:
+        raise InputError(f"{path}: expected a 2D grey image, found shape {img.shape}")
+    return np.ascontiguousarray(img)
+
+
+p = snakemake.params
+image_path = str(snakemake.input.image)
+image = read_grey(image_path)
+pixel_size_nm = float(p.pixel_size_nm)
+spacing_um = float(p.spacing_um)
+margin_um = 0.5 * float(p.crop_size_um)
+dx, dy = (float(v) for v in p.indenter_offset_um)
+sx, sy = (int(v) for v in p.indenter_axes)
+if sx not in (1, -1) or sy not in (1, -1):
+    raise InputError(f"indenter_axes {list(p.indenter_axes)} for {image_path}: expected +1 or -1 each")
+
+rng = np.random.default_rng(int(p.seed))
+indents, labels = virtual_indentation(image, pixel_size_nm, spacing_um, rng, load_mN=float(p.load_mN),
+                                      margin_um=margin_um, noise_rel=float(p.noise_rel))
+indents.insert(0, "batch", str(p.batch))
+
+# specimen frame (stage, um) -> indenter coordinates: stage = s * X + d  =>  X = s * (stage - d)
+export = indents.copy()
+export["x_um"] = sx * (indents["x_um"] - dx)
+export["y_um"] = sy * (indents["y_um"] - dy)
+
+area = np.bincount(labels.ravel(), minlength=len(PHASES)) / labels.size
+zone_cols = [f"f_{ph}" for ph in PHASES]
+note = {
+    "targets": "SIMULATED",
+    "statement": ("E_GPa and H_GPa of this batch are SIMULATED by virtual indentation of a grey-level "
+                  "segmentation of a real micrograph with literature phase properties; they are not "
+                  "measurements."),
+    "image": image_path, "image_sha256": sha256_file(image_path),
+    "batch": str(p.batch), "n_indents": int(len(indents)),
+    "grid": {"n_rows": int(indents["row"].max() + 1), "n_cols": int(indents["col"].max() + 1),
+             "spacing_um": spacing_um, "margin_um": margin_um},
+    "parameters": {"pixel_size_nm": pixel_size_nm, "load_mN": float(p.load_mN),
+                   "noise_rel": float(p.noise_rel), "seed": int(p.seed),
+                   "indenter_offset_um": [dx, dy], "indenter_axes": [sx, sy]},
+    "phase_area_fractions": dict(zip(PHASES, area)),
+    "mean_zone_fractions": dict(zip(PHASES, indents[zone_cols].mean().to_numpy())),
+    "dominant_phase_counts": {ph: int((indents["phase"] == ph).sum()) for ph in PHASES},
+    "phase_properties": PHASE_PROPERTIES.reset_index().to_dict(orient="records"),
+}
+
+write_export(export, snakemake.output.export)
+with atomic_path(snakemake.output.labels) as tmp:
+    with open(tmp, "wb") as fh:
+        np.save(fh, labels.astype(np.uint8))
+if snakemake.output.get("indents"):
+    write_table(indents, snakemake.output.indents)
+write_json(note, snakemake.output.note)
+log.info("virtual indentation of %s: %d SIMULATED indents written", image_path, len(indents))
