@@ -53,13 +53,13 @@ rule baselines:
         table="results/{specimen}/stats/baselines.csv",
         fig_table_model=report(
             "results/{specimen}/figures/table_model_E.png",
-            caption="../report/table_model.rst",
+            caption="../report/table_model_E.rst",
             category="Baselines",
             labels={"specimen": "{specimen}", "target": "E"},
         ),
         fig_table_model_H=report(
             "results/{specimen}/figures/table_model_H.png",
-            caption="../report/table_model.rst",
+            caption="../report/table_model_H.rst",
             category="Baselines",
             labels={"specimen": "{specimen}", "target": "H"},
         ),

@@ -1,0 +1,302 @@
+"""Known-answer tests of microprop.stats."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from microprop import stats
+from microprop.errors import InputError
+
+LIT_E = [26.5, 34.8, 52.0, 122.0]
+SD_E = [3.0, 3.0, 5.0, 15.0]
+FRACTIONS = [0.35, 0.30, 0.15, 0.20]
+PHASES = ["LD-C-S-H", "HD-C-S-H", "CH", "ACC"]
+
+
+def sample_mixture(rng, means, sds, fractions, n):
+    counts = rng.multinomial(n, fractions)
+    x = np.concatenate([rng.normal(m, s, k) for m, s, k in zip(means, sds, counts)])
+    return rng.permutation(x)
+
+
+def test_deconvolve_recovers_literature_mixture(rng):
+    x = sample_mixture(rng, LIT_E, SD_E, FRACTIONS, 2000)
+    table = stats.deconvolve(x, n_components=4, seed=0)
+    assert list(table.columns) == ["component", "phase", "fraction", "mean", "std"]
+    assert list(table["phase"]) == PHASES
+    np.testing.assert_allclose(table["fraction"], FRACTIONS, atol=0.05)
+    np.testing.assert_allclose(table["mean"], LIT_E, rtol=0.10)
+    assert table["fraction"].sum() == pytest.approx(1.0)
+    assert table.attrs["n"] == 2000
+
+
+def test_deconvolve_names_shuffled_and_extra_components(rng):
+    # H values: 5 components -> the one nearest no phase is "extra-<component>"
+    ref = {"LD-C-S-H": 0.9, "HD-C-S-H": 1.2, "CH": 1.8, "ACC": 8.0}
+    x = sample_mixture(rng, [0.3, 0.9, 1.4, 2.5, 8.0], [0.03, 0.05, 0.07, 0.12, 0.5],
+                       [0.2, 0.3, 0.2, 0.15, 0.15], 3000)
+    table = stats.deconvolve(x, n_components=5, seed=0, quantity="H_GPa", reference=ref)
+    assert list(table["phase"]) == ["extra-0", "LD-C-S-H", "HD-C-S-H", "CH", "ACC"]
+    assert np.all(np.diff(table["mean"]) > 0)
+
+
+def test_name_components_uses_optimal_assignment():
+    # greedy nearest naming would call both 30 and 33 "HD-C-S-H"-ish; optimal gives distinct names
+    names = stats.name_components([24.0, 33.0, 60.0], {"LD-C-S-H": 26.5, "HD-C-S-H": 34.8,
+                                                       "CH": 52.0, "ACC": 122.0})
+    assert names == ["LD-C-S-H", "HD-C-S-H", "CH"]
+
+
+def test_deconvolve_rejects_too_few_values():
+    with pytest.raises(InputError, match="located.csv"):
+        stats.deconvolve([1.0, 2.0, np.nan], n_components=4, what="located.csv")
+
+
+def test_component_curves_integrate_to_one(rng):
+    x = sample_mixture(rng, LIT_E, SD_E, FRACTIONS, 1000)
+    table = stats.deconvolve(x, seed=0, n_init=2)
+    grid = np.linspace(-50, 250, 20001)
+    total = np.trapezoid(stats.component_curves(grid, table).sum(axis=0), grid)
+    assert total == pytest.approx(1.0, abs=1e-3)
+
+
+def test_bic_minimum_at_true_k(rng):
+    x = sample_mixture(rng, [10.0, 20.0, 30.0], [1.0, 1.0, 1.0], [0.3, 0.3, 0.4], 1000)
+    bic = stats.bic_table(x, k_range=range(1, 7), seed=0, n_init=2)
+    assert list(bic["k"]) == [1, 2, 3, 4, 5, 6]
+    assert bic.loc[bic["best"], "k"].tolist() == [3]
+    assert bic["bic"].idxmin() == 2
+    # BIC penalises more than AIC for N > e^2: BIC - AIC = p (ln N - 2), p = 3k - 1
+    p = 3 * bic["k"] - 1
+    np.testing.assert_allclose(bic["bic"] - bic["aic"], p * (np.log(1000) - 2), rtol=1e-9)
+
+
+def test_hydration_hand_values():
+    w_c = 0.5
+    p_c = 0.32 / (w_c + 0.32)
+    assert stats.hydration({"ACC": 0.0}, w_c)["alpha"] == pytest.approx(1.0)
+    assert stats.hydration({"ACC": p_c}, w_c)["alpha"] == pytest.approx(0.0)
+    # half the initial clinker left -> alpha 0.5
+    assert stats.hydration({"ACC": p_c / 2}, w_c)["alpha"] == pytest.approx(0.5)
+    # Tennis & Jennings at w/c 0.5, alpha 0.8: 3.017*0.5*0.8 - 1.347*0.8 + 0.538 = 0.6672
+    f_acc = (1 - 0.8) * p_c
+    out = stats.hydration({"ACC": f_acc, "LD-C-S-H": 0.3, "HD-C-S-H": 0.1}, w_c)
+    assert out["alpha"] == pytest.approx(0.8)
+    assert out["Mr_model"] == pytest.approx(0.6672, abs=1e-12)
+    assert out["Mr_measured"] == pytest.approx(0.75)
+
+
+def test_hydration_clips_and_validates():
+    out = stats.hydration({"ACC": 0.5}, 0.5)  # more clinker than the paste started with
+    assert out["alpha"] == 0.0 and out["alpha_raw"] < 0 and out["notes"]
+    with pytest.raises(InputError, match="ACC"):
+        stats.hydration({"CH": 0.1}, 0.5)
+    with pytest.raises(InputError, match="w/c"):
+        stats.hydration({"ACC": 0.1}, 0.0)
+    with pytest.raises(InputError, match="expected 0..1"):
+        stats.hydration({"ACC": 1.5}, 0.4)
+
+
+def test_metrics_match_sklearn_on_hand_example():
+    y = [3.0, -0.5, 2.0, 7.0]
+    p = [2.5, 0.0, 2.0, 8.0]
+    m = stats.metrics(y, p)
+    assert m["MSE"] == pytest.approx(0.375)  # (0.25 + 0.25 + 0 + 1) / 4
+    assert m["MAE"] == pytest.approx(0.5)
+    assert m["R2"] == pytest.approx(0.9486081370449679)
+    assert m["MSE"] == mean_squared_error(y, p)
+    assert m["MAE"] == mean_absolute_error(y, p)
+    assert m["R2"] == r2_score(y, p)
+
+
+def test_table_model_linear_relation(rng):
+    g = rng.uniform(0.1, 0.2, 2000)
+    e = 10 + 300 * g + rng.normal(0, 1.0, g.size)  # E in 40..70 GPa
+    res = stats.table_model(g, e, n_bins=20, seed=0)
+    assert res["n_train"] == 1600 and res["n_test"] == 400
+    assert res["metrics"]["R2"] > 0.9
+    # equal-count bins: each holds ~1600/20 samples
+    assert res["table"]["n"].sum() == 1600
+    assert res["table"]["n"].min() >= 79 and res["table"]["n"].max() <= 81
+    lin = stats.linear_model(g, e, seed=0)
+    assert lin["slope"] == pytest.approx(300, rel=0.05)
+    assert lin["metrics"]["R2"] > 0.9
+    np.testing.assert_array_equal(lin["test_index"], res["test_index"])
+
+
+def test_table_model_pure_noise(rng):
+    g = rng.uniform(0, 1, 2000)
+    e = rng.normal(30, 5, g.size)
+    assert stats.table_model(g, e, n_bins=10, seed=1)["metrics"]["R2"] < 0.1
+    assert stats.linear_model(g, e, seed=1)["metrics"]["R2"] < 0.1
+
+
+def test_table_model_lookup_known_bins():
+    g = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    y = np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0])
+    t = stats.table_model_fit(g, y, n_bins=4)
+    np.testing.assert_allclose(t["y_mean"], [1, 2, 3, 4])
+    np.testing.assert_allclose(stats.table_model_predict(t, [-5, 0.5, 2.6, 4.9, 99, np.nan]),
+                               [1, 1, 2, 3, 4, np.nan])
+    # uniform bins with an empty bin borrow the nearest filled bin
+    t2 = stats.table_model_fit([0.0, 0.1, 0.9, 1.0], [1.0, 1.0, 5.0, 5.0], n_bins=5,
+                               binning="uniform")
+    assert t2["n"].tolist() == [2, 0, 0, 0, 2]
+    np.testing.assert_allclose(t2["y_mean"], [1, 1, 1, 5, 5])
+
+
+def test_explicit_split_and_bad_input():
+    g = np.linspace(0, 1, 10)
+    res = stats.linear_model(g, 2 * g, train_index=[0, 2, 4, 6, 8], test_index=[1, 3, 5, 7, 9])
+    np.testing.assert_allclose(res["y_pred"], 2 * g[1::2])
+    with pytest.raises(InputError, match="differ in length"):
+        stats.linear_model(g, g[:5])
+    with pytest.raises(InputError, match="binning"):
+        stats.table_model_fit(g, g, binning="magic")
+
+
+def test_crop_means_ignores_nan():
+    crops = np.ones((3, 4, 4), np.float32)
+    crops[1] *= 2
+    crops[1, 0, 0] = np.nan
+    crops[2] = np.nan
+    out = stats.crop_means(crops)
+    np.testing.assert_allclose(out[:2], [1.0, 2.0])
+    assert np.isnan(out[2])
+
+
+def test_phase_reference_means():
+    e = stats.phase_reference_means("E_GPa")
+    assert list(e) == PHASES and e["ACC"] == 122.0
+    h = stats.phase_reference_means("H_GPa")
+    assert list(h) == PHASES
+    assert all(np.diff([h[p] for p in PHASES]) > 0)
+    with pytest.raises(InputError):
+        stats.phase_reference_means("depth_nm")
+
+
+def test_deconvolve_escapes_kmeans_local_optimum():
+    # on this sample, k-means starts alone merge LD/HD and split the clinker peak
+    # (E means ~30, 53, 110, 131); the random starts of fit_gmm find the truth
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(m, s, k) for m, s, k in
+                        zip(LIT_E, SD_E, [700, 600, 300, 400])])
+    table = stats.deconvolve(x, seed=0)
+    assert list(table["phase"]) == PHASES
+    np.testing.assert_allclose(table["mean"], LIT_E, rtol=0.05)
+    np.testing.assert_allclose(table["fraction"], [0.35, 0.30, 0.15, 0.20], atol=0.03)
+
+
+# --- rule scripts, run by hand with --mock (as Snakemake would run them) ---
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import runpy  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+
+from microprop.workflow import mock_snakemake  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name, job, tmp_path):
+    """Run scripts/<name>.py in this process with a mock Snakemake job.
+
+    In-process (runpy) rather than a subprocess, to spare the interpreter and
+    import start-up; the root logger that setup_script reconfigures is restored.
+    """
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump(job))
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        runpy.run_path(str(REPO / "scripts" / f"{name}.py"),
+                       init_globals={"snakemake": mock_snakemake(spec)}, run_name="__main__")
+    finally:
+        for h in root.handlers:
+            if h not in saved[0]:
+                h.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_deconvolve_script(tmp_path, rng):
+    files = []
+    for area, n in (("A1", 900), ("A2", 900)):
+        counts = rng.multinomial(n, FRACTIONS)
+        e = np.concatenate([rng.normal(m, s, k) for m, s, k in zip(LIT_E, SD_E, counts)])
+        h = np.concatenate([rng.normal(m, s, k) for m, s, k in
+                            zip([0.9, 1.2, 1.8, 8.0], [0.05, 0.07, 0.15, 0.8], counts)])
+        df = pd.DataFrame({"batch": "b1", "indent": np.arange(1, n + 1), "x_um": 0.0,
+                           "y_um": 0.0, "E_GPa": e, "H_GPa": h})
+        f = tmp_path / "results" / "S" / area / "located" / "b1.csv"
+        f.parent.mkdir(parents=True)
+        df.to_csv(f, index=False)
+        files.append(str(f))
+    out = {k: str(tmp_path / "stats" / v) for k, v in dict(
+        gmm_E="gmm_E_GPa.csv", gmm_H="gmm_H_GPa.csv", bic_E="bic_E_GPa.csv",
+        hydration="hydration.json", fig_hist_E="hist_E.png", fig_hist_H="hist_H.png",
+        fig_bic="bic.png").items()}
+    job = {"input": {"located": files}, "output": out,
+           "params": {"n_components": 4, "k_max": 5, "seed": 0, "w_c": 0.5, "n_init": 3},
+           "log": [str(tmp_path / "log.txt")]}
+    run_script("deconvolve", job, tmp_path)
+    gmm = pd.read_csv(out["gmm_E"])
+    assert sorted(gmm["area"].unique()) == ["A1", "A2", "pooled"]
+    pooled = gmm[gmm["area"] == "pooled"]
+    assert list(pooled["phase"]) == PHASES
+    np.testing.assert_allclose(pooled["fraction"], FRACTIONS, atol=0.05)
+    assert (pooled["n"] == 1800).all()
+    assert list(pd.read_csv(out["gmm_H"]).query("area == 'pooled'")["phase"]) == PHASES
+    hyd = json.loads(Path(out["hydration"]).read_text())
+    f_acc = pooled["fraction"].iloc[3]
+    assert hyd["alpha"] == pytest.approx(1 - f_acc * (0.5 + 0.32) / 0.32)  # ~0.49
+    assert hyd["Mr_measured"] == pytest.approx(
+        pooled["fraction"].iloc[0] / pooled["fraction"].iloc[:2].sum())
+    assert set(hyd["per_area"]) == {"A1", "A2"}
+    bic = pd.read_csv(out["bic_E"])
+    assert list(bic["k"]) == [1, 2, 3, 4, 5] and bic["best"].sum() == 1
+    for k in ("fig_hist_E", "fig_hist_H", "fig_bic"):
+        assert Path(out[k]).stat().st_size > 10_000
+
+
+def test_baselines_script(tmp_path, rng):
+    import h5py
+
+    n, s = 400, 16
+    grey = rng.uniform(0.1, 0.3, n)
+    images = (grey[:, None, None] + rng.normal(0, 0.01, (n, s, s))).astype(np.float32)
+    e = (10 + 200 * grey + rng.normal(0, 1, n)).astype(np.float32)
+    h = rng.normal(1.0, 0.1, n).astype(np.float32)  # unrelated to grey
+    path = tmp_path / "dataset.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+        f["targets/E_GPa"] = e
+        f["targets/H_GPa"] = h
+        idx = rng.permutation(n)
+        f["splits/random/train"] = np.sort(idx[:280])
+        f["splits/random/val"] = np.sort(idx[280:320])
+        f["splits/random/test"] = np.sort(idx[320:])
+        f.attrs["quantity"] = "eta"
+    out = {"table": str(tmp_path / "t.csv"), "fig_table_model": str(tmp_path / "tE.png"),
+           "fig_table_model_H": str(tmp_path / "tH.png"), "bins": str(tmp_path / "bins.csv")}
+    run_script("baselines", {"input": {"dataset": str(path)}, "output": out,
+                             "params": {"n_bins": 8, "seed": 0}}, tmp_path)
+    t = pd.read_csv(out["table"]).set_index(["model", "target"])
+    assert list(t.columns) == ["MSE", "MAE", "R2", "n_train", "n_test", "split"]
+    assert (t["n_train"] == 320).all() and (t["n_test"] == 80).all()
+    assert t.loc[("table", "E_GPa"), "R2"] > 0.9
+    assert t.loc[("linear", "E_GPa"), "R2"] > 0.9
+    assert t.loc[("table", "H_GPa"), "R2"] < 0.1
+    bins = pd.read_csv(out["bins"])
+    assert bins.groupby("target")["n"].sum().tolist() == [320, 320]
+    assert Path(out["fig_table_model"]).stat().st_size > 10_000
+
+
+def test_h_reference_follows_forward_model():
+    nano = pytest.importorskip("microprop.nanoindentation", reason="nanoindentation not built yet")
+    h = stats.phase_reference_means("H_GPa")
+    for phase in PHASES:
+        assert h[phase] == nano.PHASE_PROPERTIES.loc[phase, "H_mean_GPa"]
