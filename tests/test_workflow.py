@@ -29,7 +29,7 @@ TINY_VIRTUAL = {
     "after_offset_um": [2.0, -1.5],
     "load_mN": 2.0,
     "noise_rel": 0.05,
-    "electrons_per_px": 200,
+    "electrons_per_px": 5000,
 }
 
 

@@ -1,0 +1,152 @@
+"""Generate one area of a virtual specimen: what a microscope and a nanoindenter give a user.
+
+Rule script (run by Snakemake, or by hand with ``--mock job.yaml``).
+
+snakemake.input
+    phase_eta : path of ``phase_eta.csv`` (columns ``phase, eta``; one row per
+        phase of ``microprop.specimen.PHASES``).
+snakemake.output
+    before : directory; ``layout.csv`` (``tile, file, row, col, x_um, y_um``
+        nominal stage positions) and the before-indentation tiles (TIFF).
+    after : directory; the same for the after-indentation tiles (Berkovich marks).
+    exports : list of paths, ``{indentation}/{batch}.csv``, one per batch in the
+        order of ``params.batches`` (KLA-like: ``INDENT, X, Y, DEPTH, LOAD,
+        STIFFNESS, HARDNESS, MODULUS`` in um, um, nm, mN, N/m, GPa, GPa; NOMINAL
+        positions in indenter coordinates). Alternatively ``indentation_dir``:
+        a directory that receives ``{batch}.csv``.
+    truth_dir : directory; ``phases.npy`` (uint8 labels, specimen frame),
+        ``tiles_before.csv``, ``tiles_after.csv`` (``tile, x_px, y_px`` true),
+        ``indents.csv`` (``batch, indent, row, col, x_px, y_px`` true, ``x_um,
+        y_um`` true stage, ``nominal_x_um, nominal_y_um``, ``E_GPa, H_GPa``
+        measured, ``E_true_GPa, H_true_GPa``, ``depth_nm, load_mN,
+        stiffness_N_per_m``, ``f_<phase>``, ``phase``), ``phase_properties.csv``
+        (the drawn per-phase E/H distributions), ``truth.json`` (area
+        fractions, per dominant phase indent fraction and E/H mean/std,
+        geometry, all generator parameters).
+snakemake.params
+    pixel_size_nm : float, nm/px.
+    fractions : dict phase -> area fraction (all five phases, sum 1).
+    batches : list of str, batch names (len = nx * ny), e.g. ["b01", "b02"].
+    n_batches : [nx, ny] batches along x and y (default [2, 1]).
+    batch_shape : [n_rows, n_cols] indents per batch (default [20, 20]).
+    spacing_um : float, indent spacing (default 10).
+    margin_um : float, field margin around the batches (default 15).
+    batch_origin_error_um : float, sigma of each batch's origin error (default 1.0).
+    grid_drift_um : float, sigma of each row/column increment (default 0.1).
+    tile_shape_px : [h, w] of a tile (default [2048, 2048]).
+    overlap_frac : float, nominal overlap of neighbouring tiles (default 0.1).
+    stage_error_um : float, sigma of the stage error per tile and axis (default 1.5).
+    after_offset_um : [x, y] common shift of the after set (default [3, -2]).
+    indenter_offset_um : [dx, dy], indenter_axes : [sx, sy]: export X = sx *
+        (stage_x - dx), Y = sy * (stage_y - dy) (defaults [0, 0], [1, 1]).
+    load_mN : float, peak load (default 2.0).
+    noise_rel : float, relative measurement noise of E and H (default 0.05).
+    electrons_per_px : float, primary electrons per pixel (shot noise; default 5000).
+    brightness_drift : float, sigma of per-tile brightness, fraction of full scale (default 0.01).
+    contrast_drift : float, sigma of per-tile relative contrast (default 0.02).
+    seed : int, random seed (default 0).
+All outputs are written into temporary siblings and renamed only when every
+one of them is complete.
+"""
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+import logging  # noqa: E402
+
+from microprop import io as mio  # noqa: E402
+from microprop.errors import InputError  # noqa: E402
+from microprop import nanoindentation, specimen  # noqa: E402
+from microprop.workflow import progress  # noqa: E402
+
+log = logging.getLogger("microprop.virtual_specimen")
+P = snakemake.params
+
+
+def param(name, default):
+    value = P.get(name, default)
+    return default if value is None else value
+
+
+eta_table = mio.read_table(snakemake.input.phase_eta, required=("phase", "eta"), what="phase eta table")
+phase_eta = dict(zip(eta_table["phase"].astype(str), eta_table["eta"].astype(float)))
+missing = [p for p in specimen.PHASES if p not in phase_eta]
+if missing:
+    raise InputError(f"{snakemake.input.phase_eta}: no row for phase(s) {missing}")
+
+batch_names = list(param("batches", None) or [])
+out = snakemake.output
+export_paths = list(out.get("exports", None) or [])
+if export_paths and len(export_paths) != len(batch_names):
+    raise InputError(f"virtual_specimen: {len(export_paths)} export outputs for {len(batch_names)} batches "
+                         f"{batch_names}")
+
+area = specimen.generate_area(
+    phase_eta,
+    pixel_size_nm=float(P.pixel_size_nm),
+    fractions=param("fractions", specimen.DEFAULT_FRACTIONS),
+    n_batches=param("n_batches", [2, 1]),
+    batch_shape=param("batch_shape", [20, 20]),
+    spacing_um=float(param("spacing_um", 10.0)),
+    margin_um=float(param("margin_um", 15.0)),
+    batch_origin_error_um=float(param("batch_origin_error_um", 1.0)),
+    grid_drift_um=float(param("grid_drift_um", 0.1)),
+    tile_shape_px=param("tile_shape_px", [2048, 2048]),
+    overlap_frac=float(param("overlap_frac", 0.1)),
+    stage_error_um=float(param("stage_error_um", 1.5)),
+    after_offset_um=param("after_offset_um", [3.0, -2.0]),
+    indenter_offset_um=param("indenter_offset_um", [0.0, 0.0]),
+    indenter_axes=param("indenter_axes", [1, 1]),
+    load_mN=float(param("load_mN", 2.0)),
+    noise_rel=float(param("noise_rel", 0.05)),
+    electrons_per_px=float(param("electrons_per_px", 5000.0)),
+    brightness_drift=float(param("brightness_drift", 0.01)),
+    contrast_drift=float(param("contrast_drift", 0.02)),
+    batches=batch_names or None,
+    seed=int(param("seed", 0)),
+)
+names = area["summary"]["parameters"]["batches"]
+
+
+def write_tiles(folder, tileset):
+    folder.mkdir(parents=True, exist_ok=True)
+    for tile, fname in progress(list(zip(tileset["tiles"], tileset["layout"]["file"])),
+                                desc=f"tiles {folder.name}", unit="tile"):
+        tifffile.imwrite(folder / fname, tile, compression=None)
+    tileset["layout"].to_csv(folder / "layout.csv", index=False)
+
+
+with contextlib.ExitStack() as stack:
+    # every output goes to a temporary sibling; all are renamed when the block ends without error
+    tmp_before = stack.enter_context(mio.atomic_path(out.before))
+    tmp_after = stack.enter_context(mio.atomic_path(out.after))
+    tmp_truth = Path(stack.enter_context(mio.atomic_path(out.truth_dir)))
+    if export_paths:
+        tmp_exports = [stack.enter_context(mio.atomic_path(p)) for p in export_paths]
+    else:
+        tmp_dir = Path(stack.enter_context(mio.atomic_path(out.indentation_dir)))
+        tmp_dir.mkdir(parents=True)
+        tmp_exports = [tmp_dir / f"{b}.csv" for b in names]
+
+    write_tiles(Path(tmp_before), area["before"])
+    write_tiles(Path(tmp_after), area["after"])
+    for b, path in zip(names, tmp_exports):
+        nanoindentation.write_export(area["exports"][b], path)
+
+    tmp_truth.mkdir(parents=True)
+    np.save(tmp_truth / "phases.npy", area["labels"])
+    area["before"]["truth"].to_csv(tmp_truth / "tiles_before.csv", index=False)
+    area["after"]["truth"].to_csv(tmp_truth / "tiles_after.csv", index=False)
+    area["indents"].to_csv(tmp_truth / "indents.csv", index=False)
+    nanoindentation.PHASE_PROPERTIES.to_csv(tmp_truth / "phase_properties.csv")
+    mio.write_json(area["summary"], tmp_truth / "truth.json")
+
+log.info("virtual area written: %d + %d tiles, %d batches, %d indents; area fractions %s",
+         len(area["before"]["tiles"]), len(area["after"]["tiles"]), len(names), len(area["indents"]),
+         {k: round(v, 4) for k, v in area["summary"]["area_fractions"].items()})
