@@ -85,7 +85,7 @@ def create_image_store(path, shape, dtype, chunk=DEFAULT_CHUNK, attrs=None, fill
         chunks=(min(chunk, int(shape[0])), min(chunk, int(shape[1]))), fill_value=fill_value,
     )
     if attrs:
-        arr.attrs.update(_jsonable(attrs))
+        arr.attrs.update(jsonable(attrs))
     return arr
 
 
@@ -101,7 +101,7 @@ def create_group_array(group, name, shape, dtype, chunk=DEFAULT_CHUNK, attrs=Non
         chunks=(min(chunk, int(shape[0])), min(chunk, int(shape[1]))), fill_value=fill_value,
     )
     if attrs:
-        arr.attrs.update(_jsonable(attrs))
+        arr.attrs.update(jsonable(attrs))
     return arr
 
 
@@ -210,7 +210,7 @@ def write_table(df, path):
 def write_json(obj, path):
     """Write JSON atomically (numpy scalars and arrays are converted)."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+        Path(tmp).write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path):
@@ -218,13 +218,14 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """Convert numpy scalars/arrays and paths inside dicts/lists to JSON types."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):

@@ -1,0 +1,99 @@
+"""Rule calibrate: BSE grey mosaic -> eta or porosity maps MulF and MicF.
+
+snakemake.input.mosaic : str
+    Before mosaic, 2D uint8/uint16 zarr array (attrs ``pixel_size_nm``, ``origin_um``).
+snakemake.input.phase_eta : str
+    ``results/backscatter/phase_eta.csv`` (columns ``phase``, ``eta``, ...).
+snakemake.input.eta_table : str
+    ``results/backscatter/eta_table.csv`` (columns ``n``, ``eta``, ``eta_err``).
+snakemake.params.mode : str
+    ``"eta"`` (epoxy-impregnated) or ``"porosity"`` (Field's-metal intrusion).
+snakemake.params.reference_phases : list of 2 str
+    Phase names in phase_eta.csv, or ``"n=<porosity>"`` read from the eta
+    table (``n=0`` solid C-S-H, ``n=1`` Field's metal).
+snakemake.params.reference_greys : list of 2 numbers or "auto"
+    Grey levels of the two phases, in the same order; ``auto``: the darkest
+    and brightest significant histogram modes (Gaussian mixture), the darker
+    going to the phase of lower eta.
+snakemake.params.clinker_grey_window : null or [lo, hi]
+    Grey window of clinker, set to porosity 0 in ``porosity`` mode.
+snakemake.params.micf_sigma_px : float
+    Standard deviation of the MicF Gaussian blur, pixels.
+snakemake.params.chunk : int
+    Processing block edge, pixels.
+snakemake.params.hist_exclude_fill : bool, optional (default true)
+    Leave the mosaic's fill value (gaps between tiles) out of the histogram.
+snakemake.output.calibrated : str
+    Zarr group with float32 ``MulF``, ``MicF``; attrs ``quantity``, ``units``,
+    ``grey_refs``, ``eta_refs``, ``sigma``, ``pixel_size_nm``, ``origin_um``, ...
+snakemake.output.hist : str
+    PNG: grey histogram with the modes and the two reference greys marked.
+"""
+import logging
+
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from microprop import calibrate as cal  # noqa: E402
+from microprop import io as mio  # noqa: E402
+from microprop.errors import InputError  # noqa: E402
+
+log = logging.getLogger("microprop.scripts.calibrate")
+
+inp, par, out = snakemake.input, snakemake.params, snakemake.output
+mosaic = mio.open_image(inp.mosaic)
+phase_eta = mio.read_table(inp.phase_eta, required=("phase", "eta"), what="phase eta table")
+eta_table = mio.read_table(inp.eta_table, required=("n", "eta"), what="eta table")
+phases = list(par.reference_phases)
+if len(phases) != 2:
+    raise InputError(f"calibration.reference_phases must name two phases, got {phases}")
+eta_refs = cal.reference_eta(phases, phase_eta, eta_table, source=str(inp.phase_eta))
+
+exclude = None
+if par.get("hist_exclude_fill", True):
+    fill = getattr(mosaic, "fill_value", None)
+    exclude = None if fill is None else [float(fill)]
+modes = cal.find_reference_greys(mosaic, exclude_values=exclude)
+
+greys = par.reference_greys
+if isinstance(greys, str):
+    if greys != "auto":
+        raise InputError("calibration.reference_greys must be 'auto' or two numbers, "
+                         f"got {greys!r}")
+    dark, bright = cal.darkest_mode(modes), cal.brightest_mode(modes)
+    if dark == bright:
+        raise InputError(f"{inp.mosaic}: one significant grey mode only ({dark:.1f}); "
+                         "give calibration.reference_greys explicitly")
+    greys = [dark, bright] if eta_refs[0] <= eta_refs[1] else [bright, dark]
+    source = "auto"
+else:
+    greys = [float(g) for g in greys]
+    source = "config"
+log.info("reference greys %s (%s) for phases %s with eta %s", greys, source, phases, eta_refs)
+
+cal.calibrate_mosaic(
+    mosaic, out.calibrated, par.mode, greys, eta_refs, eta_table=eta_table,
+    clinker_grey_window=par.clinker_grey_window, micf_sigma_px=float(par.micf_sigma_px),
+    chunk=int(par.chunk),
+    extra_attrs={"reference_phases": phases, "reference_greys_source": source,
+                 "grey_modes": modes["grey"].tolist(),
+                 "grey_mode_weights": modes["weight"].tolist(),
+                 "mosaic": str(inp.mosaic)})
+
+fig, ax = plt.subplots(figsize=(7, 4))
+ax.fill_between(modes["bin_centers"], modes["hist"], step="mid", color="0.6", lw=0)
+for g in modes["grey"]:
+    ax.axvline(g, color="0.3", ls=":", lw=1)
+for name, g, e, c in zip(phases, greys, eta_refs, ("tab:blue", "tab:red")):
+    ax.axvline(g, color=c, lw=2, label=f"{name}: grey {g:.1f}, eta {e:.4f}")
+ax.set_xlabel("grey level")
+ax.set_ylabel(f"pixels (subsample of {modes['n_samples']})")
+ax.set_title(f"{inp.mosaic}: reference greys ({source}); dotted: histogram modes")
+ax.legend(loc="upper left", fontsize=8)
+fig.tight_layout()
+with mio.atomic_path(out.hist) as tmp:
+    fig.savefig(tmp, format="png", dpi=120)
+plt.close(fig)

@@ -1,0 +1,59 @@
+"""Rule crop_batch: crops of one indentation batch from a calibrated map -> HDF5 shard.
+
+snakemake.input.calibrated : str
+    ``calibrated.zarr`` group (arrays ``MulF``, ``MicF`` with attrs
+    ``pixel_size_nm``, ``quantity``, calibration parameters).
+snakemake.input.located : str
+    ``located/{batch}.csv`` (columns ``indent``, ``x_px``, ``y_px``, ``E_GPa``,
+    ``H_GPa``; ``x_um``, ``y_um`` optional).
+snakemake.params.scale : str
+    ``"MulF"`` or ``"MicF"``.
+snakemake.params.crop_size_um : float
+    Crop edge, um; ``S = round(crop_size_um * 1000 / pixel_size_nm)`` px.
+snakemake.params.specimen, snakemake.params.area, snakemake.params.batch : str
+    Written to the shard's ``/meta``.
+snakemake.output.shard : str
+    HDF5 shard (layout in ``microprop/dataset.py``).
+snakemake.output.skipped : str
+    CSV of the located rows not cropped, with a ``reason`` column.
+"""
+from pathlib import Path
+
+import zarr
+
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+from microprop import dataset as ds  # noqa: E402
+from microprop import io as mio  # noqa: E402
+from microprop.errors import InputError  # noqa: E402
+
+inp, par, out = snakemake.input, snakemake.params, snakemake.output
+scale = str(par.scale)
+if scale not in ("MulF", "MicF"):
+    raise InputError(f"dataset.scale must be 'MulF' or 'MicF', got {scale!r}")
+image = mio.open_image(inp.calibrated, name=scale)
+# group attrs, overridden by the array's own (which carry the calibration too)
+cal_attrs = {**dict(zarr.open_group(str(inp.calibrated), mode="r").attrs), **dict(image.attrs)}
+pixel_size_nm = cal_attrs.get("pixel_size_nm")
+if not pixel_size_nm:
+    raise InputError(f"{inp.calibrated}/{scale}: attrs lack pixel_size_nm")
+located = mio.read_table(inp.located, required=("indent", "x_px", "y_px", "E_GPa", "H_GPa"),
+                         what="located indents")
+size_px = ds.crop_size_px(float(par.crop_size_um), float(pixel_size_nm))
+crops, kept, skipped = ds.crop_indents(image, located, size_px, pixel_size_nm=pixel_size_nm,
+                                       source=str(inp.located))
+table = kept.assign(specimen=str(par.specimen), area=str(par.area), batch=str(par.batch))
+meta = Path(inp.calibrated) / "zarr.json"
+sources = {str(inp.located): mio.sha256_file(inp.located)}
+if meta.exists():  # group metadata: pins the calibration parameters, not the pixel data
+    sources[str(meta)] = mio.sha256_file(meta)
+attrs = {
+    "pixel_size_nm": float(pixel_size_nm), "crop_size_um": float(par.crop_size_um),
+    "crop_size_px": int(size_px), "quantity": cal_attrs.get("quantity", "unknown"),
+    "scale": scale, "sources": sources,
+    "calibration": {f"{par.specimen}/{par.area}": cal_attrs},
+}
+ds.write_shard(out.shard, crops, table, attrs)
+mio.write_table(skipped, out.skipped)
