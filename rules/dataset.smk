@@ -32,7 +32,7 @@ rule assemble_dataset:
         shards=shard_files,
     output:
         dataset="results/{specimen}/dataset.h5",
-        splits_report="results/{specimen}/dataset_splits.csv",
+        splits_report="results/{specimen}/dataset_splits.json",
     params:
         seed=lambda w: spec_cfg(w.specimen)["dataset"]["split_seed"],
         split_fractions=lambda w: spec_cfg(w.specimen)["dataset"]["split_fractions"],
