@@ -131,6 +131,24 @@ def code_version():
         return re.search(r'__version__ = "([^"]+)"', fh.read()).group(1)
 
 
+def locate_inputs(w):
+    s, a = w.specimen, w.area
+    inp = {
+        "indents": f"results/{s}/{a}/indents/{w.batch}.csv",
+        "before": f"results/{s}/{a}/mosaic_before.zarr",
+    }
+    if locate_mode(s, a) == "marks":
+        inp["after"] = f"results/{s}/{a}/mosaic_after.zarr"
+        inp["shift"] = f"results/{s}/{a}/after_to_before.json"
+    return inp
+
+
+def locate_mode(specimen, area):
+    if not has_after(specimen, area):
+        return "nominal"
+    return spec_cfg(specimen)["indentation"]["locate"]
+
+
 def final_targets():
     out = []
     for s in config["specimens"]:

@@ -74,32 +74,14 @@ rule register_after:
         "../scripts/register_after.py"
 
 
-def _locate_inputs(w):
-    s, a = w.specimen, w.area
-    inp = {
-        "indents": f"results/{s}/{a}/indents/{w.batch}.csv",
-        "before": f"results/{s}/{a}/mosaic_before.zarr",
-    }
-    if _locate_mode(s, a) == "marks":
-        inp["after"] = f"results/{s}/{a}/mosaic_after.zarr"
-        inp["shift"] = f"results/{s}/{a}/after_to_before.json"
-    return inp
-
-
-def _locate_mode(specimen, area):
-    if not has_after(specimen, area):
-        return "nominal"
-    return spec_cfg(specimen)["indentation"]["locate"]
-
-
 rule locate_indents:
     input:
-        unpack(_locate_inputs),
+        unpack(locate_inputs),
     output:
         located="results/{specimen}/{area}/located/{batch}.csv",
         model="results/{specimen}/{area}/located/{batch}.json",
     params:
-        mode=lambda w: _locate_mode(w.specimen, w.area),
+        mode=lambda w: locate_mode(w.specimen, w.area),
         batch="{batch}",
         pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
         indenter_offset_um=lambda w: area_cfg(w.specimen, w.area)["indenter_offset_um"],
