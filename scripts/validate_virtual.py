@@ -40,7 +40,9 @@ report["location"] = validation.location_errors(indents, located, offset, px)
 truth_json = io.read_json(truth / "truth.json")
 gmm = io.read_table(snakemake.input.gmm_E)
 pooled = gmm[gmm["area"] == "pooled"] if "area" in gmm.columns else gmm
-report["gmm_E"] = validation.gmm_errors(truth_json["indent_phases"], pooled)
+truth_phases = {phase: {"fraction": d["indent_fraction"], "E_mean_GPa": d["E_GPa_mean"]}
+                for phase, d in truth_json["dominant_phase"].items()}
+report["gmm_E"] = validation.gmm_errors(truth_phases, pooled)
 
 lim = report["limits"]
 report["pass"] = {
