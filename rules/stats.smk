@@ -8,6 +8,7 @@ rule deconvolve:
     output:
         gmm_E="results/{specimen}/stats/gmm_E_GPa.csv",
         gmm_H="results/{specimen}/stats/gmm_H_GPa.csv",
+        gmm_E_only="results/{specimen}/stats/gmm_E_GPa_only.csv",
         bic_E="results/{specimen}/stats/bic_E_GPa.csv",
         hydration="results/{specimen}/stats/hydration.json",
         fig_hist_E=report(
@@ -31,6 +32,7 @@ rule deconvolve:
     params:
         areas=lambda w: [a for a in areas(w.specimen) for _ in batches(w.specimen, a)],
         n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"],
+        method=lambda w: spec_cfg(w.specimen)["stats"]["method"],
         k_max=lambda w: spec_cfg(w.specimen)["stats"]["k_max"],
         seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
         w_c=lambda w: spec_cfg(w.specimen)["w_c"],

@@ -22,6 +22,11 @@ snakemake.params.w_c : float
     Water/cement mass ratio of the paste (for the degree of hydration).
 snakemake.params.n_init : int, optional
     EM restarts per start kind (default 10).
+snakemake.params.method : {"joint", "separate"}, optional
+    ``joint`` (default): one bivariate mixture of (E, H) pairs
+    (:func:`microprop.stats.deconvolve_joint`), whose E and H marginals are
+    written to ``gmm_E`` and ``gmm_H`` (same phases and fractions in both);
+    ``separate``: independent 1D mixtures of E and of H.
 
 Outputs
 -------
@@ -31,6 +36,9 @@ snakemake.output.gmm_E : CSV
     indents for the mixture are left out with a warning).
 snakemake.output.gmm_H : CSV
     Same for H (GPa).
+snakemake.output.gmm_E_only : CSV, optional
+    The 1D mixture of the E histogram alone (the seed paper's approach), for
+    comparison with the joint fit.
 snakemake.output.bic_E : CSV
     ``k, bic, aic, best`` of the pooled E values.
 snakemake.output.hydration : JSON
@@ -76,15 +84,23 @@ def read_located(files, areas):
     return pd.concat(frames, ignore_index=True)
 
 
-def gmm_tables(data, quantity, n_components, seed, n_init):
-    """Pooled and per-area GMM tables of one quantity, stacked with an area column."""
+def gmm_tables(data, quantity, n_components, seed, n_init, joint=False):
+    """Pooled and per-area GMM tables of one quantity, stacked with an area column.
+
+    With ``joint`` the table is the ``quantity`` marginal of the (E, H) mixture.
+    """
     blocks = []
     groups = [("pooled", data)] + list(data.groupby("area", sort=True))
     for area, part in groups:
         try:
-            t = stats.deconvolve(part[quantity], n_components=n_components, seed=seed,
-                                 n_init=n_init, quantity=quantity,
-                                 what=f"{quantity} of area {area!r}")
+            if joint:
+                t = stats.marginal(stats.deconvolve_joint(
+                    part["E_GPa"], part["H_GPa"], n_components=n_components, seed=seed,
+                    n_init=n_init, what=f"(E, H) of area {area!r}"), quantity)
+            else:
+                t = stats.deconvolve(part[quantity], n_components=n_components, seed=seed,
+                                     n_init=n_init, quantity=quantity,
+                                     what=f"{quantity} of area {area!r}")
         except InputError as exc:
             if area == "pooled":
                 raise
@@ -92,6 +108,7 @@ def gmm_tables(data, quantity, n_components, seed, n_init):
             continue
         t.insert(0, "area", area)
         t["n"] = t.attrs["n"]
+        t["method"] = "joint E-H" if joint else f"{quantity} only"
         blocks.append(t)
     return pd.concat(blocks, ignore_index=True)
 
@@ -116,12 +133,13 @@ k_max = int(p.get("k_max", 8))
 seed = int(p.get("seed", 0))
 n_init = int(p.get("n_init", 10))
 w_c = float(p.w_c)
+joint = str(p.get("method", "joint")) == "joint"
 
 data = read_located(snakemake.input.located, p.get("areas"))
 log.info("%d indents from %d file(s), areas %s", len(data), data["source"].nunique(),
          sorted(data["area"].unique()))
 
-tables = {q: gmm_tables(data, q, n_components, seed, n_init) for q in QUANTITIES}
+tables = {q: gmm_tables(data, q, n_components, seed, n_init, joint=joint) for q in QUANTITIES}
 bic = stats.bic_table(data["E_GPa"], k_range=range(1, k_max + 1), seed=seed,
                       what="pooled E_GPa")
 
@@ -137,6 +155,9 @@ hyd["n_indents"] = int(len(data))
 o = snakemake.output
 io.write_table(tables["E_GPa"], o.gmm_E)
 io.write_table(tables["H_GPa"], o.gmm_H)
+if o.get("gmm_E_only"):
+    e_only = tables["E_GPa"] if not joint else gmm_tables(data, "E_GPa", n_components, seed, n_init)
+    io.write_table(e_only, o.gmm_E_only)
 io.write_table(bic, o.bic_E)
 io.write_json(hyd, o.hydration)
 for q, out in (("E_GPa", o.fig_hist_E), ("H_GPa", o.fig_hist_H)):

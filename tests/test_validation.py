@@ -34,3 +34,13 @@ def test_gmm_errors():
     res = validation.gmm_errors(truth, gmm)
     assert res["max_fraction_abs_error"] == pytest.approx(0.03)
     assert res["max_mean_rel_error"] == pytest.approx(0.1)
+
+
+def test_generated_phases_renormalise_over_solids():
+    t = pd.DataFrame({"f_pore": [0.5, 0.0], "f_LD-C-S-H": [0.5, 0.0], "f_HD-C-S-H": [0.0, 0.5],
+                      "f_CH": [0.0, 0.5], "f_ACC": [0.0, 0.0]})
+    props = pd.DataFrame({"phase": ["LD-C-S-H", "HD-C-S-H", "CH", "ACC"], "E_mean_GPa": [26.5, 34.8, 52, 122]})
+    res = validation.generated_phases(t, props)
+    assert res["LD-C-S-H"]["fraction"] == pytest.approx(1 / 3)
+    assert res["CH"]["fraction"] == pytest.approx(1 / 3)
+    assert res["ACC"] == {"fraction": 0.0, "E_mean_GPa": 122.0}

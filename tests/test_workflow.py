@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -142,3 +143,25 @@ def test_tiny_virtual_specimen_end_to_end_and_new_batch(tmp_path):
         assert untouched not in jobs, jobs
     planned_batches = set(re.findall(r"batch=(\w+)", out))
     assert planned_batches == {"b03"}, planned_batches
+
+
+@pytest.mark.workflow
+def test_real_image_config_runs_through_the_dag(tmp_path, real_bse_path):
+    """configs/real_bse_B.yaml: the real micrograph as a single-image input with
+    virtual (simulated) indentation, from the mosaic to the statistics."""
+    cfg = yaml.safe_load((REPO / "configs/real_bse_B.yaml").read_text())
+    cfg["backscatter"].update(n_electrons=300, n_points=5)
+    cfg["specimens"]["paste_B"]["areas"]["A1"]["image"] = str(real_bse_path)
+    run_smk(tmp_path, cfg)
+    res = tmp_path / "results/paste_B"
+    note = json.loads((res / "A1/virtual_indentation/v01_SIMULATED.json").read_text())
+    assert note["targets"] == "SIMULATED"
+    import h5py
+
+    with h5py.File(res / "dataset.h5") as f:
+        n = f["images"].shape[0]
+        assert f["images"].shape[1:] == (20, 20)          # 10 um at 0.5 um/px
+        assert n == len(f["targets/E_GPa"]) > 100
+        assert sorted(np.concatenate([f[f"splits/random/{s}"][:] for s in ("train", "val", "test")])) == list(range(n))
+    for fig in ("overview_A1.png", "modulus_map_A1.png", "hist_E.png", "table_model_E.png", "calibration_A1.png"):
+        assert (res / "figures" / fig).stat().st_size > 10_000, fig

@@ -90,6 +90,41 @@ def location_errors(truth_indents: pd.DataFrame, located: pd.DataFrame, offset_p
             "n": int(len(m)), "per_batch_rms_um": {k: float(v) for k, v in per_batch.items()}}
 
 
+SOLID_PHASES = ("LD-C-S-H", "HD-C-S-H", "CH", "ACC")
+
+
+def generated_phases(truth_indents: pd.DataFrame, phase_properties: pd.DataFrame,
+                     phases=SOLID_PHASES) -> dict:
+    """The phase statistics a deconvolution of the indents should recover.
+
+    Parameters
+    ----------
+    truth_indents : DataFrame
+        The generator's ``indents.csv`` with ``f_<phase>`` columns: volume
+        fractions of each phase in an indent's interaction zone.
+    phase_properties : DataFrame
+        ``phase, E_mean_GPa, ...``: the distributions the generator drew the
+        phase moduli from.
+    phases : sequence of str
+        Phases a GMM resolves; their fractions are renormalised to sum to 1
+        (pores, a few per cent of the zones, are not a component).
+
+    Returns
+    -------
+    dict
+        phase -> ``{"fraction": f, "E_mean_GPa": m}`` for :func:`gmm_errors`.
+    """
+    cols = [f"f_{p}" for p in phases]
+    missing = [c for c in cols if c not in truth_indents.columns]
+    if missing:
+        raise InputError(f"truth indents lack zone-fraction column(s) {missing}")
+    f = truth_indents[cols].mean()
+    f = f / f.sum()
+    props = phase_properties.set_index("phase")
+    return {p: {"fraction": float(f[f"f_{p}"]), "E_mean_GPa": float(props.loc[p, "E_mean_GPa"])}
+            for p in phases}
+
+
 def gmm_errors(truth_phases: dict, gmm: pd.DataFrame) -> dict:
     """Compare GMM components with the generated phase statistics.
 
