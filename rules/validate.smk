@@ -9,6 +9,7 @@ rule validate_virtual:
         stitch_after="results/{specimen}/{area}/stitch_after.csv",
         located=lambda w: located_files(w.specimen, w.area),
         gmm_E="results/{specimen}/stats/gmm_E_GPa.csv",
+        calibrated="results/{specimen}/{area}/calibrated.zarr",
     output:
         report="results/{specimen}/validation/{area}.json",
     params:

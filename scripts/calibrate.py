@@ -11,10 +11,14 @@ snakemake.params.mode : str
 snakemake.params.reference_phases : list of 2 str
     Phase names in phase_eta.csv, or ``"n=<porosity>"`` read from the eta
     table (``n=0`` solid C-S-H, ``n=1`` Field's metal).
-snakemake.params.reference_greys : list of 2 numbers or "auto"
-    Grey levels of the two phases, in the same order; ``auto``: the darkest
-    and brightest significant histogram modes (Gaussian mixture), the darker
-    going to the phase of lower eta.
+snakemake.params.reference_greys : list of 2 numbers, "auto" or "modes"
+    Grey levels of the two phases, in the same order. ``auto`` (``eta``
+    mode): fit the linear detector to the whole histogram with one component
+    per phase of phase_eta.csv, means tied to their Monte Carlo eta
+    (:func:`microprop.calibrate.fit_detector_line`), and read the two
+    references off that line. ``modes`` (and ``auto`` in ``porosity`` mode):
+    the darkest and brightest significant histogram modes (Gaussian
+    mixture), the darker going to the phase of lower eta.
 snakemake.params.clinker_grey_window : null or [lo, hi]
     Grey window of clinker, set to porosity 0 in ``porosity`` mode.
 snakemake.params.micf_sigma_px : float
@@ -59,16 +63,25 @@ if par.get("hist_exclude_fill", True):
 modes = cal.find_reference_greys(mosaic, exclude_values=exclude)
 
 greys = par.reference_greys
-if isinstance(greys, str):
-    if greys != "auto":
-        raise InputError("calibration.reference_greys must be 'auto' or two numbers, "
+line = None
+if greys == "auto" and par.mode == "eta":
+    line = cal.fit_detector_line(mosaic, dict(zip(phase_eta["phase"], phase_eta["eta"])),
+                                 exclude_values=exclude)
+    greys = [line["offset"] + line["gain"] * e for e in eta_refs]
+    source = "auto: detector line fitted to all phases"
+    log.info("detector line: grey = %.2f + %.1f * eta; phase greys %s, weights %s",
+             line["offset"], line["gain"], [round(g, 1) for g in line["grey"]],
+             [round(w, 3) for w in line["weight"]])
+elif isinstance(greys, str):
+    if greys not in ("auto", "modes"):
+        raise InputError("calibration.reference_greys must be 'auto', 'modes' or two numbers, "
                          f"got {greys!r}")
     dark, bright = cal.darkest_mode(modes), cal.brightest_mode(modes)
     if dark == bright:
         raise InputError(f"{inp.mosaic}: one significant grey mode only ({dark:.1f}); "
                          "give calibration.reference_greys explicitly")
     greys = [dark, bright] if eta_refs[0] <= eta_refs[1] else [bright, dark]
-    source = "auto"
+    source = "histogram modes"
 else:
     greys = [float(g) for g in greys]
     source = "config"
@@ -81,17 +94,24 @@ cal.calibrate_mosaic(
     extra_attrs={"reference_phases": phases, "reference_greys_source": source,
                  "grey_modes": modes["grey"].tolist(),
                  "grey_mode_weights": modes["weight"].tolist(),
+                 "detector_line": line,
                  "mosaic": str(inp.mosaic)})
 
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.fill_between(modes["bin_centers"], modes["hist"], step="mid", color="0.6", lw=0)
 for g in modes["grey"]:
     ax.axvline(g, color="0.3", ls=":", lw=1)
+if line is not None:
+    for name, g in zip(line["phases"], line["grey"]):
+        ax.annotate(name, (g, 0), xytext=(0, -28), textcoords="offset points", rotation=90,
+                    ha="center", va="top", fontsize=7, color="tab:green")
+        ax.axvline(g, color="tab:green", ls="--", lw=0.8)
 for name, g, e, c in zip(phases, greys, eta_refs, ("tab:blue", "tab:red")):
     ax.axvline(g, color=c, lw=2, label=f"{name}: grey {g:.1f}, eta {e:.4f}")
 ax.set_xlabel("grey level")
 ax.set_ylabel(f"pixels (subsample of {modes['n_samples']})")
-ax.set_title(f"{inp.mosaic}: reference greys ({source}); dotted: histogram modes")
+ax.set_title(f"grey-level calibration ({source})\ndotted: histogram modes"
+             + ("; dashed green: fitted phase greys" if line is not None else ""), fontsize=9)
 ax.legend(loc="upper left", fontsize=8)
 fig.tight_layout()
 with mio.atomic_path(out.hist) as tmp:

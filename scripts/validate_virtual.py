@@ -5,6 +5,7 @@ snakemake.input.truth_dir : resources/truth/{specimen}/{area} (tiles_before.csv,
     tiles_after.csv, indents.csv, truth.json)
 snakemake.input.stitch_before, stitch_after : per-tile tables of stitching
 snakemake.input.located : list of located/{batch}.csv of the area
+snakemake.input.calibrated : calibrated.zarr (MulF, eta) of the area
 snakemake.input.gmm_E : pooled and per-area GMM table of E (the E marginal of
     the joint (E, H) mixture by default)
 snakemake.params.pixel_size_nm : float
@@ -14,6 +15,7 @@ snakemake.output.report : JSON with the measured errors and the acceptance
 """
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from microprop import io, validation
@@ -34,6 +36,10 @@ for stage in ("before", "after"):
     report["stitching"][stage] = validation.stitching_errors(t, placed[stage])
 
 offset = validation.mosaic_offset_px(io.read_table(truth / "tiles_before.csv"), placed["before"])
+labels = np.load(truth / "phases.npy", mmap_mode="r")
+report["calibration"] = validation.calibration_errors(
+    labels, io.open_image(snakemake.input.calibrated, "MulF"), offset,
+    io.read_json(truth / "truth.json")["phase_eta"])
 located = pd.concat([io.read_table(p) for p in snakemake.input.located], ignore_index=True)
 indents = io.read_table(truth / "indents.csv", ["batch", "indent", "x_px", "y_px"])
 report["location"] = validation.location_errors(indents, located, offset, px)

@@ -221,3 +221,23 @@ def test_real_bse_modes(real_bse_image):
     assert cal.brightest_mode(modes) == pytest.approx(upper, abs=5)
     main = modes["grey"][np.argmax(modes["weight"])]
     assert main == pytest.approx(int(np.argmax(smooth)), abs=8)
+
+
+def test_detector_line_recovers_merged_modes():
+    """Five phases through a known linear detector (LD/HD-C-S-H merged in one
+    histogram mode): the eta-constrained mixture recovers the line."""
+    from microprop import calibrate as cal
+
+    eta = {"pore": 0.0508, "LD-C-S-H": 0.1296, "HD-C-S-H": 0.1367, "CH": 0.1642, "ACC": 0.1804}
+    frac = [0.05, 0.38, 0.25, 0.15, 0.17]
+    gain, offset = 1196.0, -10.8
+    rng = np.random.default_rng(1)
+    lab = rng.choice(5, 50_000, p=frac)
+    e = np.array(list(eta.values()))[lab]
+    grey = offset + gain * e + rng.normal(0, 8.0, lab.size)
+    fit = cal.fit_detector_line(grey, eta)
+    assert fit["gain"] == pytest.approx(gain, rel=0.02)
+    assert fit["offset"] == pytest.approx(offset, abs=2.0)
+    np.testing.assert_allclose(fit["weight"], frac, atol=0.03)
+    with pytest.raises(InputError):
+        cal.fit_detector_line(grey, {"a": 0.1, "b": 0.1})

@@ -44,3 +44,14 @@ def test_generated_phases_renormalise_over_solids():
     assert res["LD-C-S-H"]["fraction"] == pytest.approx(1 / 3)
     assert res["CH"]["fraction"] == pytest.approx(1 / 3)
     assert res["ACC"] == {"fraction": 0.0, "E_mean_GPa": 122.0}
+
+
+def test_calibration_errors_with_offset():
+    labels = np.zeros((40, 60), np.uint8)
+    labels[:, 30:] = 4                                    # ACC on the right half
+    eta = {"pore": 0.05, "ACC": 0.18}
+    cal = np.where(labels == 4, 0.19, 0.05).astype(np.float32)[5:35, 10:50]   # mosaic = shifted crop
+    res = validation.calibration_errors(labels, cal, offset_px=[10, 5], phase_eta=eta, step=1)
+    assert res["phases"]["pore"]["abs_error"] == pytest.approx(0.0, abs=1e-6)
+    assert res["phases"]["ACC"]["abs_error"] == pytest.approx(0.01, abs=1e-6)
+    assert res["max_abs_error"] == pytest.approx(0.01, abs=1e-6)

@@ -91,6 +91,52 @@ def location_errors(truth_indents: pd.DataFrame, located: pd.DataFrame, offset_p
 
 
 SOLID_PHASES = ("LD-C-S-H", "HD-C-S-H", "CH", "ACC")
+PHASES = ("pore",) + SOLID_PHASES
+
+
+def calibration_errors(labels, calibrated, offset_px, phase_eta: dict, step=8) -> dict:
+    """Calibrated eta of each phase against its Monte Carlo eta.
+
+    Parameters
+    ----------
+    labels : array-like, shape (Hs, Ws), uint8
+        The generator's phase map in the specimen frame (ids as
+        :data:`PHASES`).
+    calibrated : array-like, shape (H, W), float32
+        The calibrated ``MulF`` eta map in the before-mosaic frame.
+    offset_px : array-like, shape (2,)
+        From :func:`mosaic_offset_px`: specimen px = mosaic px + offset.
+    phase_eta : dict
+        Phase -> the eta the generator rendered it with.
+    step : int
+        Sampling stride in px (the maps are large).
+
+    Returns
+    -------
+    dict
+        Per phase the median calibrated eta, the true eta and the absolute
+        error; and the largest error.
+    """
+    gx, gy = (int(round(v)) for v in offset_px)
+    h, w = calibrated.shape
+    ys = np.arange(0, h, step)
+    xs = np.arange(0, w, step)
+    ok_y = (ys + gy >= 0) & (ys + gy < labels.shape[0])
+    ok_x = (xs + gx >= 0) & (xs + gx < labels.shape[1])
+    ys, xs = ys[ok_y], xs[ok_x]
+    cal = np.asarray(calibrated[:, :])[np.ix_(ys, xs)]
+    lab = np.asarray(labels)[np.ix_(ys + gy, xs + gx)]
+    out, worst = {}, 0.0
+    for i, phase in enumerate(PHASES):
+        v = cal[lab == i]
+        if v.size == 0 or phase not in phase_eta:
+            continue
+        med = float(np.median(v))
+        err = abs(med - float(phase_eta[phase]))
+        out[phase] = {"eta_calibrated_median": med, "eta_true": float(phase_eta[phase]),
+                      "abs_error": err, "n_px": int(v.size)}
+        worst = max(worst, err)
+    return {"phases": out, "max_abs_error": worst}
 
 
 def generated_phases(truth_indents: pd.DataFrame, phase_properties: pd.DataFrame,
