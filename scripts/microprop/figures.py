@@ -151,15 +151,17 @@ def mosaic_overview(mosaic, pixel_size_nm, located, quantity="E_GPa", title=None
     vmin, vmax = robust_limits(located[quantity])
     det = located["detected"].astype(bool).to_numpy() if "detected" in located else \
         np.ones(len(located), bool)
-    marker_size = max(4.0, min(40.0, 4e4 / max(len(located), 1)))
-    sc = ax.scatter(located["x_um"][det], located["y_um"][det], c=located[quantity][det],
+    nominal = not det.any()          # no after-image: positions from the stage alone
+    marker_size = max(3.0, min(25.0, 1.5e4 / max(len(located), 1)))
+    sc = ax.scatter(located["x_um"], located["y_um"], c=located[quantity],
                     cmap="viridis", vmin=vmin, vmax=vmax, s=marker_size, edgecolors="k",
-                    linewidths=0.3, label="located indent")
-    if (~det).any():
-        ax.scatter(located["x_um"][~det], located["y_um"][~det], s=marker_size, marker="o",
-                   facecolors="none", edgecolors="tab:red", linewidths=0.6,
+                    linewidths=0.3,
+                    label="nominal grid position" if nominal else "located indent")
+    if (~det).any() and not nominal:
+        ax.scatter(located["x_um"][~det], located["y_um"][~det], s=marker_size * 2.5,
+                   marker="o", facecolors="none", edgecolors="tab:red", linewidths=0.6,
                    label="grid-model position (mark not detected)")
-        ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_xlabel("x (um)")
