@@ -9,7 +9,7 @@ working directory (so nothing already computed is reused), then prints the
 total wall time, the time of each rule (from the rules' ``benchmark:``
 files), and the measured errors against the virtual specimen's truth:
 stitching (median/max tile-position error, px), micro-positioning (RMS
-indent-position error, um) and the Gaussian-mixture recovery (fractions and
+indent-position error, um) calibrated eta per phase, and the Gaussian-mixture recovery (fractions and
 means). The goal for the demo is under 10 minutes on 2 CPU cores.
 """
 import argparse
@@ -66,6 +66,11 @@ def main(argv=None):
         loc = d["location"]
         print(f"  indent positions: RMS {loc['rms_um']:.3f} um, max {loc['max_um']:.3f} um "
               f"over {loc['n']} indents")
+        c = d.get("calibration")
+        if c:
+            print(f"  calibrated eta: max |median - Monte Carlo eta| {c['max_abs_error']:.4f} "
+                  + ", ".join(f"{p} {v['eta_calibrated_median']:.4f}/{v['eta_true']:.4f}"
+                              for p, v in c["phases"].items()))
         g = d["gmm_E"]
         print(f"  GMM: max |fraction error| {g['max_fraction_abs_error']:.3f}, "
               f"max relative mean error {g['max_mean_rel_error']:.3f}")
