@@ -1,36 +1,14 @@
 """Tests of microprop.figures: PNG size, content, and the plotted numbers."""
-import logging
-import runpy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from microprop import figures, stats
 from microprop.errors import InputError
-from microprop.workflow import mock_snakemake
+from script_runner import run_script
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_script(name, job, tmp_path):
-    """Run scripts/<name>.py in-process with a mock Snakemake job (root logger restored)."""
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(yaml.safe_dump(job))
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    try:
-        runpy.run_path(str(REPO / "scripts" / f"{name}.py"),
-                       init_globals={"snakemake": mock_snakemake(spec)}, run_name="__main__")
-    finally:
-        for h in root.handlers:
-            if h not in saved[0]:
-                h.close()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
 
 
 def _png(fig, path):

@@ -314,33 +314,7 @@ def test_virtual_indentation_on_the_real_micrograph(real_bse_image, rng):
 
 
 # ---------------------------------------------------------------- rule scripts
-
-def _run_script(name, spec, tmp_path):
-    """Run scripts/<name>.py in this process with a mock ``snakemake`` built from ``spec``."""
-    import logging
-    import runpy
-    from pathlib import Path
-
-    import yaml
-
-    from microprop.workflow import mock_snakemake
-
-    job = tmp_path / f"{name}.yaml"
-    job.write_text(yaml.safe_dump({**spec, "rule": name}))
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"),
-                       init_globals={"snakemake": mock_snakemake(job)}, run_name="__main__")
-    finally:  # setup_script reconfigures the root logger; give pytest its handlers back
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-                h.close()
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
+from script_runner import run_script as _run_script  # noqa: E402
 
 
 def test_virtual_indentation_script_writes_an_export_in_indenter_coordinates(real_bse_path, tmp_path):

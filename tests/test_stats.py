@@ -190,36 +190,11 @@ def test_deconvolve_escapes_kmeans_local_optimum():
 # --- rule scripts, run by hand with --mock (as Snakemake would run them) ---
 
 import json  # noqa: E402
-import logging  # noqa: E402
-import runpy  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import yaml  # noqa: E402
 
-from microprop.workflow import mock_snakemake  # noqa: E402
+from script_runner import run_script  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_script(name, job, tmp_path):
-    """Run scripts/<name>.py in this process with a mock Snakemake job.
-
-    In-process (runpy) rather than a subprocess, to spare the interpreter and
-    import start-up; the root logger that setup_script reconfigures is restored.
-    """
-    spec = tmp_path / f"{name}.yaml"
-    spec.write_text(yaml.safe_dump(job))
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    try:
-        runpy.run_path(str(REPO / "scripts" / f"{name}.py"),
-                       init_globals={"snakemake": mock_snakemake(spec)}, run_name="__main__")
-    finally:
-        for h in root.handlers:
-            if h not in saved[0]:
-                h.close()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
 
 
 def test_deconvolve_script(tmp_path, rng):

@@ -1,0 +1,44 @@
+"""Run a rule script in-process with a mock Snakemake job (shared by the tests)."""
+import logging
+import runpy
+from pathlib import Path
+
+import yaml
+
+from microprop.workflow import mock_snakemake
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name, job, tmp_path):
+    """Run ``scripts/<name>.py`` as Snakemake would, with ``job`` as its job.
+
+    In-process (runpy) rather than a subprocess, to spare interpreter and
+    import start-up. ``setup_script`` reconfigures the root logger; pytest's
+    handlers and level are restored afterwards.
+
+    Parameters
+    ----------
+    name : str
+        Script name without ``.py``.
+    job : dict
+        ``input``, ``output``, ``params``, ... (see ``microprop.workflow``).
+    tmp_path : pathlib.Path
+        Where the job's YAML is written.
+    """
+    spec = Path(tmp_path) / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump({"rule": name, **job}))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        runpy.run_path(str(REPO / "scripts" / f"{name}.py"),
+                       init_globals={"snakemake": mock_snakemake(spec)}, run_name="__main__")
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)
