@@ -234,7 +234,7 @@ def test_rule_scripts_chain(tmp_path, rng):
     jobs = {
         "calibrate": {"input": {"mosaic": "mosaic.zarr", "phase_eta": "pe.csv", "eta_table": "et.csv"},
                       "params": {"mode": "eta", "reference_phases": ["pore", "ACC"],
-                                 "reference_greys": "auto", "clinker_grey_window": None,
+                                 "reference_greys": "modes", "clinker_grey_window": None,
                                  "micf_sigma_px": 2.0, "chunk": 64},
                       "output": {"calibrated": "cal.zarr", "hist": "hist.png"}},
         "crop_batch": {"input": {"calibrated": "cal.zarr", "located": "b1.csv"},
