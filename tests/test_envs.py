@@ -6,6 +6,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # Packages needed only to drive the workflow or the tests, not inside a rule.
+# conda-forge name -> pip name
+CONDA_TO_PIP = {"pytorch": "torch"}
 DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema", "pytest", "pytest-timeout"}
 
 
@@ -26,7 +28,8 @@ def env_pins(path):
         assert isinstance(dep, str), f"{path.name}: nested pip sections are not allowed"
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", dep)
         assert m, f"{path.name}: {dep!r} is not pinned with =="
-        pins[m.group(1).lower()] = m.group(2)
+        name = m.group(1).lower()
+        pins[CONDA_TO_PIP.get(name, name)] = m.group(2)
     return pins
 
 
