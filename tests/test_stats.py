@@ -300,3 +300,9 @@ def test_joint_deconvolution_recovers_overlapping_phases():
     np.testing.assert_allclose(mH["mean"], table.H_mean)
     with pytest.raises(InputError):
         stats.deconvolve_joint(E[:10], H[:10])
+
+
+def test_component_names_keep_the_order_of_the_means():
+    """Means all shifted above the references: names must stay in order."""
+    names = stats.name_components([46.0, 66.0, 89.0, 105.0], stats.phase_reference_means("E_GPa"))
+    assert names == ["LD-C-S-H", "HD-C-S-H", "CH", "ACC"]

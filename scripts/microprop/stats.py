@@ -109,7 +109,8 @@ def name_components(means, reference):
     """Name mixture components by optimal assignment to reference phase means.
 
     The cost of giving component ``i`` the name of phase ``j`` is
-    ``|log(mean_i / ref_j)|`` (a ratio, since phase moduli span a decade);
+    ``log(mean_i / ref_j)**2`` (a ratio, since phase moduli span a decade;
+    squared, a strictly convex cost, so the names keep the order of the means);
     the total cost is minimised with the Hungarian algorithm
     (:func:`scipy.optimize.linear_sum_assignment`). Components left over when
     there are more components than phases are named ``extra-<component>``.
@@ -128,7 +129,7 @@ def name_components(means, reference):
     means = np.maximum(np.asarray(means, dtype=float), 1e-12)
     phases = list(reference)
     ref = np.array([reference[p] for p in phases], dtype=float)
-    cost = np.abs(np.log(means[:, None] / ref[None, :]))
+    cost = np.log(means[:, None] / ref[None, :]) ** 2
     rows, cols = linear_sum_assignment(cost)
     names = [f"extra-{i}" for i in range(len(means))]
     for r, c in zip(rows, cols):

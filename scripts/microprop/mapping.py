@@ -1,0 +1,642 @@
+"""Property maps of whole areas and their statistics against indentation.
+
+The seed paper's out-of-bag test (its Fig. 15-17 and Table 1): a trained
+model maps E over an area that was never indented, and the phase statistics
+of the map (Gaussian-mixture deconvolution: fraction, mean, std per phase)
+are compared with those of the grid-indentation test.
+
+* :func:`window_centres` -- the crop centres of a sliding window at a step.
+* :func:`predict_map` -- sliding-window inference with any crop predictor
+  (a ResNet ensemble in the workflow), read from the map in strips so that
+  memory stays bounded.
+* :func:`window_means` / :func:`table_model_map` -- the same windows reduced
+  to their mean grey (integral image), then the seed's table model.
+* :func:`compare_statistics` -- Table-1-like comparison of GMM phase
+  statistics of the indents and of the maps.
+* :func:`map_triptych`, :func:`map_histograms` -- Fig. 15 and Fig. 16-17.
+
+Window convention (same as :func:`microprop.dataset.crop_indents`): a window
+centred at pixel ``(cy, cx)`` covers rows ``cy - S//2 .. cy - S//2 + S - 1``
+and the same columns, so that a map value at a window centre is what the
+model predicts for an indent located at that pixel.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .errors import InputError
+from .figures import DPI, add_scale_bar, quantity_label, robust_limits
+from .stats import component_curves, deconvolve, deconvolve_joint, marginal, table_model_predict
+from .workflow import progress
+
+log = logging.getLogger(__name__)
+
+#: Default height (rows of pixels) of the strips read from the map at once;
+#: a float32 strip of the demo map (11353 px wide) is 46 MB.
+STRIP_PX = 1024
+
+#: Name of the indentation source in :func:`compare_statistics`.
+INDENTATION = "indentation"
+
+#: Figure sizes in inches (at :data:`microprop.figures.DPI`).
+FIGSIZE_TRIPTYCH = (16.0, 5.5)
+FIGSIZE_PANEL = (5.5, 4.5)
+
+
+# --------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------
+
+def _check_window(shape, crop_size_px, step_px, what="map"):
+    if len(shape) != 2:
+        raise InputError(f"{what}: expected a 2D (H, W) map, got shape {tuple(shape)}")
+    s, step = int(crop_size_px), int(step_px)
+    if s < 1 or s != crop_size_px:
+        raise InputError(f"{what}: crop_size_px must be a positive integer, got {crop_size_px}")
+    if step < 1 or step != step_px:
+        raise InputError(f"{what}: step_px must be a positive integer, got {step_px}")
+    h, w = (int(v) for v in shape)
+    if h < s or w < s:
+        raise InputError(f"{what}: map of {h} x {w} px is smaller than one "
+                         f"{s} x {s} px crop")
+    return s, step, h, w
+
+
+def window_centres(shape, crop_size_px, step_px):
+    """Centres of sliding windows that keep the whole crop inside the map.
+
+    Along each axis the centres are ``c0 + k * step_px``, ``k = 0..n-1``,
+    with ``n = (L - S) // step_px + 1`` (as many whole crops as fit) and the
+    grid centred in the map: the uncovered margin ``(L - S) - (n - 1) step``
+    is shared between both ends (the first end gets the smaller half).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` of the map, pixels.
+    crop_size_px : int
+        Crop edge ``S``, pixels.
+    step_px : int
+        Distance between neighbouring centres, pixels (e.g. the indent
+        spacing ``10 um / 40 nm = 250 px``, or ``S // 8`` for a dense map).
+
+    Returns
+    -------
+    cy : numpy.ndarray, shape (ny,), int64
+        Row index of the centre of each window row.
+    cx : numpy.ndarray, shape (nx,), int64
+        Column index of the centre of each window column. The window
+        ``(i, j)`` covers rows ``cy[i] - S//2 ..`` ``cy[i] - S//2 + S - 1``
+        and columns ``cx[j] - S//2 .. cx[j] - S//2 + S - 1``.
+
+    Raises
+    ------
+    InputError
+        If the map is not 2D, smaller than one crop, or the crop size or step
+        is not a positive integer.
+    """
+    s, step, h, w = _check_window(shape, crop_size_px, step_px)
+
+    def axis(length):
+        n = (length - s) // step + 1
+        first = (length - s - (n - 1) * step) // 2
+        return (first + s // 2 + step * np.arange(n)).astype(np.int64)
+
+    return axis(h), axis(w)
+
+
+def _strips(cy, s, step, strip_px):
+    """Yield ``(k0, k1, r0, r1)``: window rows ``k0..k1-1`` need map rows ``r0..r1-1``."""
+    per = max(1, (max(int(strip_px), s) - s) // step + 1)
+    for k0 in range(0, cy.size, per):
+        k1 = min(k0 + per, cy.size)
+        yield k0, k1, int(cy[k0] - s // 2), int(cy[k1 - 1] - s // 2 + s)
+
+
+def _read(calibrated, r0, r1, c0, c1):
+    return np.asarray(calibrated[r0:r1, c0:c1], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------
+# Sliding-window inference
+# --------------------------------------------------------------------------
+
+def predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64, strip_px=STRIP_PX,
+                desc="map"):
+    """Sliding-window prediction of a property over a whole calibrated map.
+
+    Every window of :func:`window_centres` is cut from the map and passed,
+    ``batch`` crops at a time, to ``predict_fn``; its prediction is the map
+    value at the window centre. The map is read in horizontal strips of at
+    most ``max(strip_px, S)`` rows (plus the columns the windows need), so
+    memory is one strip plus one batch of crops, never the whole map as
+    windows; the crops of a batch are copied out of a strided
+    (:func:`numpy.lib.stride_tricks.sliding_window_view`) view of the strip.
+
+    Dense maps (``step_px < S``) use the same batched strided inference, so
+    the value of every window is exactly the model's prediction for that
+    crop. A fully convolutional shortcut (run the convolutional trunk once
+    over a strip, then pool its feature map) would reuse the overlapping
+    computation, but the model ends in a *global* average pooling over the
+    crop followed by an MLP head: that equals a sliding average of the
+    strip's feature map over a crop-sized window only if the pooling is
+    replaced by a sliding average, and even then not exactly, because a
+    crop's border features see zero padding where the strip sees the
+    neighbouring pixels, and the window positions must fall on multiples of
+    the trunk's total stride (and of the block-downsampling to
+    ``input_px``). That shortcut is not used; for dense maps it is a speed
+    option, not a change of the result.
+
+    Parameters
+    ----------
+    calibrated : zarr.Array or numpy.ndarray, shape (H, W)
+        Calibrated map (``MulF``, float32, eta or porosity); anything that
+        slices like a numpy array.
+    predict_fn : callable
+        ``predict_fn(crops)`` with ``crops`` of shape ``(n, S, S)`` float32
+        returns ``n`` predictions (e.g. GPa), array-like of shape ``(n,)``.
+    crop_size_px : int
+        Crop edge ``S`` the model was trained on, pixels.
+    step_px : int
+        Step between window centres, pixels.
+    batch : int
+        Crops per call of ``predict_fn``.
+    strip_px : int
+        Rows read from the map at once (default :data:`STRIP_PX`).
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    grid : numpy.ndarray, shape (ny, nx), float32
+        Prediction at each window; NaN where the crop holds a non-finite
+        pixel (such crops are not passed to ``predict_fn``).
+    centres : tuple of numpy.ndarray
+        ``(cy, cx)`` from :func:`window_centres`: ``grid[i, j]`` belongs to
+        the window centred at pixel ``(cy[i], cx[j])``.
+
+    Raises
+    ------
+    InputError
+        As :func:`window_centres`; if ``batch < 1``; or if ``predict_fn``
+        returns a wrong number of values.
+    """
+    s, step, _, _ = _check_window(calibrated.shape, crop_size_px, step_px)
+    if int(batch) < 1:
+        raise InputError(f"predict_map: batch must be >= 1, got {batch}")
+    batch = int(batch)
+    cy, cx = window_centres(calibrated.shape, s, step)
+    grid = np.full((cy.size, cx.size), np.nan, np.float32)
+    c0, c1 = int(cx[0] - s // 2), int(cx[-1] - s // 2 + s)
+    xs = cx - s // 2 - c0
+    n_skipped = 0
+    with progress(total=grid.size, desc=desc, unit="crop") as bar:
+        for k0, k1, r0, r1 in _strips(cy, s, step, strip_px):
+            strip = _read(calibrated, r0, r1, c0, c1)
+            view = np.lib.stride_tricks.sliding_window_view(strip, (s, s))
+            ys = cy[k0:k1] - s // 2 - r0
+            ii, jj = np.meshgrid(np.arange(k1 - k0), np.arange(cx.size), indexing="ij")
+            ii, jj = ii.ravel(), jj.ravel()
+            for b0 in range(0, ii.size, batch):
+                bi, bj = ii[b0:b0 + batch], jj[b0:b0 + batch]
+                crops = np.ascontiguousarray(view[ys[bi], xs[bj]])
+                ok = np.isfinite(crops).all(axis=(1, 2))
+                if ok.any():
+                    pred = np.asarray(predict_fn(crops[ok] if not ok.all() else crops),
+                                      dtype=np.float32).reshape(-1)
+                    if pred.size != int(ok.sum()):
+                        raise InputError(f"predict_map: predict_fn returned {pred.size} "
+                                         f"values for {int(ok.sum())} crops")
+                    grid[k0 + bi[ok], bj[ok]] = pred
+                n_skipped += int((~ok).sum())
+                bar.update(bi.size)
+    if n_skipped:
+        log.warning("%s: %d of %d windows hold non-finite pixels and are NaN", desc,
+                    n_skipped, grid.size)
+    log.info("%s: %d x %d windows of %d px at step %d px", desc, cy.size, cx.size, s, step)
+    return grid, (cy, cx)
+
+
+def window_means(calibrated, crop_size_px, step_px, strip_px=STRIP_PX):
+    """Mean of every window of :func:`window_centres`, by integral images.
+
+    Per strip of rows, cumulative sums along y then x (summed-area table,
+    Crow 1984, SIGGRAPH '84) give each window's sum with four look-ups;
+    non-finite pixels are left out of both the sum and the count (as
+    :func:`microprop.stats.crop_means` does). Cost is linear in the strip
+    area whatever the step, and memory one strip in float64.
+
+    Parameters
+    ----------
+    calibrated : zarr.Array or numpy.ndarray, shape (H, W)
+    crop_size_px, step_px : int
+        As :func:`window_centres`.
+    strip_px : int
+        Rows read at once.
+
+    Returns
+    -------
+    means : numpy.ndarray, shape (ny, nx), float64
+        NaN for a window without a finite pixel.
+    centres : tuple of numpy.ndarray
+        ``(cy, cx)``.
+    """
+    s, step, _, _ = _check_window(calibrated.shape, crop_size_px, step_px)
+    cy, cx = window_centres(calibrated.shape, s, step)
+    out = np.empty((cy.size, cx.size), np.float64)
+    c0, c1 = int(cx[0] - s // 2), int(cx[-1] - s // 2 + s)
+    xs = cx - s // 2 - c0
+
+    def box(values, ys):
+        col = np.zeros((values.shape[0] + 1, values.shape[1]), np.float64)
+        np.cumsum(values, axis=0, out=col[1:])
+        band = col[ys + s] - col[ys]                       # (rows, W): sums over y
+        row = np.zeros((band.shape[0], band.shape[1] + 1), np.float64)
+        np.cumsum(band, axis=1, out=row[:, 1:])
+        return row[:, xs + s] - row[:, xs]
+
+    for k0, k1, r0, r1 in _strips(cy, s, step, strip_px):
+        strip = _read(calibrated, r0, r1, c0, c1)
+        ys = cy[k0:k1] - s // 2 - r0
+        finite = np.isfinite(strip)
+        if finite.all():
+            out[k0:k1] = box(strip, ys) / float(s * s)
+        else:
+            sums = box(np.where(finite, strip, 0.0), ys)
+            counts = box(finite.astype(np.float64), ys)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[k0:k1] = np.where(counts > 0.5, sums / np.maximum(counts, 1.0), np.nan)
+    return out, (cy, cx)
+
+
+def table_model_map(calibrated, table, crop_size_px, step_px, strip_px=STRIP_PX):
+    """Map of the seed's table model on the windows of :func:`window_centres`.
+
+    Each window's mean grey (:func:`window_means`) is looked up in the
+    table-model bins (:func:`microprop.stats.table_model_predict`: the mean
+    property of the training crops in the same grey bin).
+
+    Parameters
+    ----------
+    calibrated : zarr.Array or numpy.ndarray, shape (H, W)
+        Calibrated map, same quantity (eta or porosity) as the table's grey.
+    table : pandas.DataFrame
+        Bins from :func:`microprop.stats.table_model_fit` (``grey_lo``,
+        ``grey_hi``, ``y_mean``).
+    crop_size_px, step_px : int
+        As :func:`window_centres`.
+    strip_px : int
+        Rows read at once.
+
+    Returns
+    -------
+    numpy.ndarray, shape (ny, nx), float32
+        Predicted property (unit of the table's ``y_mean``, GPa); NaN for a
+        window without a finite pixel.
+
+    Raises
+    ------
+    InputError
+        If the table lacks a bin column, or as :func:`window_centres`.
+    """
+    missing = [c for c in ("grey_lo", "grey_hi", "y_mean") if c not in table.columns]
+    if missing or len(table) == 0:
+        raise InputError(f"table_model_map: table-model bins lack column(s) {missing} or are "
+                         f"empty; found {list(table.columns)}")
+    means, _ = window_means(calibrated, crop_size_px, step_px, strip_px=strip_px)
+    return table_model_predict(table, means.ravel()).reshape(means.shape).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Statistics: the seed's Table 1
+# --------------------------------------------------------------------------
+
+def _finite(values):
+    v = np.asarray(values, dtype=float).ravel()
+    return v[np.isfinite(v)]
+
+
+def compare_statistics(indent_E, map_grids, n_components=4, seed=0, n_init=10,
+                       max_values=10000, indent_H=None, map_grids_H=None, quantity="E_GPa"):
+    """Phase statistics of indentation and of property maps, side by side.
+
+    Each source (the indents, then every map) is deconvolved into
+    ``n_components`` Gaussian phases (grid-indentation deconvolution,
+    Constantinides et al. 2006, Mater. Sci. Eng. A 430; Ulm et al. 2007,
+    J. Am. Ceram. Soc. 90) with :func:`microprop.stats.deconvolve`, or with
+    the joint (E, H) mixture :func:`microprop.stats.deconvolve_joint` (its
+    ``quantity`` marginal is reported) when H values are given for that
+    source too. Phases are named by the literature means, so rows of the
+    same phase can be compared; the map values are the fraction of the
+    area's windows, the indent values the fraction of indents (the seed
+    paper's Table 1: fraction, mean, std per phase).
+
+    Parameters
+    ----------
+    indent_E : array-like, shape (N,)
+        Property of the indents (GPa); non-finite values dropped.
+    map_grids : dict
+        Source name -> map (any shape, e.g. ``(ny, nx)`` grid; NaN ignored).
+    n_components : int
+        Gaussian components per source.
+    seed : int
+        Random state of the EM starts and of the subsample.
+    n_init : int
+        EM restarts per start kind.
+    max_values : int or None
+        A map with more finite values is fitted on a seeded random subsample
+        of this many (a dense map's neighbouring windows are strongly
+        correlated, so the subsample loses little; ``None``: all values).
+    indent_H : array-like, shape (N,), optional
+        Hardness of the same indents (GPa), for a joint fit.
+    map_grids_H : dict, optional
+        Source name -> hardness map with the same shape as ``map_grids[name]``
+        (joint fit for that source).
+    quantity : {"E_GPa", "H_GPa"}
+        Quantity of ``indent_E`` and ``map_grids`` (phase reference means and
+        the reported marginal).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source and component, sources in input order with
+        ``"indentation"`` first: ``source, component, phase, fraction, mean,
+        std, n`` (values fitted), ``method`` and the differences to the
+        indentation row of the same phase ``d_fraction, d_mean, d_std``
+        (NaN for the indentation rows and for phases the indentation fit
+        does not name).
+
+    Raises
+    ------
+    InputError
+        If a source has too few finite values for the mixture, or a hardness
+        map differs in shape from its modulus map.
+    """
+    rng = np.random.default_rng(int(seed))
+    sources = [(INDENTATION, indent_E, indent_H)]
+    for name, grid in map_grids.items():
+        grid_h = None if map_grids_H is None else map_grids_H.get(name)
+        sources.append((str(name), grid, grid_h))
+    blocks = []
+    for name, values, values_h in sources:
+        v = np.asarray(values, dtype=float).ravel()
+        what = f"{quantity} of {name}"
+        if values_h is not None:
+            vh = np.asarray(values_h, dtype=float).ravel()
+            if vh.shape != v.shape:
+                raise InputError(f"compare_statistics: {name}: {vh.size} H values for "
+                                 f"{v.size} {quantity} values")
+            ok = np.isfinite(v) & np.isfinite(vh)
+            v, vh = v[ok], vh[ok]
+        else:
+            v = v[np.isfinite(v)]
+        if name != INDENTATION and max_values is not None and v.size > int(max_values):
+            pick = np.sort(rng.choice(v.size, int(max_values), replace=False))
+            v = v[pick]
+            vh = vh[pick] if values_h is not None else None
+        n_distinct = np.unique(v).size
+        if n_distinct < 5 * int(n_components):
+            log.warning("%s: only %d distinct values (a table-model map takes one value per "
+                        "grey bin); its mixture components are degenerate", what, n_distinct)
+        if values_h is not None:
+            e, h = (v, vh) if quantity == "E_GPa" else (vh, v)
+            t = marginal(deconvolve_joint(e, h, n_components=n_components, seed=seed,
+                                          n_init=n_init, what=what), quantity)
+            method = "joint E-H"
+        else:
+            t = deconvolve(v, n_components=n_components, seed=seed, n_init=n_init,
+                           quantity=quantity, what=what)
+            method = f"{quantity} only"
+        t = t[["component", "phase", "fraction", "mean", "std"]].copy()
+        t.insert(0, "source", name)
+        t["n"] = int(v.size)
+        t["method"] = method
+        blocks.append(t)
+    table = pd.concat(blocks, ignore_index=True)
+    ref = table[(table["source"] == INDENTATION) & ~table["phase"].str.startswith("extra")]
+    ref = ref.set_index("phase")[["fraction", "mean", "std"]]
+    for col in ("fraction", "mean", "std"):
+        base = table["phase"].map(ref[col]).to_numpy(float)
+        diff = table[col].to_numpy(float) - base
+        diff[(table["source"] == INDENTATION).to_numpy()] = np.nan
+        table[f"d_{col}"] = diff
+    return table
+
+
+# --------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------
+
+def grid_extent(shape, step_um, first_centre_um):
+    """imshow extent (left, right, bottom, top) of a window grid, um, y down.
+
+    Cell ``(i, j)`` is a ``step_um`` square centred at
+    ``first_centre_um + (j, i) * step_um``.
+    """
+    ny, nx = shape
+    x0, y0 = (float(v) for v in first_centre_um)
+    st = float(step_um)
+    return (x0 - st / 2, x0 + (nx - 0.5) * st, y0 + (ny - 0.5) * st, y0 - st / 2)
+
+
+def map_triptych(bse_downsampled, pixel_size_nm, resnet_grid, table_grid, step_um,
+                 first_centre_um=None, downsample_factor=1, quantity="E_GPa",
+                 names=("ResNet", "table model"), vlim=None, title=None):
+    """BSE image beside the model maps of the same area (seed paper Fig. 15).
+
+    Three panels share the um axes of the before-mosaic frame (pixel
+    ``[0, 0]`` of the full-resolution map centred at 0 um, x right, y down);
+    the two maps share one colour scale (2nd-98th percentile of both,
+    unless ``vlim`` is given) and one colourbar.
+
+    Parameters
+    ----------
+    bse_downsampled : array-like, shape (h, w)
+        BSE mosaic block-mean downsampled by ``downsample_factor``
+        (:func:`microprop.io.downsample`).
+    pixel_size_nm : float
+        Pixel size of ``bse_downsampled``, nm.
+    resnet_grid : array-like, shape (ny, nx)
+        Model map (GPa), NaN drawn as background.
+    table_grid : array-like, shape (ny, nx), or None
+        Table-model map on the same windows; ``None`` draws two panels.
+    step_um : float
+        Window step of the grids, um (cell width).
+    first_centre_um : (float, float), optional
+        ``(x, y)`` um of the centre of window ``[0, 0]``; default
+        ``(step_um / 2, step_um / 2)`` less half a full-resolution pixel.
+    downsample_factor : int
+        Factor by which ``bse_downsampled`` was reduced (places its block
+        edges on full-resolution pixel edges).
+    quantity : str
+        ``E_GPa`` or ``H_GPa`` (colourbar label).
+    names : (str, str)
+        Panel titles of the two maps.
+    vlim : (float, float), optional
+        Colour limits, GPa.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size :data:`FIGSIZE_TRIPTYCH` at :data:`microprop.figures.DPI`.
+
+    Raises
+    ------
+    InputError
+        If an image is not 2D, the grids differ in shape, or the pixel size or
+        step is not positive.
+    """
+    img = np.asarray(bse_downsampled, dtype=float)
+    grids = [np.asarray(resnet_grid, dtype=float)]
+    if table_grid is not None:
+        grids.append(np.asarray(table_grid, dtype=float))
+    if img.ndim != 2 or any(g.ndim != 2 for g in grids):
+        raise InputError("map_triptych: the BSE image and the grids must be 2D")
+    if len(grids) == 2 and grids[0].shape != grids[1].shape:
+        raise InputError(f"map_triptych: grids differ in shape {grids[0].shape} vs "
+                         f"{grids[1].shape}")
+    if not float(pixel_size_nm) > 0 or not float(step_um) > 0:
+        raise InputError(f"map_triptych: pixel_size_nm ({pixel_size_nm}) and step_um "
+                         f"({step_um}) must be > 0")
+    ps_um = float(pixel_size_nm) / 1000.0
+    half_full = 0.5 * ps_um / max(int(downsample_factor), 1)
+    h, w = img.shape
+    bse_extent = (-half_full, -half_full + w * ps_um, -half_full + h * ps_um, -half_full)
+    if first_centre_um is None:
+        first_centre_um = (step_um / 2 - half_full, step_um / 2 - half_full)
+    extent = grid_extent(grids[0].shape, step_um, first_centre_um)
+    vmin, vmax = vlim if vlim is not None else robust_limits(np.concatenate(
+        [g.ravel() for g in grids]))
+    fig = Figure(figsize=FIGSIZE_TRIPTYCH, dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 1 + len(grids), sharex=True, sharey=True)
+    glo, ghi = robust_limits(img, (0.5, 99.5))
+    axes[0].imshow(img, cmap="gray", vmin=glo, vmax=ghi, extent=bse_extent,
+                   interpolation="antialiased")
+    axes[0].set_title("BSE image\n(before indentation)")
+    add_scale_bar(axes[0], w * ps_um)
+    sym = quantity.split("_")[0]
+    for ax, g, name in zip(axes[1:], grids, names):
+        ax.set_facecolor("0.85")
+        im = ax.imshow(np.ma.masked_invalid(g), cmap="viridis", vmin=vmin, vmax=vmax,
+                       extent=extent, interpolation="nearest")
+        ax.set_title(f"{name} map of {sym}\n{g.shape[0]} x {g.shape[1]} windows, "
+                     f"step {step_um:.3g} um")
+    for ax in axes:
+        ax.set_xlim(bse_extent[0], bse_extent[1])
+        ax.set_ylim(bse_extent[2], bse_extent[3])
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (um)")
+    axes[0].set_ylabel("y (um)")
+    cb = fig.colorbar(im, ax=list(axes), shrink=0.9, extend="both", pad=0.01)
+    cb.set_label(quantity_label(quantity))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _components_table(tables, source):
+    if isinstance(tables, pd.DataFrame):
+        if "source" not in tables.columns:
+            raise InputError(f"map_histograms: the statistics table lacks a 'source' column; "
+                             f"found {list(tables.columns)}")
+        t = tables[tables["source"] == source]
+    else:
+        t = tables.get(source)
+    if t is None or len(t) == 0:
+        raise InputError(f"map_histograms: no mixture components for source {source!r}")
+    return t
+
+
+def _draw_histogram(ax, x, table, quantity, bins, xlim, label):
+    """Density histogram, weighted Gaussian components and their sum on one axes.
+
+    Same drawing as :func:`microprop.figures.histogram_components`, on a given
+    axes so that several sources fit one figure.
+    """
+    # density relative to all N values (values beyond xlim are counted, not drawn)
+    width = (xlim[1] - xlim[0]) / bins
+    ax.hist(x, bins=bins, range=xlim, weights=np.full(x.size, 1.0 / (x.size * width)),
+            color="0.75", edgecolor="0.6", label=f"{label} (N={x.size})")
+    grid = np.linspace(xlim[0], xlim[1], 800)
+    curves = component_curves(grid, table)
+    unit = "GPa" if quantity.endswith("GPa") else ""
+    for i, row in enumerate(table.itertuples()):
+        dec = max(0, 1 - math.floor(math.log10(row.std))) if row.std > 0 else 2
+        ax.plot(grid, curves[i], lw=1.6, label=(
+            f"{row.phase}: f={row.fraction:.2f}, {row.mean:.{dec}f} ± {row.std:.{dec}f} {unit}"))
+    ax.plot(grid, curves.sum(axis=0), "k--", lw=1.3, label="mixture")
+    ax.set_xlim(*xlim)
+    ax.set_xlabel(quantity_label(quantity))
+    ax.set_ylabel(f"probability density (1/{unit})" if unit else "probability density")
+    ax.legend(fontsize=7)
+
+
+def map_histograms(indent_E, grids, tables, quantity="E_GPa", bins=60, title=None):
+    """Histograms with GMM components, one panel per source (seed Fig. 16-17).
+
+    Panel order: the indents, then the maps in ``grids`` order; all panels
+    share the x range (0.5th-99.5th percentile of all values, widened to
+    the components' mean +- 3 std) and the bin edges, so that the peaks can
+    be compared by eye. Each panel draws what
+    :func:`microprop.figures.histogram_components` draws for one source.
+
+    Parameters
+    ----------
+    indent_E : array-like, shape (N,)
+        Property of the indents (GPa).
+    grids : dict
+        Source name -> map values (any shape).
+    tables : pandas.DataFrame or dict
+        :func:`compare_statistics` output (rows selected by ``source``), or
+        source name -> a :func:`microprop.stats.deconvolve` table.
+    quantity : str
+        ``E_GPa`` or ``H_GPa``.
+    bins : int
+        Number of equal-width bins over the shared range.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Panels of :data:`FIGSIZE_PANEL` each, at most 3 per row.
+
+    Raises
+    ------
+    InputError
+        If a source has no finite value or no components in ``tables``.
+    """
+    sources = [(INDENTATION, _finite(indent_E))] + [(str(k), _finite(v)) for k, v in grids.items()]
+    for name, x in sources:
+        if x.size == 0:
+            raise InputError(f"map_histograms: no finite {quantity} values for {name!r}")
+    comps = {name: _components_table(tables, name) for name, _ in sources}
+    allv = np.concatenate([x for _, x in sources])
+    lo, hi = np.percentile(allv, [0.5, 99.5])
+    for t in comps.values():
+        lo = min(lo, float((t["mean"] - 3 * t["std"]).min()))
+        hi = max(hi, float((t["mean"] + 3 * t["std"]).max()))
+    lo = max(lo, float(allv.min()))
+    hi = min(hi, float(allv.max()))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    n = len(sources)
+    ncol = min(n, 3)
+    nrow = math.ceil(n / ncol)
+    fig = Figure(figsize=(FIGSIZE_PANEL[0] * ncol, FIGSIZE_PANEL[1] * nrow), dpi=DPI)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    for ax, (name, x) in zip(axes, sources):
+        _draw_histogram(ax, x, comps[name], quantity, int(bins), (lo, hi),
+                        "indents" if name == INDENTATION else "map windows")
+        ax.set_title(name)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title or f"Gaussian mixture deconvolution of {quantity.split('_')[0]}: "
+                 "indentation and maps")
+    fig.tight_layout()
+    return fig
