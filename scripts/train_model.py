@@ -1,0 +1,78 @@
+"""Rule script: train one SeedResNet (one target, split and ensemble member).
+
+Expects
+-------
+snakemake.input.dataset : str
+    ``results/{specimen}/dataset.h5``.
+snakemake.params.target : str
+    ``"E_GPa"`` or ``"H_GPa"``.
+snakemake.params.split : str
+    ``"random"`` or ``"blocked"``.
+snakemake.params.epochs : int
+snakemake.params.batch_size : int
+snakemake.params.lr : float
+    Adam learning rate (seed paper: 1e-5).
+snakemake.params.input_px : int or None
+    Downsample crops to this edge (px) by area averaging; None = full crops.
+snakemake.params.augment : bool
+    D4 (rotations x flips) augmentation.
+snakemake.params.device : str
+    ``"auto"``, ``"cpu"`` or ``"cuda"``.
+snakemake.params.bf16 : bool
+    bf16 autocast on CUDA.
+snakemake.params.compile : bool
+    ``torch.compile`` the model.
+snakemake.params.seed : int
+snakemake.params.member : int
+    Ensemble member index (mixed into the seed).
+snakemake.params.patience : int
+snakemake.params.factor : float
+    ``ReduceLROnPlateau`` patience (epochs) and factor.
+snakemake.params.work_dir : str
+    Checkpoint directory, e.g. ``results/{specimen}/models/{target}/m{member}/work``.
+    ``last.pt`` lives here and is deliberately NOT a declared output:
+    Snakemake deletes the outputs of a failed or killed job, so a checkpoint
+    among them would be lost; in ``work_dir`` it survives and the rerun
+    resumes from the last finished epoch. A ``last.pt`` of a different
+    configuration (e.g. after the dataset changed) stops the job with an
+    InputError that says to delete ``work_dir``.
+snakemake.params.arch_kwargs : dict, optional
+    SeedResNet arguments overriding the seed paper's layout (tiny test
+    configurations); absent or null = the paper's network.
+snakemake.threads : int
+    ``torch.set_num_threads``.
+
+Writes
+------
+snakemake.output.best : str
+    Copy of ``work_dir/best.pt`` (best validation loss), at the end.
+snakemake.output.last : str
+    Copy of ``work_dir/last.pt`` (final epoch), at the end.
+snakemake.output.metrics : str
+    Copy of ``work_dir/metrics.csv`` (one row per epoch), at the end.
+"""
+import shutil
+
+from microprop.workflow import setup_script
+
+snakemake = setup_script(globals())
+
+from microprop import io as mio  # noqa: E402
+from microprop.train import train  # noqa: E402
+
+p = snakemake.params
+input_px = p.get("input_px")
+summary = train(
+    snakemake.input.dataset, p.target, p.work_dir, split=p.get("split", "random"),
+    epochs=int(p.epochs), batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-5)),
+    input_px=None if input_px in (None, "", "None") else int(input_px),
+    augment=bool(p.get("augment", True)), device=p.get("device", "auto"),
+    bf16=bool(p.get("bf16", True)), compile=bool(p.get("compile", False)),
+    seed=int(p.get("seed", 0)), member=int(p.get("member", 0)),
+    patience=int(p.get("patience", 5)), factor=float(p.get("factor", 0.9)),
+    num_threads=int(getattr(snakemake, "threads", 1) or 1),
+    arch_kwargs=p.get("arch_kwargs") or None,
+)
+for key in ("best", "last", "metrics"):
+    with mio.atomic_path(getattr(snakemake.output, key)) as tmp:
+        shutil.copyfile(summary[key], tmp)

@@ -1,0 +1,201 @@
+"""Training loop: D4 augmentation, learning a known relation, checkpoint/resume."""
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from microprop.errors import InputError
+from microprop.train import (METRIC_COLUMNS, TrainingStopped, d4_apply, d4_index_maps,
+                             downsample_images, load_model, member_seed, predict, read_split,
+                             train, write_synthetic_dataset)
+from script_runner import run_script
+
+torch.set_num_threads(2)
+TINY = dict(stem_channels=16, stage_channels=(16, 32, 32), hidden=64)
+KILL_TOL = 1e-6  # relative tolerance of the resume test (on CPU it is bitwise in practice)
+
+
+@pytest.fixture(scope="module")
+def data32(tmp_path_factory):
+    """200 known-relation crops of 32 px (E = 40 + 10 z + N(0, 1))."""
+    path = tmp_path_factory.mktemp("syn") / "dataset.h5"
+    table = write_synthetic_dataset(path, n=200, size=32, seed=0)
+    return path, table
+
+
+@pytest.fixture(scope="module")
+def data16(tmp_path_factory):
+    """80 known-relation crops of 16 px (for the fast resume tests)."""
+    path = tmp_path_factory.mktemp("syn16") / "dataset.h5"
+    write_synthetic_dataset(path, n=80, size=16, seed=1)
+    return path
+
+
+# ----------------------------------------------------------------------------- D4
+
+def test_d4_gives_the_8_distinct_symmetries(rng):
+    x = torch.as_tensor(rng.random((1, 1, 7, 7)), dtype=torch.float32)
+    maps = d4_index_maps(7)
+    out = torch.cat([d4_apply(x, torch.tensor([g]), maps) for g in range(8)])
+    ref = [torch.rot90(x[0, 0], k, dims=(0, 1)) for k in range(4)]
+    ref += [torch.flip(r, dims=(1,)) for r in ref]
+    for g in range(8):
+        assert torch.equal(out[g, 0], ref[g])
+        # a permutation: the multiset of pixel values is kept
+        assert torch.equal(torch.sort(out[g].flatten()).values, torch.sort(x.flatten()).values)
+    flat = out.reshape(8, -1)
+    assert len({tuple(r.tolist()) for r in flat}) == 8
+    # the set is the group: closed under composition with any element
+    for g in range(8):
+        again = d4_apply(out, torch.full((8,), g), maps).reshape(8, -1)
+        assert {tuple(r.tolist()) for r in again} == {tuple(r.tolist()) for r in flat}
+
+
+def test_d4_per_sample_choice_is_vectorised_and_exact(rng):
+    x = torch.as_tensor(rng.random((16, 1, 9, 9)), dtype=torch.float32)
+    choice = torch.as_tensor(rng.integers(0, 8, 16))
+    out = d4_apply(x, choice, d4_index_maps(9))
+    for i, g in enumerate(choice.tolist()):
+        r = torch.rot90(x[i, 0], g % 4, dims=(0, 1))
+        assert torch.equal(out[i, 0], torch.flip(r, dims=(1,)) if g >= 4 else r)
+
+
+def test_downsample_is_area_average(rng):
+    x = rng.random((3, 32, 32)).astype(np.float32)
+    out = downsample_images(x, 16).numpy()
+    ref = x.reshape(3, 16, 2, 16, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(out[:, 0], ref, rtol=1e-6)
+    assert downsample_images(x, None).shape == (3, 1, 32, 32)
+    # non-integer factor (250 -> 64 in the demo): every output is a local mean
+    y = downsample_images(rng.random((1, 50, 50)), 16)
+    assert y.shape == (1, 1, 16, 16) and 0 < float(y.min()) and float(y.max()) < 1
+
+
+def test_member_seeds_differ():
+    assert member_seed(0, 0) == member_seed(0, 0)
+    assert len({member_seed(s, m) for s in range(3) for m in range(5)}) == 15
+
+
+# ----------------------------------------------------------------------------- learning
+
+def test_learns_known_relation(data32, tmp_path):
+    path, table = data32
+    out = tmp_path / "run"
+    summary = train(path, "E_GPa", out, epochs=12, batch_size=16, lr=1e-3, seed=0,
+                    arch_kwargs=TINY, log_every=0)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.columns) == list(METRIC_COLUMNS)
+    assert metrics["epoch"].tolist() == list(range(1, 13))
+    assert summary["best_val_loss"] == metrics["val_loss"].min()
+    assert summary["best_epoch"] == int(metrics.loc[metrics["val_loss"].idxmin(), "epoch"])
+
+    model, meta = load_model(out / "best.pt", "cpu")
+    assert meta["target"] == "E_GPa" and meta["epoch"] == summary["best_epoch"]
+    images, y, index = read_split(path, "E_GPa", "random", "test")
+    pred = predict(model, meta, images, "cpu")
+    r2 = 1 - np.mean((pred - y) ** 2) / np.var(y)
+    best_r2 = 1 - 1.0 / np.var(y)  # the relation's noise is N(0, 1 GPa)
+    print(f"test R2 {r2:.3f} (noise limit {best_r2:.3f}), val loss {summary['best_val_loss']:.3f}")
+    assert r2 > 0.5
+    # the learned map follows the known feature z, not the absolute grey level
+    z = table["z"].to_numpy()[index]
+    assert np.corrcoef(pred, z)[0, 1] > 0.8
+
+
+def test_checkpoint_contract_and_mc_dropout(data16, tmp_path):
+    out = tmp_path / "run"
+    train(data16, "H_GPa", out, epochs=1, batch_size=16, lr=1e-3, arch_kwargs=TINY,
+          input_px=16, log_every=0)
+    best = torch.load(out / "best.pt", weights_only=True)
+    last = torch.load(out / "last.pt", weights_only=True)
+    for key in ("target", "target_mean", "target_std", "input_px", "crop_size_px", "arch",
+                "arch_kwargs", "epoch", "val_loss", "dataset", "split", "seed", "member"):
+        assert key in best["meta"], key
+    for key in ("model", "meta", "optimizer", "scheduler", "rng", "best_val_loss", "epoch"):
+        assert key in last, key
+    _, y, _ = read_split(data16, "H_GPa", "random", "train")
+    assert best["meta"]["target_mean"] == pytest.approx(y.mean())
+    assert best["meta"]["target_std"] == pytest.approx(y.std())
+    assert best["meta"]["input_px"] is None  # 16 == crop size: no downsampling
+
+    model, meta = load_model(out / "best.pt", "cpu")
+    images, _, _ = read_split(data16, "H_GPa", "random", "test")
+    p1 = predict(model, meta, images, "cpu")
+    assert np.array_equal(p1, predict(model, meta, images, "cpu"))
+    torch.manual_seed(0)
+    m1 = predict(model, meta, images, "cpu", mc_dropout=True)
+    m2 = predict(model, meta, images, "cpu", mc_dropout=True)
+    assert not np.allclose(m1, m2)
+    assert not model.training and np.array_equal(p1, predict(model, meta, images, "cpu"))
+    with pytest.raises(InputError, match="expected crops"):
+        predict(model, meta, images[:, :8, :8], "cpu")
+
+
+def test_kill_and_resume_reproduces_uninterrupted_run(data16, tmp_path):
+    kw = dict(epochs=3, batch_size=16, lr=1e-3, seed=3, member=1, arch_kwargs=TINY,
+              augment=True, log_every=0)
+    a = train(data16, "E_GPa", tmp_path / "a", **kw)  # 56 train crops: 4 steps per epoch
+    with pytest.raises(TrainingStopped):
+        train(data16, "E_GPa", tmp_path / "b", stop_after_steps=6, **kw)  # killed in epoch 2
+    last = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1
+    assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 1
+    b = train(data16, "E_GPa", tmp_path / "b", **kw)
+    assert b["resumed_from"] == 1 and b["epochs_run"] == 2
+    assert b["best_epoch"] == a["best_epoch"]
+    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=KILL_TOL, abs=0)
+    ma, mb = (pd.read_csv(tmp_path / r / "metrics.csv") for r in ("a", "b"))
+    assert mb["epoch"].tolist() == [1, 2, 3]
+    for col in ("train_loss", "val_loss", "val_mae_GPa", "lr"):
+        np.testing.assert_allclose(mb[col], ma[col], rtol=KILL_TOL, atol=0)
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    bitwise = all(torch.equal(wa[k], wb[k]) for k in wa)
+    print(f"resumed run bitwise identical: {bitwise}")
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=KILL_TOL, atol=1e-9)
+
+    # a finished run called again runs nothing and reports the same best
+    again = train(data16, "E_GPa", tmp_path / "b", **kw)
+    assert again["epochs_run"] == 0 and again["best_val_loss"] == b["best_val_loss"]
+    # a changed configuration refuses to resume
+    with pytest.raises(InputError, match="lr"):
+        train(data16, "E_GPa", tmp_path / "b", **{**kw, "lr": 1e-4})
+    with pytest.raises(InputError, match="member"):
+        train(data16, "E_GPa", tmp_path / "b", **{**kw, "member": 2})
+
+
+def test_bad_inputs(data16, tmp_path):
+    with pytest.raises(InputError, match="target"):
+        train(data16, "G_GPa", tmp_path / "x", epochs=1)
+    with pytest.raises(InputError, match="split"):
+        train(data16, "E_GPa", tmp_path / "x", split="nope", epochs=1)
+    with pytest.raises(InputError, match="input_px"):
+        train(data16, "E_GPa", tmp_path / "x", input_px=32, epochs=1)
+    with pytest.raises(InputError, match="not found"):
+        train(tmp_path / "missing.h5", "E_GPa", tmp_path / "x", epochs=1)
+    with pytest.raises(InputError, match="checkpoint not found"):
+        load_model(tmp_path / "none.pt")
+
+
+def test_script_copies_outputs_and_keeps_work_dir(data16, tmp_path):
+    work = tmp_path / "work"
+    job = {"input": {"dataset": str(data16)},
+           "output": {"best": str(tmp_path / "out" / "best.pt"),
+                      "last": str(tmp_path / "out" / "last.pt"),
+                      "metrics": str(tmp_path / "out" / "metrics.csv")},
+           "params": {"target": "E_GPa", "split": "blocked", "epochs": 2, "batch_size": 16,
+                      "lr": 1e-3, "input_px": None, "augment": True, "device": "cpu",
+                      "bf16": True, "compile": False, "seed": 0, "member": 0, "patience": 5,
+                      "factor": 0.9, "work_dir": str(work), "arch_kwargs": TINY},
+           "threads": 2}
+    run_script("train_model", job, tmp_path)
+    assert (work / "last.pt").exists()
+    m = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert m["epoch"].tolist() == [1, 2]
+    assert (tmp_path / "out" / "best.pt").read_bytes() == (work / "best.pt").read_bytes()
+    _, meta = load_model(tmp_path / "out" / "best.pt", "cpu")
+    assert meta["split"] == "blocked"
+    shutil.rmtree(tmp_path / "out")
