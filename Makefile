@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo report test test-slow test-all lint real clean-demo
+.PHONY: install demo demo-learning report test test-slow test-all lint real clean-demo
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,11 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: results/report.html; validation: results/demo/validation/A1.json"
+
+demo-learning: install
+	$(BIN)/snakemake --cores $(CORES) --configfile configs/demo_learning.yaml
+	$(BIN)/snakemake --configfile configs/demo_learning.yaml --report results/report_learning.html
+	@echo "Model table: results/demo/learning/summary.csv"
 
 report: install
 	$(BIN)/snakemake --report results/report.html

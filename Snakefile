@@ -19,6 +19,9 @@ wildcard_constraints:
     area="[A-Za-z0-9_-]+",
     batch="[A-Za-z0-9_.-]+",
     stage="before|after",
+    split="random|blocked",
+    target="E_GPa|H_GPa",
+    member="[0-9]+",
 
 
 report: "report/workflow.rst"
@@ -33,6 +36,7 @@ include: "rules/indentation.smk"
 include: "rules/dataset.smk"
 include: "rules/stats.smk"
 include: "rules/validate.smk"
+include: "rules/learning.smk"
 
 
 rule all:

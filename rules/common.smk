@@ -149,6 +149,22 @@ def locate_mode(specimen, area):
     return spec_cfg(specimen)["indentation"]["locate"]
 
 
+def learn_cfg(specimen):
+    return spec_cfg(specimen)["learning"]
+
+
+def n_members(specimen, split):
+    c = learn_cfg(specimen)
+    return c["ensemble"] if split == "random" else c["ensemble_blocked"]
+
+
+def member_files(specimen, split, target, name):
+    return [
+        f"results/{specimen}/models/{split}/{target}/m{m}/{name}"
+        for m in range(n_members(specimen, split))
+    ]
+
+
 def final_targets():
     out = []
     for s in config["specimens"]:
@@ -164,4 +180,6 @@ def final_targets():
             ]
             if is_virtual(s):
                 out.append(f"results/{s}/validation/{a}.json")
+        if "learning" in spec_cfg(s):
+            out.append(f"results/{s}/learning/summary.csv")
     return out

@@ -34,8 +34,13 @@ snakemake.params.work_dir : str
     Snakemake deletes the outputs of a failed or killed job, so a checkpoint
     among them would be lost; in ``work_dir`` it survives and the rerun
     resumes from the last finished epoch. A ``last.pt`` of a different
-    configuration (e.g. after the dataset changed) stops the job with an
-    InputError that says to delete ``work_dir``.
+    configuration stops the job with an InputError that says to delete
+    ``work_dir``; one of another dataset (the dataset was rebuilt, e.g. after
+    a new batch) is set aside as ``work_dir/stale-<time>`` and training
+    starts afresh.
+snakemake.params.cpu : dict, optional
+    ``epochs``, ``lr``, ``input_px`` that replace the above when the run
+    lands on a CPU (a reduced run; logged, and recorded in the checkpoint).
 snakemake.params.arch_kwargs : dict, optional
     SeedResNet arguments overriding the seed paper's layout (tiny test
     configurations); absent or null = the paper's network.
@@ -60,11 +65,36 @@ snakemake = setup_script(globals())
 from microprop import io as mio  # noqa: E402
 from microprop.train import train  # noqa: E402
 
+import logging  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from microprop.train import resolve_device  # noqa: E402
+
+log = logging.getLogger("microprop.train_model")
 p = snakemake.params
-input_px = p.get("input_px")
+epochs, lr, input_px = int(p.epochs), float(p.get("lr", 1e-5)), p.get("input_px")
+if resolve_device(p.get("device", "auto")).type == "cpu" and p.get("cpu"):
+    over = dict(p.get("cpu"))
+    epochs, lr = int(over.get("epochs", epochs)), float(over.get("lr", lr))
+    input_px = over.get("input_px", input_px)
+    log.warning("training on a CPU: reduced run with epochs=%d, lr=%g, input_px=%s "
+                "(learning.cpu of the config)", epochs, lr, input_px)
+
+work = Path(p.work_dir)
+last = work / "last.pt"
+if last.exists():
+    old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
+    if old != mio.sha256_file(snakemake.input.dataset):
+        stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
+        log.warning("%s was trained on another dataset; moved to %s, training afresh", work, stale)
+        work.rename(stale)
+
 summary = train(
     snakemake.input.dataset, p.target, p.work_dir, split=p.get("split", "random"),
-    epochs=int(p.epochs), batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-5)),
+    epochs=epochs, batch_size=int(p.get("batch_size", 32)), lr=lr,
     input_px=None if input_px in (None, "", "None") else int(input_px),
     augment=bool(p.get("augment", True)), device=p.get("device", "auto"),
     bf16=bool(p.get("bf16", True)), compile=bool(p.get("compile", False)),

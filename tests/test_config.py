@@ -15,7 +15,8 @@ def load(name="config.yaml"):
     return yaml.safe_load((REPO / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "configs/real_bse_B.yaml", "configs/example_user.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "configs/real_bse_B.yaml", "configs/example_user.yaml",
+                                  "configs/demo_learning.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load(name)
     validate(cfg, SCHEMA, set_default=True)

@@ -152,6 +152,8 @@ def test_real_image_config_runs_through_the_dag(tmp_path, real_bse_path):
     cfg = yaml.safe_load((REPO / "configs/real_bse_B.yaml").read_text())
     cfg["backscatter"].update(n_electrons=300, n_points=5)
     cfg["specimens"]["paste_B"]["areas"]["A1"]["image"] = str(real_bse_path)
+    cfg["specimens"]["paste_B"]["learning"].update(
+        targets=["E_GPa"], ensemble=2, ensemble_blocked=1, cpu={"epochs": 1, "lr": 1e-3})
     run_smk(tmp_path, cfg)
     res = tmp_path / "results/paste_B"
     note = json.loads((res / "A1/virtual_indentation/v01_SIMULATED.json").read_text())
@@ -163,5 +165,28 @@ def test_real_image_config_runs_through_the_dag(tmp_path, real_bse_path):
         assert f["images"].shape[1:] == (20, 20)          # 10 um at 0.5 um/px
         assert n == len(f["targets/E_GPa"]) > 100
         assert sorted(np.concatenate([f[f"splits/random/{s}"][:] for s in ("train", "val", "test")])) == list(range(n))
-    for fig in ("overview_A1.png", "modulus_map_A1.png", "hist_E.png", "table_model_E.png", "calibration_A1.png"):
+    summary = json.loads((res / "learning/random/E_GPa/summary.json").read_text())
+    assert summary["metrics"]["test"]["ensemble"]["n"] > 100
+    for fig in ("overview_A1.png", "modulus_map_A1.png", "hist_E.png", "table_model_E.png", "calibration_A1.png",
+                "learning_scatter_random_E_GPa.png", "ladder.png"):
         assert (res / "figures" / fig).stat().st_size > 10_000, fig
+
+
+@pytest.mark.workflow
+def test_tiny_learning_stage(tmp_path):
+    """The learning stage end to end on the tiny specimen: ensembles on both
+    splits, evaluation with intervals, the ladder and the summary table."""
+    cfg = tiny_config()
+    cfg["specimens"]["tiny"]["learning"] = {
+        "targets": ["E_GPa"], "splits": ["random", "blocked"], "ensemble": 2, "ensemble_blocked": 1,
+        "epochs": 2, "lr": 1e-3, "input_px": 32, "device": "cpu", "cpu": {"epochs": 2}}
+    run_smk(tmp_path, cfg)
+    table = __import__("pandas").read_csv(tmp_path / "results/tiny/learning/summary.csv")
+    resnet = table[table.model.str.startswith("resnet")]
+    assert sorted(resnet.split) == ["blocked", "random"]
+    assert set(table.model) >= {"table", "linear", "two_point", "boosting", "resnet (x2)", "resnet (x1)"}
+    assert resnet.coverage.between(0, 1).all()
+    ckpt = tmp_path / "results/tiny/models/random/E_GPa/m1"
+    assert (ckpt / "best.pt").exists() and len(open(ckpt / "metrics.csv").readlines()) == 3
+    for fig in ("learning_history_random_E_GPa.png", "learning_scatter_blocked_E_GPa.png", "ladder.png"):
+        assert (tmp_path / "results/tiny/figures" / fig).stat().st_size > 10_000, fig

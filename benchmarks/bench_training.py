@@ -1,0 +1,93 @@
+"""Training throughput, model FLOPs utilisation (MFU) and data-wait fraction.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_training.py [--input-px 64] [--n 512] [--epochs 2]
+        [--device auto] [--peak-tflops X] [--dataset results/demo/dataset.h5]
+
+Trains the seed ResNet (``microprop.train.train``) for a few epochs on a
+synthetic dataset of ``--n`` crops (or on ``--dataset``) and prints, from
+the per-epoch metrics of the last epoch: images per second, the fraction of
+step time spent waiting for data, and MFU = images/s x 3 x forward FLOPs per
+image / peak FLOP/s (3 = forward + backward ~ 2 x forward). The peak is
+``--peak-tflops`` or, by default, 989 TFLOP/s dense bf16 for an H100/H200
+and, on a CPU, cores x clock x 32 fp32 FLOP/cycle (AVX2 FMA, two units),
+read from /proc/cpuinfo and printed so it can be checked. Prints the device.
+"""
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from microprop import resnet, train  # noqa: E402
+
+GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def cpu_peak_tflops(threads):
+    """cores x max clock x 32 fp32 FLOP/cycle, from /proc/cpuinfo (an upper bound)."""
+    mhz = 0.0
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        mhz = max(float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text))
+    except (OSError, ValueError):
+        mhz = 2500.0
+    return threads * mhz * 1e6 * 32 / 1e12, mhz
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--input-px", type=int, default=64)
+    ap.add_argument("--n", type=int, default=512, help="synthetic crops (ignored with --dataset)")
+    ap.add_argument("--crop-px", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--dataset", default=None)
+    a = ap.parse_args(argv)
+
+    dev = train.resolve_device(a.device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    with tempfile.TemporaryDirectory() as tmp:
+        data = a.dataset
+        if data is None:
+            data = Path(tmp) / "synthetic.h5"
+            train.write_synthetic_dataset(data, n=a.n, size=a.crop_px, seed=0)
+        t0 = time.perf_counter()
+        summary = train.train(data, "E_GPa", Path(tmp) / "run", epochs=a.epochs,
+                              batch_size=a.batch_size, lr=1e-3, input_px=a.input_px,
+                              device=a.device, compile=a.compile, num_threads=a.threads)
+        wall = time.perf_counter() - t0
+        m = pd.read_csv(summary["metrics"]).iloc[-1]
+    flops = resnet.model_flops(resnet.SeedResNet(), a.input_px)
+    if a.peak_tflops:
+        peak, how = a.peak_tflops, "given"
+    elif dev.type == "cuda":
+        peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), float("nan"))
+        how = "dense bf16 datasheet"
+    else:
+        peak, mhz = cpu_peak_tflops(a.threads)
+        how = f"{a.threads} threads x {mhz:.0f} MHz x 32 fp32 FLOP/cycle"
+    achieved = m["images_per_s"] * 3 * flops / 1e12
+    print(f"device: {name} ({dev}), torch {torch.__version__}, threads {a.threads}")
+    print(f"model: SeedResNet, {resnet.count_parameters(resnet.SeedResNet()):,} parameters, "
+          f"{flops / 1e9:.2f} GFLOP forward per {a.input_px} px image")
+    print(f"last epoch: {m['images_per_s']:.1f} images/s, epoch {m['epoch_s']:.2f} s, "
+          f"data wait {m['data_wait_s']:.3f} s ({m['data_wait_s'] / m['epoch_s']:.1%} of the epoch)")
+    print(f"achieved {achieved:.3f} TFLOP/s; peak {peak:.2f} TFLOP/s ({how}); MFU {achieved / peak:.1%}")
+    print(f"wall time {wall:.1f} s for {a.epochs} epoch(s) incl. loading")
+
+
+if __name__ == "__main__":
+    main()
