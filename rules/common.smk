@@ -101,8 +101,19 @@ def tiles_input(wildcards):
     return a[wildcards.stage]
 
 
-def areas(specimen):
+def all_areas(specimen):
+    """Every area of a specimen, whatever its role."""
     return list(spec_cfg(specimen)["areas"])
+
+
+def areas(specimen):
+    """Areas whose indents go into the dataset (role `train`)."""
+    return [a for a in all_areas(specimen) if area_cfg(specimen, a)["role"] == "train"]
+
+
+def map_areas(specimen):
+    """Areas the trained model maps without having seen them (role `map`)."""
+    return [a for a in all_areas(specimen) if area_cfg(specimen, a)["role"] == "map"]
 
 
 def located_files(specimen, area=None):
@@ -118,9 +129,20 @@ def shard_files(wildcards):
     return [f"results/{s}/{a}/shards/{b}.h5" for a in areas(s) for b in batches(s, a)]
 
 
+DATASET_KEYS = ("pixel_size_nm", "virtual", "indentation", "calibration", "dataset")
+
+
 def config_sha256(wildcards):
-    """SHA-256 of one specimen's configuration (recorded in its dataset)."""
-    blob = _json.dumps(spec_cfg(wildcards.specimen), sort_keys=True).encode()
+    """SHA-256 of the configuration a specimen's dataset depends on.
+
+    Recorded in the dataset; keys that only act downstream (statistics,
+    learning, mapping areas) are left out so that changing them does not
+    rebuild the dataset and retrain every model.
+    """
+    s = wildcards.specimen
+    cfg = {k: v for k, v in spec_cfg(s).items() if k in DATASET_KEYS}
+    cfg["areas"] = {a: area_cfg(s, a) for a in areas(s)}
+    blob = _json.dumps(cfg, sort_keys=True).encode()
     return _hashlib.sha256(blob).hexdigest()
 
 
@@ -182,4 +204,5 @@ def final_targets():
                 out.append(f"results/{s}/validation/{a}.json")
         if "learning" in spec_cfg(s):
             out.append(f"results/{s}/learning/summary.csv")
+            out += [f"results/{s}/maps/{a}/table1_E_GPa.csv" for a in map_areas(s)]
     return out

@@ -140,3 +140,56 @@ rule learning_summary:
         "../envs/analysis.yaml"
     script:
         "../scripts/learning_summary.py"
+
+
+rule map_area:
+    """The seed's out-of-bag test: map an area the model never saw."""
+    input:
+        calibrated="results/{specimen}/{area}/calibrated.zarr",
+        mosaic="results/{specimen}/{area}/mosaic_before.zarr",
+        checkpoints=lambda w: member_files(w.specimen, "random", w.target, "best.pt"),
+        table="results/{specimen}/stats/table_model_bins.csv",
+        indents=lambda w: located_files(w.specimen),
+    output:
+        grid_coarse="results/{specimen}/maps/{area}/grid_coarse_{target}.npy",
+        grid_dense="results/{specimen}/maps/{area}/grid_dense_{target}.npy",
+        table1=report(
+            "results/{specimen}/maps/{area}/table1_{target}.csv",
+            caption="../report/map_table1.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "Table 1"},
+        ),
+        fig_maps=report(
+            "results/{specimen}/figures/map_{area}_{target}.png",
+            caption="../report/map_triptych.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "maps"},
+        ),
+        fig_hist=report(
+            "results/{specimen}/figures/map_hist_{area}_{target}.png",
+            caption="../report/map_histograms.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "histograms"},
+        ),
+        meta="results/{specimen}/maps/{area}/meta_{target}.json",
+    params:
+        scale=lambda w: spec_cfg(w.specimen)["dataset"]["scale"],
+        step_um=lambda w: spec_cfg(w.specimen)["indentation"]["spacing_um"] or 10.0,
+        dense_step_px=lambda w: learn_cfg(w.specimen)["map_dense_step_px"],
+        dense_max_crops=lambda w: learn_cfg(w.specimen)["map_dense_max_crops"],
+        device=lambda w: learn_cfg(w.specimen)["device"],
+        n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"],
+        seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
+    log:
+        "results/logs/map_area/{specimen}_{area}_{target}.log",
+    benchmark:
+        "results/benchmarks/map_area/{specimen}_{area}_{target}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../envs/learning.yaml"
+    script:
+        "../scripts/map_area.py"

@@ -3,7 +3,7 @@
 # folder that only validation rules and tests read.
 
 for _s in [s for s in config["specimens"] if is_virtual(s)]:
-    for _a in areas(_s):
+    for _a in all_areas(_s):
         _acfg = area_cfg(_s, _a)
         _v = spec_cfg(_s)["virtual"]
 
@@ -22,7 +22,7 @@ for _s in [s for s in config["specimens"] if is_virtual(s)]:
                 batches=virtual_batch_names(_s),
                 indenter_offset_um=_acfg["indenter_offset_um"],
                 indenter_axes=_acfg["indenter_axes"],
-                seed=_v["seed"] + 1000 * list(areas(_s)).index(_a),
+                seed=_v["seed"] + 1000 * all_areas(_s).index(_a),
                 **{k: v for k, v in _v.items() if k != "seed"},
             log:
                 f"results/logs/virtual_specimen/{_s}_{_a}.log",

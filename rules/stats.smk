@@ -65,6 +65,7 @@ rule baselines:
             category="Baselines",
             labels={"specimen": "{specimen}", "target": "H"},
         ),
+        bins="results/{specimen}/stats/table_model_bins.csv",
     params:
         n_bins=lambda w: spec_cfg(w.specimen)["stats"]["n_bins"],
         seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
