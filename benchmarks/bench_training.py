@@ -11,7 +11,7 @@ the per-epoch metrics of the last epoch: images per second, the fraction of
 step time spent waiting for data, and MFU = images/s x 3 x forward FLOPs per
 image / peak FLOP/s (3 = forward + backward ~ 2 x forward). The peak is
 ``--peak-tflops`` or, by default, 989 TFLOP/s dense bf16 for an H100/H200
-and, on a CPU, cores x clock x 32 fp32 FLOP/cycle (AVX2 FMA, two units),
+and, on a CPU, cores x clock x 64 (AVX-512) or 32 (AVX2) fp32 FLOP/cycle,
 read from /proc/cpuinfo and printed so it can be checked. Prints the device.
 """
 import argparse
@@ -33,14 +33,21 @@ GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
 def cpu_peak_tflops(threads):
-    """cores x max clock x 32 fp32 FLOP/cycle, from /proc/cpuinfo (an upper bound)."""
-    mhz = 0.0
+    """Peak fp32 FLOP/s of ``threads`` cores from /proc/cpuinfo.
+
+    cores x clock x FLOP/cycle, with 64 fp32 FLOP/cycle for AVX-512 (two
+    512-bit FMA units) and 32 for AVX2+FMA. The clock is the one the kernel
+    reports (turbo may run higher), so this is an estimate.
+    """
+    mhz, per_cycle = 2500.0, 16
     try:
         text = Path("/proc/cpuinfo").read_text()
         mhz = max(float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text))
-    except (OSError, ValueError):
-        mhz = 2500.0
-    return threads * mhz * 1e6 * 32 / 1e12, mhz
+        flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+        per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 16
+    except (OSError, ValueError, AttributeError):
+        pass
+    return threads * mhz * 1e6 * per_cycle / 1e12, mhz, per_cycle
 
 
 def main(argv=None):
@@ -77,8 +84,8 @@ def main(argv=None):
         peak = next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), float("nan"))
         how = "dense bf16 datasheet"
     else:
-        peak, mhz = cpu_peak_tflops(a.threads)
-        how = f"{a.threads} threads x {mhz:.0f} MHz x 32 fp32 FLOP/cycle"
+        peak, mhz, per_cycle = cpu_peak_tflops(a.threads)
+        how = f"{a.threads} threads x {mhz:.0f} MHz x {per_cycle} fp32 FLOP/cycle"
     achieved = m["images_per_s"] * 3 * flops / 1e12
     print(f"device: {name} ({dev}), torch {torch.__version__}, threads {a.threads}")
     print(f"model: SeedResNet, {resnet.count_parameters(resnet.SeedResNet()):,} parameters, "
