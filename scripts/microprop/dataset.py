@@ -265,13 +265,7 @@ def read_shard(path, images=True):
         If the file is missing, not HDF5, or lacks a dataset of the layout.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: shard not found")
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    with fh:
+    with mio.open_hdf5(path, "shard") as fh:
         need = ["images", *(f"targets/{t}" for t in TARGETS), *(f"meta/{c}" for c in META_COLUMNS)]
         missing = [k for k in need if k not in fh]
         if missing:

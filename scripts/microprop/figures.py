@@ -243,6 +243,40 @@ def modulus_map(located, quantity="E_GPa", title=None):
     return fig
 
 
+def draw_components(ax, grid, table, quantity="E_GPa", lw=1.8):
+    """Draw each weighted Gaussian component and their sum on ``ax``.
+
+    Labels give phase, fraction and mean +- std (two significant digits of
+    the std set the decimals); axis labels carry the unit.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    grid : numpy.ndarray, shape (M,)
+        Abscissae, in the unit of ``quantity``.
+    table : pandas.DataFrame
+        ``phase, fraction, mean, std`` (:func:`microprop.stats.deconvolve`).
+    quantity : str
+    lw : float
+        Line width of the components (the mixture is drawn thinner, dashed).
+
+    Returns
+    -------
+    numpy.ndarray, shape (k, M)
+        The plotted component densities.
+    """
+    curves = component_curves(grid, table)
+    unit = "GPa" if quantity.endswith("GPa") else ""
+    for i, row in enumerate(table.itertuples()):
+        dec = max(0, 1 - math.floor(math.log10(row.std))) if row.std > 0 else 2
+        ax.plot(grid, curves[i], lw=lw, label=(
+            f"{row.phase}: f={row.fraction:.2f}, {row.mean:.{dec}f} ± {row.std:.{dec}f} {unit}"))
+    ax.plot(grid, curves.sum(axis=0), "k--", lw=lw * 0.82, label="mixture")
+    ax.set_xlabel(quantity_label(quantity))
+    ax.set_ylabel(f"probability density (1/{unit})" if unit else "probability density")
+    return curves
+
+
 def histogram_components(values, table, quantity="E_GPa", bins=None, title=None):
     """Density histogram with the fitted Gaussian components and their sum.
 
@@ -279,18 +313,8 @@ def histogram_components(values, table, quantity="E_GPa", bins=None, title=None)
     ax.hist(x, bins=bins, density=True, color="0.75", edgecolor="0.6", label=f"measured (N={x.size})")
     lo = min(x.min(), (table["mean"] - 4 * table["std"]).min())
     hi = max(x.max(), (table["mean"] + 4 * table["std"]).max())
-    grid = np.linspace(lo, hi, 1000)
-    curves = component_curves(grid, table)
-    unit = "GPa" if quantity.endswith("GPa") else ""
-    for i, row in enumerate(table.itertuples()):
-        # two significant digits of the std set the decimals of mean and std
-        dec = max(0, 1 - math.floor(math.log10(row.std))) if row.std > 0 else 2
-        ax.plot(grid, curves[i], lw=1.8, label=(
-            f"{row.phase}: f={row.fraction:.2f}, {row.mean:.{dec}f} ± {row.std:.{dec}f} {unit}"))
-    ax.plot(grid, curves.sum(axis=0), "k--", lw=1.5, label="mixture")
+    draw_components(ax, np.linspace(lo, hi, 1000), table, quantity)
     ax.set_xlim(lo, hi)
-    ax.set_xlabel(quantity_label(quantity))
-    ax.set_ylabel(f"probability density (1/{unit})" if unit else "probability density")
     ax.legend(fontsize=8)
     ax.set_title(title or f"Gaussian mixture deconvolution of {quantity.split('_')[0]}")
     fig.tight_layout()

@@ -179,6 +179,36 @@ def downsample(arr, factor):
     return out
 
 
+def open_hdf5(path, what="HDF5 file"):
+    """Open an HDF5 file read-only, with errors that name the file.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the file is, for the messages (e.g. ``"dataset"``, ``"shard"``).
+
+    Returns
+    -------
+    h5py.File
+        Open for reading; use it as a context manager.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or not readable as HDF5.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 {what} ({exc})") from exc
+
+
 def read_table(path, required=(), what="table"):
     """Read a CSV table and check that ``required`` columns are present.
 

@@ -50,7 +50,6 @@ import time
 import warnings
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import scipy.fft
@@ -59,6 +58,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, RidgeCV
 from threadpoolctl import threadpool_limits
 
+from . import io as mio
 from .errors import InputError
 from .stats import metrics, table_model_fit, table_model_predict
 from .workflow import progress
@@ -687,12 +687,7 @@ def _ladder(path, targets, splits, seed, downsample, n_classes, disc_radius_um, 
     for m in models:
         if m not in MODELS:
             raise InputError(f"{path}: unknown model {m!r}; expected one of {MODELS}")
-    if not path.exists():
-        raise InputError(f"{path}: dataset not found")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    h5 = mio.open_hdf5(path, "dataset")
     t0 = time.perf_counter()
     with h5:
         if "images" not in h5 or h5["images"].ndim != 3:

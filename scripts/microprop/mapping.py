@@ -30,8 +30,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .errors import InputError
-from .figures import DPI, add_scale_bar, quantity_label, robust_limits
-from .stats import component_curves, deconvolve, deconvolve_joint, marginal, table_model_predict
+from .figures import DPI, add_scale_bar, draw_components, quantity_label, robust_limits
+from .stats import deconvolve, deconvolve_joint, marginal, table_model_predict
 from .workflow import progress
 
 log = logging.getLogger(__name__)
@@ -556,24 +556,16 @@ def _components_table(tables, source):
 def _draw_histogram(ax, x, table, quantity, bins, xlim, label):
     """Density histogram, weighted Gaussian components and their sum on one axes.
 
-    Same drawing as :func:`microprop.figures.histogram_components`, on a given
-    axes so that several sources fit one figure.
+    The components are drawn by :func:`microprop.figures.draw_components`,
+    as in :func:`microprop.figures.histogram_components`, on a given axes so
+    that several sources fit one figure.
     """
     # density relative to all N values (values beyond xlim are counted, not drawn)
     width = (xlim[1] - xlim[0]) / bins
     ax.hist(x, bins=bins, range=xlim, weights=np.full(x.size, 1.0 / (x.size * width)),
             color="0.75", edgecolor="0.6", label=f"{label} (N={x.size})")
-    grid = np.linspace(xlim[0], xlim[1], 800)
-    curves = component_curves(grid, table)
-    unit = "GPa" if quantity.endswith("GPa") else ""
-    for i, row in enumerate(table.itertuples()):
-        dec = max(0, 1 - math.floor(math.log10(row.std))) if row.std > 0 else 2
-        ax.plot(grid, curves[i], lw=1.6, label=(
-            f"{row.phase}: f={row.fraction:.2f}, {row.mean:.{dec}f} ± {row.std:.{dec}f} {unit}"))
-    ax.plot(grid, curves.sum(axis=0), "k--", lw=1.3, label="mixture")
+    draw_components(ax, np.linspace(xlim[0], xlim[1], 800), table, quantity, lw=1.6)
     ax.set_xlim(*xlim)
-    ax.set_xlabel(quantity_label(quantity))
-    ax.set_ylabel(f"probability density (1/{unit})" if unit else "probability density")
     ax.legend(fontsize=7)
 
 

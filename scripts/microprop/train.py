@@ -185,17 +185,11 @@ def downsample_images(images, input_px, device=None, chunk=256):
 
 def _check_dataset(path, target, split):
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: dataset not found")
     if target not in TARGETS:
         raise InputError(f"target {target!r}: expected one of {TARGETS}")
     if split not in SPLIT_SCHEMES:
         raise InputError(f"split {split!r}: expected one of {SPLIT_SCHEMES}")
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 dataset ({exc})") from exc
-    with fh:
+    with mio.open_hdf5(path, "dataset") as fh:
         for key in ("images", f"targets/{target}", f"splits/{split}/train",
                     f"splits/{split}/val"):
             if key not in fh:
