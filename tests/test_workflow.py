@@ -52,19 +52,14 @@ def tiny_config():
 
 
 def user_config():
-    """Data laid out as a user brings it: tiles and a folder of exports (batches discovered)."""
-    return {
-        "backscatter": {"beam_energy_keV": 20.0, "n_electrons": 300, "n_points": 5, "seed": 0},
-        "stitching": {"max_stage_error_um": 4.0, "chunk_px": 256},
-        "specimens": {"user": {
-            "pixel_size_nm": 100.0,
-            "areas": {"A1": {"before": "resources/tiny/A1/before", "after": "resources/tiny/A1/after",
-                             "indentation": "exports/A1"}},
-            "indentation": {"search_radius_um": 4.0, "spacing_um": 10.0},
-            "stats": {"n_components": 2, "k_max": 3},
-            "dataset": {"block_um": 20.0},
-        }},
-    }
+    """The tiny specimen's data laid out as a user brings it: tiles and a
+    folder of exports (batches discovered), no generator."""
+    cfg = tiny_config()
+    spec = cfg["specimens"].pop("tiny")
+    del spec["virtual"]
+    spec["areas"]["A1"]["indentation"] = "exports/A1"
+    cfg["specimens"]["user"] = spec
+    return cfg
 
 
 def run_smk(workdir, config, *args, check=True):
