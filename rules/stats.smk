@@ -14,19 +14,19 @@ rule deconvolve:
         fig_hist_E=report(
             "results/{specimen}/figures/hist_E.png",
             caption="../report/hist_E.rst",
-            category="Statistics",
+            category="Phase deconvolution",
             labels={"specimen": "{specimen}", "figure": "E histogram"},
         ),
         fig_hist_H=report(
             "results/{specimen}/figures/hist_H.png",
             caption="../report/hist_H.rst",
-            category="Statistics",
+            category="Phase deconvolution",
             labels={"specimen": "{specimen}", "figure": "H histogram"},
         ),
         fig_bic=report(
             "results/{specimen}/figures/bic_E.png",
             caption="../report/bic.rst",
-            category="Statistics",
+            category="Phase deconvolution",
             labels={"specimen": "{specimen}", "figure": "BIC"},
         ),
     params:
