@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 from microprop import io as mio  # noqa: E402
 from microprop import mapping, train  # noqa: E402
@@ -36,7 +35,8 @@ def main(argv=None):
     ap.add_argument("--cols", type=int, default=1500)
     ap.add_argument("--step", type=int, default=31)
     ap.add_argument("--crop-px", type=int, default=250)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=None,
+                    help="crops per forward pass (default 512 on CUDA, 64 on CPU)")
     a = ap.parse_args(argv)
     dev = train.resolve_device(a.device)
     if dev.type == "cpu":
@@ -44,12 +44,13 @@ def main(argv=None):
     model = SeedResNet().to(dev).eval()
     S = a.crop_px
 
+    # the workflow's own inference path (bf16 autocast on CUDA), standardised units
+    meta = {"crop_size_px": S, "input_px": a.input_px if a.input_px != S else None,
+            "target_mean": 0.0, "target_std": 1.0}
+    batch = a.batch or (512 if dev.type == "cuda" else 64)
+
     def predict(crops):
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(crops)).to(dev)[:, None]
-            if a.input_px != S:
-                x = F.interpolate(x, size=(a.input_px, a.input_px), mode="area")
-            return model(x).float().cpu().numpy()
+        return train.predict(model, meta, crops, dev, batch_size=batch)
 
     path = Path("results/demo/A1/calibrated.zarr")
     if path.exists():
@@ -60,10 +61,10 @@ def main(argv=None):
         source = "synthetic"
     predict(region[None, :S, :S].repeat(4, 0))  # warm-up
     t0 = time.perf_counter()
-    grid, _ = mapping.predict_map(region, predict, S, a.step, batch=a.batch)
+    grid, _ = mapping.predict_map(region, predict, S, a.step, batch=batch)
     dt = time.perf_counter() - t0
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; map region {region.shape} from {source}; crop {S} px -> {a.input_px} px, step {a.step} px")
+    print(f"device: {name}; map region {region.shape} from {source}; crop {S} px -> {a.input_px} px, step {a.step} px, batch {batch}")
     print(f"forward {model_flops(model, a.input_px) / 1e9:.2f} GFLOP per crop")
     print(f"{grid.size} crops in {dt:.2f} s: {grid.size / dt:.1f} crops/s, "
           f"{region.size / 1e6 / dt:.3f} Mpx/s of map")

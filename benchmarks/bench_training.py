@@ -13,6 +13,14 @@ image / peak FLOP/s (3 = forward + backward ~ 2 x forward). The peak is
 ``--peak-tflops`` or, by default, 989 TFLOP/s dense bf16 for an H100/H200
 and, on a CPU, cores x clock x 64 (AVX-512) or 32 (AVX2) fp32 FLOP/cycle,
 read from /proc/cpuinfo and printed so it can be checked. Prints the device.
+
+``--profile N`` then continues the run for N steps under ``torch.profiler``
+(from its last checkpoint, in the same warm process) and prints
+where the time goes: the wall time of the step phases annotated in
+``microprop.train`` (``microprop.data``, ``.forward``, ``.backward``,
+``.optimizer``), the operators with the largest self time (device time on a
+GPU), and on a GPU the fraction of the profiled wall time the device was
+busy with kernels. ``--trace FILE`` also writes the Chrome/Perfetto trace.
 """
 import argparse
 import os
@@ -50,6 +58,48 @@ def cpu_peak_tflops(threads):
     return threads * mhz * 1e6 * per_cycle / 1e12, mhz, per_cycle
 
 
+PHASES = ("microprop.data", "microprop.forward", "microprop.backward", "microprop.optimizer")
+
+
+def profile_steps(data, run_dir, a, dev):
+    """Continue the timed run (warm: same process, cuDNN autotuned, compiled)
+    for ``a.profile`` steps under torch.profiler; returns the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        try:
+            train.train(data, "E_GPa", run_dir, epochs=a.epochs + a.profile, batch_size=a.batch_size,
+                        lr=1e-3, input_px=a.input_px, device=a.device, compile=a.compile,
+                        num_threads=a.threads, log_every=0, stop_after_steps=a.profile)
+        except train.TrainingStopped:
+            pass
+    if a.trace:
+        prof.export_chrome_trace(a.trace)
+        print(f"trace written to {a.trace}")
+    return prof
+
+
+def print_profile(prof, dev, n_steps):
+    """Print the step phases, the top operators and (GPU) the device busy fraction."""
+    events = prof.key_averages()
+    gpu = dev.type == "cuda"
+    by_name = {e.key: e for e in events}
+    phase_cpu = {k: by_name[k].cpu_time_total / 1e3 for k in PHASES if k in by_name}
+    total = sum(phase_cpu.values())
+    n_steps = by_name["microprop.forward"].count if "microprop.forward" in by_name else n_steps
+    print(f"profile of {n_steps} steps: wall time per phase (host side, ms per step)")
+    for k, v in phase_cpu.items():
+        print(f"  {k:22s} {v / n_steps:8.2f} ms  {v / total:6.1%}")
+    sort = "self_device_time_total" if gpu else "self_cpu_time_total"
+    print(events.table(sort_by=sort, row_limit=15))
+    if gpu:
+        kernel_us = sum(e.self_device_time_total for e in events)
+        print(f"device busy with kernels: {kernel_us / 1e3:.1f} ms over {total:.1f} ms of "
+              f"profiled steps ({kernel_us / 1e3 / total:.1%}); the rest is the GPU waiting "
+              "on the host (launch overhead, Python, data)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input-px", type=int, default=64)
@@ -62,6 +112,9 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--dataset", default=None)
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="then profile N training steps and print where the time goes")
+    ap.add_argument("--trace", default=None, help="with --profile: write the trace (JSON) here")
     a = ap.parse_args(argv)
 
     dev = train.resolve_device(a.device)
@@ -77,6 +130,7 @@ def main(argv=None):
                               device=a.device, compile=a.compile, num_threads=a.threads)
         wall = time.perf_counter() - t0
         m = pd.read_csv(summary["metrics"]).iloc[-1]
+        prof = profile_steps(data, Path(tmp) / "run", a, dev) if a.profile else None
     flops = resnet.model_flops(resnet.SeedResNet(), a.input_px)
     if a.peak_tflops:
         peak, how = a.peak_tflops, "given"
@@ -94,6 +148,8 @@ def main(argv=None):
           f"data wait {m['data_wait_s']:.3f} s ({m['data_wait_s'] / m['epoch_s']:.1%} of the epoch)")
     print(f"achieved {achieved:.3f} TFLOP/s; peak {peak:.2f} TFLOP/s ({how}); MFU {achieved / peak:.1%}")
     print(f"wall time {wall:.1f} s for {a.epochs} epoch(s) incl. loading")
+    if prof is not None:
+        print_profile(prof, dev, a.profile)
 
 
 if __name__ == "__main__":
