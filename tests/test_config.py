@@ -49,3 +49,16 @@ def test_area_needs_tiles_or_image():
     cfg["specimens"]["demo"]["areas"]["A1"] = {"indentation": "x"}
     with pytest.raises(WorkflowError):
         validate(cfg, SCHEMA, set_default=True)
+
+
+@pytest.mark.parametrize("value, ok", [(True, True), (False, True), ("reduce-overhead", True),
+                                       ("max-autotune", True), ("fast", False), (1, False)])
+def test_compile_option_takes_a_bool_or_a_mode(value, ok):
+    cfg = load("configs/demo_learning.yaml")
+    cfg["specimens"]["demo"]["learning"]["compile"] = value
+    if ok:
+        validate(cfg, SCHEMA, set_default=True)
+    else:
+        with pytest.raises(WorkflowError, match="compile"):
+            validate(cfg, SCHEMA, set_default=True)
+

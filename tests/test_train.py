@@ -220,6 +220,8 @@ def test_bad_inputs(data16, tmp_path):
         train(data16, "E_GPa", tmp_path / "x", input_px=32, epochs=1)
     with pytest.raises(InputError, match="not found"):
         train(tmp_path / "missing.h5", "E_GPa", tmp_path / "x", epochs=1)
+    with pytest.raises(InputError, match="compile 'fast'"):
+        train(data16, "E_GPa", tmp_path / "x", compile="fast", epochs=1)
     with pytest.raises(InputError, match="checkpoint not found"):
         load_model(tmp_path / "none.pt")
 
