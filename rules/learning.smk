@@ -23,6 +23,7 @@ rule train_model:
         device=lambda w: learn_cfg(w.specimen)["device"],
         bf16=lambda w: learn_cfg(w.specimen)["bf16"],
         compile=lambda w: learn_cfg(w.specimen)["compile"],
+        resident_uint8=lambda w: learn_cfg(w.specimen)["resident_uint8"],
         seed=lambda w: learn_cfg(w.specimen)["seed"],
         patience=lambda w: learn_cfg(w.specimen)["patience"],
         factor=lambda w: learn_cfg(w.specimen)["factor"],

@@ -20,6 +20,8 @@ snakemake.params.device : str
     ``"auto"``, ``"cpu"`` or ``"cuda"``.
 snakemake.params.bf16 : bool
     bf16 autocast on CUDA.
+snakemake.params.resident_uint8 : bool or None
+    Hold the crops as uint8 in memory (``None``: on CUDA only).
 snakemake.params.compile : bool or str
     ``torch.compile`` the model (``true`` or a mode such as ``reduce-overhead``).
 snakemake.params.seed : int
@@ -98,6 +100,7 @@ summary = train(
     input_px=None if input_px in (None, "", "None") else int(input_px),
     augment=bool(p.get("augment", True)), device=p.get("device", "auto"),
     bf16=bool(p.get("bf16", True)), compile=p.get("compile", False),
+    resident_uint8=p.get("resident_uint8"),
     seed=int(p.get("seed", 0)), member=int(p.get("member", 0)),
     patience=int(p.get("patience", 5)), factor=float(p.get("factor", 0.9)),
     num_threads=int(getattr(snakemake, "threads", 1) or 1),

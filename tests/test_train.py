@@ -8,8 +8,8 @@ import torch
 
 from microprop.errors import InputError
 from microprop.train import (METRIC_COLUMNS, TrainingStopped, d4_apply, d4_index_maps,
-                             downsample_images, load_model, member_seed, predict, read_split,
-                             train, write_synthetic_dataset)
+                             downsample_images, load_model, member_seed, predict,
+                             quantize_uint8, read_split, train, write_synthetic_dataset)
 from script_runner import run_script
 
 torch.set_num_threads(2)
@@ -104,9 +104,10 @@ def test_learns_known_relation(data32, tmp_path):
     assert np.corrcoef(pred, z)[0, 1] > 0.8
 
 
-@pytest.mark.parametrize("mode", ["bf16", "compile"])
+@pytest.mark.parametrize("mode", ["bf16", "compile", "uint8"])
 def test_gpu_code_paths_learn_on_cpu(mode, data16, tmp_path):
-    """The bf16-autocast and torch.compile paths (the GPU defaults) run and learn.
+    """The bf16-autocast, torch.compile and uint8-resident paths (the GPU
+    defaults) run and learn.
 
     No GPU is lent to CI, so both are exercised on the CPU: bf16 autocast via
     ``cpu_bf16`` and ``torch.compile`` (inductor, needs a C++ compiler;
@@ -116,7 +117,8 @@ def test_gpu_code_paths_learn_on_cpu(mode, data16, tmp_path):
     """
     if mode == "compile" and shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("torch.compile on CPU needs a C++ compiler (none on PATH)")
-    kwargs = {"bf16": dict(cpu_bf16=True), "compile": dict(compile=True)}[mode]
+    kwargs = {"bf16": dict(cpu_bf16=True), "compile": dict(compile=True),
+              "uint8": dict(resident_uint8=True)}[mode]
     out = tmp_path / mode
     summary = train(data16, "E_GPa", out, epochs=15, batch_size=16, lr=1e-3, seed=0,
                     arch_kwargs=TINY, log_every=0, device="cpu", **kwargs)
@@ -128,10 +130,23 @@ def test_gpu_code_paths_learn_on_cpu(mode, data16, tmp_path):
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])  # eager keys
     assert ckpt["meta"]["config"]["autocast_bf16"] == (mode == "bf16")
+    assert ckpt["meta"]["config"]["resident_uint8"] == (mode == "uint8")
     model, meta = load_model(out / "best.pt", "cpu")
     images, y, _ = read_split(data16, "E_GPa", "random", "test")
     pred = predict(model, meta, images, "cpu")
     assert 1 - np.mean((pred - y) ** 2) / np.var(y) > 0.3
+
+
+def test_uint8_quantisation_error_is_half_a_step(rng):
+    x = torch.as_tensor(0.05 + 0.3 * rng.random((50, 1, 16, 16)), dtype=torch.float32)
+    q, lo, step = quantize_uint8(x)
+    assert q.dtype == torch.uint8 and q.shape == x.shape
+    assert int(q.min()) == 0 and int(q.max()) == 255 and lo == pytest.approx(float(x.min()))
+    err = (q.float() * step + lo - x).abs().max().item()
+    assert err <= step / 2 + 1e-6 and step == pytest.approx(0.3 / 255, rel=0.01)
+    # a shared range (train and val) clips what falls outside it
+    q2, _, _ = quantize_uint8(x + 1.0, lo, lo + 255 * step)
+    assert int(q2.min()) == 255
 
 
 def test_bf16_inference_is_close_to_float32(data16, tmp_path):
@@ -209,6 +224,20 @@ def test_kill_and_resume_reproduces_uninterrupted_run(data16, tmp_path):
         train(data16, "E_GPa", tmp_path / "b", **{**kw, "lr": 1e-4})
     with pytest.raises(InputError, match="member"):
         train(data16, "E_GPa", tmp_path / "b", **{**kw, "member": 2})
+
+
+def test_checkpoint_from_before_a_new_key_still_resumes(data16, tmp_path):
+    """A ``last.pt`` written before ``resident_uint8`` existed resumes (default False)."""
+    kw = dict(batch_size=16, lr=1e-3, arch_kwargs=TINY, log_every=0, device="cpu")
+    train(data16, "E_GPa", tmp_path / "r", epochs=1, **kw)
+    last = tmp_path / "r" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["meta"]["config"]["resident_uint8"]
+    torch.save(ckpt, last)
+    summary = train(data16, "E_GPa", tmp_path / "r", epochs=2, **kw)
+    assert summary["resumed_from"] == 1 and summary["epochs_run"] == 1
+    with pytest.raises(InputError, match="resident_uint8"):
+        train(data16, "E_GPa", tmp_path / "r", epochs=3, resident_uint8=True, **kw)
 
 
 def test_bad_inputs(data16, tmp_path):
