@@ -698,16 +698,21 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
             lr_now = opt.param_groups[0]["lr"]
             sum_loss = torch.zeros((), device=dev, dtype=torch.float64)
             sum_abs = torch.zeros((), device=dev, dtype=torch.float64)
+            # the epoch's order and symmetries drawn at once (the same sequence as
+            # per-batch draws) and copied to the device once: a blocking
+            # host-to-device copy per step would make the host wait for the GPU
             perm = torch.randperm(n_tr, generator=gens["shuffle"])
+            perm_dev = perm.to(dev)
+            perm_x = perm_dev if x_tr.device == perm_dev.device else perm
+            if augment:
+                choices = torch.randint(0, 8, (n_tr,), generator=gens["augment"]).to(dev)
             for i in range(0, n_tr, batch_size):
                 tw = time.perf_counter()
                 with record_function("microprop.data"):
-                    idx = perm[i:i + batch_size]
-                    xb = _gather(x_tr, idx.to(x_tr.device), dev, dequant)
-                    yb = z_tr[idx.to(dev)]
+                    xb = _gather(x_tr, perm_x[i:i + batch_size], dev, dequant)
+                    yb = z_tr[perm_dev[i:i + batch_size]]
                     if augment:
-                        choice = torch.randint(0, 8, (len(idx),), generator=gens["augment"])
-                        xb = d4_apply(xb, choice.to(dev), maps)
+                        xb = d4_apply(xb, choices[i:i + batch_size], maps)
                     if channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
                 wait += time.perf_counter() - tw
@@ -720,7 +725,7 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
                     loss.backward()
                 with record_function("microprop.optimizer"):
                     opt.step()
-                sum_loss += loss.detach().double() * len(idx)
+                sum_loss += loss.detach().double() * len(yb)
                 sum_abs += (pred.detach().double() - yb.double()).abs().sum()
                 steps_done += 1
                 bar.update(1)
