@@ -104,14 +104,6 @@ def as_list(value):
     return [str(v) for v in value]
 
 
-def resolve_device(device):
-    if str(device) != "auto":
-        return str(device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_ensemble(paths, device):
     if not paths:
         raise InputError("map_area: input.checkpoints is empty; expected at least one best.pt")
@@ -151,7 +143,7 @@ if not cal_attrs.get("pixel_size_nm"):
 ps_nm = float(cal_attrs["pixel_size_nm"])
 origin_um = [float(v) for v in cal_attrs.get("origin_um", [0.0, 0.0])]
 
-device = resolve_device(par.get("device", "auto"))
+device = train.resolve_device(par.get("device", "auto"))
 checkpoints = as_list(inp.checkpoints)
 models, meta = load_ensemble(checkpoints, device)
 target = str(meta["target"])
@@ -239,7 +231,7 @@ if out.get("meta"):
                        **timing[kind]}
                 for kind, step in (("coarse", step_px), ("dense", dense_px))}
     mio.write_json({"target": target, "crop_size_px": s, "pixel_size_nm": ps_nm,
-                    "origin_um": origin_um, "scale": scale, "device": device,
+                    "origin_um": origin_um, "scale": scale, "device": str(device),
                     "checkpoints": checkpoints, "map_shape": list(calibrated.shape),
                     "table_model": bool(tables), "n_indents": int(len(indents)),
                     **geometry}, out.meta)

@@ -6,6 +6,7 @@ checkpoint that follows the training contract (``state_dict`` + ``meta``).
 The synthetic dataset has the target ``E = 10 + 200 * disc value + noise``.
 """
 import json
+import importlib
 import sys
 import types
 
@@ -94,8 +95,10 @@ def fake_predict(model, meta, images, device, batch_size=64, mc_dropout=False):
 @pytest.fixture
 def fake_train(monkeypatch):
     """Install the stand-ins as ``microprop.train`` (what the script imports)."""
+    real = importlib.import_module("microprop.train")
     mod = types.ModuleType("microprop.train")
     mod.load_model, mod.predict = fake_load_model, fake_predict
+    mod.resolve_device = real.resolve_device
     monkeypatch.setitem(sys.modules, "microprop.train", mod)
     monkeypatch.setattr(microprop, "train", mod, raising=False)
     return mod

@@ -1,4 +1,5 @@
 """Tests of microprop.mapping and the map_area rule script (known answers)."""
+import importlib
 import sys
 import types
 
@@ -280,9 +281,10 @@ def _fake_train(s):
     """Stand-in for microprop.train: E = 20 + 200 * crop mean (GPa), shift per checkpoint."""
     mod = types.ModuleType("microprop.train")
     mod.loaded = []
+    mod.resolve_device = importlib.import_module("microprop.train").resolve_device
 
     def load_model(path, device):
-        mod.loaded.append((str(path), device))
+        mod.loaded.append((str(path), str(device)))
         shift = float(open(path).read())
         return shift, {"target": "E_GPa", "target_mean": 0.0, "target_std": 1.0,
                        "input_px": None, "crop_size_px": s}
@@ -327,7 +329,7 @@ def test_map_area_script(tmp_path, rng, monkeypatch):
                      "mosaic": str(tmp_path / "mosaic.zarr")},
            "output": out,
            "params": {"scale": "MulF", "step_um": 1.6, "dense_step_px": 10, "device": "cpu",
-                      "n_components": 4, "seed": 0, "n_init": 1, "batch_size": 32}}
+                      "n_components": 4, "seed": 0, "n_init": 1}}  # default batch
     run_script("map_area", job, tmp_path)
     assert fake.loaded == [(job["input"]["checkpoints"][0], "cpu"),
                            (job["input"]["checkpoints"][1], "cpu")]

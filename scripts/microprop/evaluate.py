@@ -239,17 +239,10 @@ def empirical_coverage(y, lo, hi):
 # Predictions of the trained members
 # --------------------------------------------------------------------------
 def resolve_device(device="auto"):
-    """``"auto"`` -> CUDA when available, else CPU; any other value as given.
-
-    Returns
-    -------
-    torch.device
-    """
-    import torch
-
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """:func:`microprop.train.resolve_device` (imported late: torch is loaded
+    only when predictions are made); ``None`` means ``"auto"``."""
+    train = importlib.import_module("microprop.train")
+    return train.resolve_device("auto" if device is None else device)
 
 
 def _train_api(load_model=None, predict=None):
