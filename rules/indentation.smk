@@ -18,6 +18,7 @@ rule virtual_indentation:
         noise_rel=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["noise_rel"],
         seed=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["seed"],
         batch="{batch}",
+        region_px=lambda w: area_cfg(w.specimen, w.area).get("region_px"),
         indenter_offset_um=lambda w: area_cfg(w.specimen, w.area)["indenter_offset_um"],
         indenter_axes=lambda w: area_cfg(w.specimen, w.area)["indenter_axes"],
     log:

@@ -7,6 +7,8 @@ rule image_layout:
         image=lambda w: area_cfg(w.specimen, w.area)["image"],
     output:
         layout=directory("results/{specimen}/{area}/image_layout"),
+    params:
+        region_px=lambda w: area_cfg(w.specimen, w.area).get("region_px"),
     log:
         "results/logs/image_layout/{specimen}_{area}.log",
     threads: 1

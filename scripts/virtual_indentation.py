@@ -21,6 +21,9 @@ snakemake.params.seed : int
     Random seed.
 snakemake.params.batch : str
     Batch name (e.g. "v01").
+snakemake.params.region_px : [row0, col0, height, width] or None
+    The window of the image that is this area (px); its top-left pixel is
+    stage (0, 0), as in the area's 1 x 1 layout (rule image_layout).
 snakemake.params.indenter_offset_um : [float, float]
     ``[dx, dy]``: stage = indenter_axes * indenter + offset.
 snakemake.params.indenter_axes : [int, int]
@@ -50,6 +53,7 @@ import numpy as np  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
 from microprop.io import atomic_path, sha256_file, write_json, write_table  # noqa: E402
 from microprop.nanoindentation import PHASE_PROPERTIES, PHASES, virtual_indentation, write_export  # noqa: E402
+from microprop.stitch import crop_region  # noqa: E402
 
 log = logging.getLogger("microprop.virtual_indentation")
 
@@ -75,7 +79,8 @@ def read_grey(path):
 
 p = snakemake.params
 image_path = str(snakemake.input.image)
-image = read_grey(image_path)
+region_px = p.get("region_px")
+image = crop_region(read_grey(image_path), region_px, path=image_path)
 pixel_size_nm = float(p.pixel_size_nm)
 spacing_um = float(p.spacing_um)
 margin_um = 0.5 * float(p.crop_size_um)
@@ -102,6 +107,7 @@ note = {
                   "segmentation of a real micrograph with literature phase properties; they are not "
                   "measurements."),
     "image": image_path, "image_sha256": sha256_file(image_path),
+    "region_px": None if region_px is None else [int(v) for v in region_px],
     "batch": str(p.batch), "n_indents": int(len(indents)),
     "grid": {"n_rows": int(indents["row"].max() + 1), "n_cols": int(indents["col"].max() + 1),
              "spacing_um": spacing_um, "margin_um": margin_um},

@@ -345,3 +345,43 @@ def test_small_tile_cache_gives_same_mosaic(tmp_path, rng, monkeypatch):
     # last-wins: the bottom-right tile's pixels appear unchanged in the mosaic
     x, y = pos["x_px"].iloc[-1], pos["y_px"].iloc[-1]
     assert np.array_equal(last[y:y + 200, x:x + 200], tiles[-1])
+
+
+# ----------------------------------------------------------------- regions of one image
+
+def test_crop_region_window_and_errors(rng):
+    img = (rng.random((30, 40)) * 255).astype(np.uint8)
+    win = S.crop_region(img, [5, 7, 10, 20])
+    assert win.shape == (10, 20) and win.flags["C_CONTIGUOUS"]
+    assert np.array_equal(win, img[5:15, 7:27])
+    assert S.crop_region(img, None) is img
+    for bad in ([25, 0, 10, 10], [0, 35, 10, 10], [0, 0, 0, 5], [-1, 0, 5, 5]):
+        with pytest.raises(InputError, match=r"micrograph\.png.*30 x 40"):
+            S.crop_region(img, bad, path="micrograph.png")
+    with pytest.raises(InputError, match="4 integers"):
+        S.crop_region(img, [0, 0, 5], path="micrograph.png")
+
+
+def test_image_layout_region_gives_the_window_as_mosaic(tmp_path, rng):
+    """Two regions of one image, through image_layout and stitching, tile it exactly."""
+    from script_runner import run_script
+
+    img = (rng.random((120, 90)) * 65535).astype(np.uint16)
+    src = tmp_path / "micrograph.tif"
+    tifffile.imwrite(src, img)
+    mosaics = []
+    for name, region in (("top", [0, 0, 80, 90]), ("bottom", [80, 0, 40, 90])):
+        folder = tmp_path / name
+        run_script("image_layout", {"input": {"image": str(src)}, "params": {"region_px": region},
+                                    "output": {"layout": str(folder)}}, tmp_path)
+        lay = S.read_layout(folder)
+        assert lay.loc[0, "file"] == "region.tif"
+        S.stitch(folder, tmp_path / f"{name}.zarr", tmp_path / f"{name}.csv", PIXEL_NM,
+                 max_stage_error_um=5.0, chunk=64)
+        mosaics.append(zarr.open_array(str(tmp_path / f"{name}.zarr"), mode="r")[:])
+    assert np.array_equal(np.vstack(mosaics), img)
+    # the original is referenced, never rewritten, when no region is asked for
+    run_script("image_layout", {"input": {"image": str(src)}, "params": {"region_px": None},
+                                "output": {"layout": str(tmp_path / "whole")}}, tmp_path)
+    assert S.read_layout(tmp_path / "whole").loc[0, "file"] == str(src.resolve())
+    assert not (tmp_path / "whole" / "region.tif").exists()

@@ -146,7 +146,8 @@ def test_real_image_config_runs_through_the_dag(tmp_path, real_bse_path):
     virtual (simulated) indentation, from the mosaic to the statistics."""
     cfg = yaml.safe_load((REPO / "configs/real_bse_B.yaml").read_text())
     cfg["backscatter"].update(n_electrons=300, n_points=5)
-    cfg["specimens"]["paste_B"]["areas"]["A1"]["image"] = str(real_bse_path)
+    for area in cfg["specimens"]["paste_B"]["areas"].values():
+        area["image"] = str(real_bse_path)
     cfg["specimens"]["paste_B"]["learning"].update(
         targets=["E_GPa"], ensemble=2, ensemble_blocked=1, cpu={"epochs": 1, "lr": 1e-3})
     run_smk(tmp_path, cfg)
@@ -163,8 +164,17 @@ def test_real_image_config_runs_through_the_dag(tmp_path, real_bse_path):
     summary = json.loads((res / "learning/random/E_GPa/summary.json").read_text())
     assert summary["metrics"]["test"]["ensemble"]["n"] > 100
     for fig in ("overview_A1.png", "modulus_map_A1.png", "hist_E.png", "table_model_E.png", "calibration_A1.png",
-                "learning_scatter_random_E_GPa.png", "ladder.png"):
+                "learning_scatter_random_E_GPa.png", "ladder.png", "map_A2_E_GPa.png", "map_hist_A2_E_GPa.png"):
         assert (res / "figures" / fig).stat().st_size > 10_000, fig
+    # A1 is the top 560 rows (280 um) and is indented; A2, the bottom 240 rows, is only mapped
+    import pandas as pd
+
+    with h5py.File(res / "dataset.h5") as f:
+        assert f["meta/y_um"][:].max() <= 280.0
+    grid = np.load(res / "maps/A2/grid_coarse_E_GPa.npy")
+    assert grid.shape[0] < grid.shape[1] and np.isfinite(grid).mean() > 0.9   # 120 x 400 um
+    sources = {str(v).lower() for v in pd.read_csv(res / "maps/A2/table1_E_GPa.csv").source}
+    assert "indentation" in sources and any("resnet" in v for v in sources), sources
 
 
 @pytest.mark.workflow

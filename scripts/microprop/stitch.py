@@ -115,6 +115,47 @@ def load_tile(path):
     return np.ascontiguousarray(img)
 
 
+def crop_region(image, region_px, path="image"):
+    """Cut a rectangular window out of a pre-stitched image.
+
+    Lets one micrograph serve as several areas, e.g. an indented (training)
+    area and a never-indented area that the trained model maps.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (H, W)
+        Grey image.
+    region_px : sequence of 4 int or None
+        ``[row0, col0, height, width]`` of the window, px, with ``(0, 0)``
+        the image's top-left pixel. ``None`` returns the whole image.
+    path : str
+        Name of the image, for error messages.
+
+    Returns
+    -------
+    numpy.ndarray, shape (height, width)
+        A contiguous copy of the window (same dtype as ``image``).
+
+    Raises
+    ------
+    InputError
+        If ``region_px`` does not have four integers, has a negative origin
+        or a non-positive size, or does not lie inside the image. The
+        message names the image and its shape.
+    """
+    if region_px is None:
+        return image
+    r = [int(v) for v in region_px]
+    if len(r) != 4 or any(v != float(w) for v, w in zip(r, region_px)):
+        raise InputError(f"{path}: region_px must be [row0, col0, height, width] (4 integers, px), "
+                         f"got {list(region_px)}")
+    r0, c0, h, w = r
+    if r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > image.shape[0] or c0 + w > image.shape[1]:
+        raise InputError(f"{path}: region_px {r} (rows {r0}..{r0 + h}, columns {c0}..{c0 + w}) "
+                         f"is not inside the image of {image.shape[0]} x {image.shape[1]} px")
+    return np.ascontiguousarray(image[r0:r0 + h, c0:c0 + w])
+
+
 def _layout_path(folder):
     folder = Path(folder)
     if folder.suffix.lower() == ".csv" or folder.is_file():
