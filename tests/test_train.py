@@ -10,7 +10,7 @@ from microprop.errors import InputError
 from microprop.train import (METRIC_COLUMNS, TrainingStopped, d4_apply, d4_index_maps,
                              downsample_images, load_model, member_seed, predict,
                              quantize_uint8, read_split, train, write_synthetic_dataset)
-from script_runner import run_script
+from script_runner import REPO, run_script
 
 torch.set_num_threads(2)
 TINY = dict(stem_channels=16, stage_channels=(16, 32, 32), hidden=64)
@@ -224,6 +224,46 @@ def test_kill_and_resume_reproduces_uninterrupted_run(data16, tmp_path):
         train(data16, "E_GPa", tmp_path / "b", **{**kw, "lr": 1e-4})
     with pytest.raises(InputError, match="member"):
         train(data16, "E_GPa", tmp_path / "b", **{**kw, "member": 2})
+
+
+KILL_CHILD = """
+import os, signal, sys
+import torch
+torch.set_num_threads(2)
+from microprop.train import train
+steps, orig = [0], torch.optim.Adam.step
+def step(self, *args, **kwargs):
+    out = orig(self, *args, **kwargs)
+    steps[0] += 1
+    if steps[0] == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)   # no cleanup, no finally: a real kill
+    return out
+torch.optim.Adam.step = step
+train(sys.argv[1], "E_GPa", sys.argv[2], **eval(sys.argv[4]))
+"""
+
+
+def test_sigkill_mid_epoch_then_resume_reaches_the_same_best(data16, tmp_path):
+    """A training process killed by SIGKILL in its second epoch (step 6 of 4 per
+    epoch) leaves the epoch-1 checkpoint; the rerun resumes there and reaches
+    the uninterrupted run's best validation loss within KILL_TOL."""
+    import subprocess
+    import sys
+
+    kw = dict(epochs=3, batch_size=16, lr=1e-3, seed=3, member=1, arch_kwargs=TINY,
+              augment=True, log_every=0, device="cpu")
+    a = train(data16, "E_GPa", tmp_path / "a", **kw)
+    proc = subprocess.run([sys.executable, "-c", KILL_CHILD, str(data16), str(tmp_path / "b"), "6", repr(kw)],
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 1
+    assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 1
+    b = train(data16, "E_GPa", tmp_path / "b", **kw)
+    assert b["resumed_from"] == 1 and b["epochs_run"] == 2 and b["best_epoch"] == a["best_epoch"]
+    assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=KILL_TOL, abs=0)
+    print(f"SIGKILL at step 6: best val loss {b['best_val_loss']:.8g} resumed vs "
+          f"{a['best_val_loss']:.8g} uninterrupted")
 
 
 def test_checkpoint_from_before_a_new_key_still_resumes(data16, tmp_path):
