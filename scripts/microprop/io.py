@@ -15,9 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import zarr
 
 from .errors import InputError
+
+
+def _zarr():
+    # imported on first use: the training and mapping code (and the GPU
+    # benchmarks, on machines whose Python lacks zarr) use this module's HDF5
+    # and table helpers without touching a zarr store
+    import zarr
+
+    return zarr
 
 DEFAULT_CHUNK = 1024
 
@@ -80,7 +88,7 @@ def create_image_store(path, shape, dtype, chunk=DEFAULT_CHUNK, attrs=None, fill
     -------
     zarr.Array
     """
-    arr = zarr.open_array(
+    arr = _zarr().open_array(
         str(path), mode="w", shape=tuple(int(s) for s in shape), dtype=dtype,
         chunks=(min(chunk, int(shape[0])), min(chunk, int(shape[1]))), fill_value=fill_value,
     )
@@ -91,7 +99,7 @@ def create_image_store(path, shape, dtype, chunk=DEFAULT_CHUNK, attrs=None, fill
 
 def create_group(path):
     """Create (overwrite) a zarr group at ``path`` and return it."""
-    return zarr.open_group(str(path), mode="w")
+    return _zarr().open_group(str(path), mode="w")
 
 
 def create_group_array(group, name, shape, dtype, chunk=DEFAULT_CHUNK, attrs=None, fill_value=0):
@@ -131,9 +139,9 @@ def open_image(path, name=None):
         raise InputError(f"{path}: image store not found")
     try:
         if name is None:
-            arr = zarr.open_array(str(path), mode="r")
+            arr = _zarr().open_array(str(path), mode="r")
         else:
-            arr = zarr.open_group(str(path), mode="r")[name]
+            arr = _zarr().open_group(str(path), mode="r")[name]
     except Exception as exc:  # zarr raises several types for a bad store
         raise InputError(f"{path}: not a readable zarr image store ({exc})") from exc
     if arr.ndim != 2:

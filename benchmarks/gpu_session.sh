@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The learning stage's GPU measurements in one prepared run, for a session
+# that holds a GPU (the `device` tool: about 6 minutes on an H100/H200, well
+# inside one 10-minute call). Run from the repository root:
+#
+#   bash benchmarks/gpu_session.sh            # on the GPU machine; logs go to $OUT
+#   DEVICE=cpu SMOKE=1 bash benchmarks/gpu_session.sh   # a 1-minute dry run on a CPU
+#
+# What it measures, each printed with the device it ran on (bench_training.py
+# and bench_mapping.py say how the figures are computed):
+#   1. the paper's setting: 250 px crops (10 um at 40 nm/px), batch 32, eager
+#      bf16: images/s, MFU against the dense-bf16 datasheet peak, data wait,
+#      and a profile of 30 steps (phases, top kernels, GPU busy fraction);
+#   2. the same crops at batch 256 with torch.compile (default mode);
+#   3. the CPU-reduced input (64 px), batch 32, CUDA graphs
+#      (torch.compile mode reduce-overhead), to show the launch-bound regime;
+#   4. mapping throughput (crops/s, Mpx/s), 250 px crops, batch 512.
+# Each step has its own time limit, so one that hangs costs only its share.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks_out/gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+if [ "${SMOKE:-0}" = 1 ]; then
+  N250=40; N64=200; EPOCHS=1; PROF=2; COMPILE=""; GRAPHS=""; MAP="--rows 300 --cols 300"; LIMIT=300
+else
+  N250=4000; N64=20000; EPOCHS=3; PROF=30; COMPILE="--compile"; GRAPHS="--compile reduce-overhead"
+  MAP="--rows 2000 --cols 2000 --step 16"; LIMIT=200
+fi
+
+{
+  date -u +"%Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
+  "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+} 2>&1 | tee "$OUT/device.txt"
+
+data250="$OUT/synthetic_250px.h5"
+"$PY" -c "import sys; sys.path.insert(0, 'scripts'); from microprop.train import write_synthetic_dataset as w; w('$data250', n=$N250, size=250, seed=0)" \
+  || { echo "could not write the synthetic dataset" >&2; exit 1; }
+
+step() {  # step NAME ARGS...: one benchmark, its own time limit, its log in $OUT
+  local name=$1; shift
+  echo "=== $name: $*" | tee "$OUT/$name.txt"
+  timeout "$LIMIT" "$PY" "$@" 2>&1 | grep -v "step/s\]" | tee -a "$OUT/$name.txt"
+  echo "=== $name exit ${PIPESTATUS[0]}" | tee -a "$OUT/$name.txt"
+}
+
+step train_250px_b32_eager benchmarks/bench_training.py --device "$DEVICE" --dataset "$data250" \
+  --crop-px 250 --input-px 250 --epochs "$EPOCHS" --batch-size 32 --profile "$PROF"
+step train_250px_b256_compile benchmarks/bench_training.py --device "$DEVICE" --dataset "$data250" \
+  --crop-px 250 --input-px 250 --epochs "$EPOCHS" --batch-size 256 $COMPILE --profile "$PROF"
+step train_64px_b32_graphs benchmarks/bench_training.py --device "$DEVICE" --n "$N64" \
+  --crop-px 64 --input-px 64 --epochs "$EPOCHS" --batch-size 32 $GRAPHS --profile "$PROF"
+step mapping_250px benchmarks/bench_mapping.py --device "$DEVICE" --crop-px 250 --input-px 250 $MAP
+rm -f "$data250"
+grep -h "^device\|images/s\|MFU\|busy\|crops/s\|exit" "$OUT"/*.txt | tee "$OUT/summary.txt"
