@@ -6,7 +6,9 @@ snakemake.input.summaries : list of evaluation summaries (JSON), one per
     split and target (``results/{specimen}/learning/{split}/{target}/summary.json``)
 snakemake.output.table : CSV with columns model, target, split, MSE, MAE, R2
     (test set, GPa), n_test, coverage (empirical coverage of the conformal
-    prediction interval on the test set, ResNet rows only), interval_level,
+    prediction interval on the test set, ResNet rows only), coverage_ci95_lo,
+    coverage_ci95_hi (its 95 % Wilson interval: the binomial uncertainty of a
+    coverage measured on n_test crops), interval_level,
     mean_width_GPa; sorted by target, split and R2.
 """
 import logging
@@ -29,7 +31,10 @@ for path in snakemake.input.summaries:
     rows.append(pd.DataFrame([{
         "model": f"resnet (x{s['n_predictions']})", "target": s["target"], "split": s.get("split_scheme", s.get("split")),
         "MSE": test["MSE"], "MAE": test["MAE"], "R2": test["R2"], "n_test": test["n"],
-        "coverage": conf["coverage_test"], "interval_level": s.get("level", conf.get("level")),
+        "coverage": conf["coverage_test"],
+        "coverage_ci95_lo": conf.get("coverage_test_ci95", [float("nan")] * 2)[0],
+        "coverage_ci95_hi": conf.get("coverage_test_ci95", [float("nan")] * 2)[1],
+        "interval_level": s.get("level", conf.get("level")),
         "mean_width_GPa": conf["mean_width_test"]}]))
 table = pd.concat(rows, ignore_index=True).sort_values(
     ["target", "split", "R2"], ascending=[True, True, False])

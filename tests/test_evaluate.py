@@ -233,6 +233,25 @@ def test_empirical_coverage_counts_closed_intervals():
     assert ev.empirical_coverage([1, 2, 3, 4], [1, 0, 5, -np.inf], [1, 1, 6, np.inf]) == 0.5
 
 
+def test_coverage_confidence_interval_is_wilsons(rng):
+    """90 of 100 covered: Wilson's closed form (z = 1.96) gives 0.8256-0.9448."""
+    y = np.arange(100.0)
+    lo, hi = y - 1, y + 1
+    hi[:10] = y[:10] - 0.5                          # 10 crops outside their interval
+    low, high = ev.coverage_confidence_interval(y, lo, hi)
+    n, p, z = 100, 0.9, 1.959963984540054
+    centre = (p + z ** 2 / (2 * n)) / (1 + z ** 2 / n)
+    half = z / (1 + z ** 2 / n) * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2))
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-9)
+    assert (low, high) == pytest.approx((0.8256, 0.9448), abs=1e-4)
+    # ten times the crops, same coverage: a narrower interval around it
+    big = ev.coverage_confidence_interval(np.tile(y, 10), np.tile(lo, 10), np.tile(hi, 10))
+    assert low < big[0] < 0.9 < big[1] < high
+    assert np.isnan(ev.coverage_confidence_interval([], [], [])).all()
+    with pytest.raises(InputError, match="lengths differ"):
+        ev.coverage_confidence_interval([1, 2], [0], [3, 3])
+
+
 # --------------------------------------------------------------------------
 # ensembles
 # --------------------------------------------------------------------------
