@@ -202,6 +202,19 @@ def test_compare_statistics_recovers_fractions(rng):
     np.testing.assert_allclose(m["d_mean"], m["mean"] - ind["mean"])
 
 
+def test_compare_statistics_wasserstein_of_a_shifted_histogram(rng):
+    """W1 between a distribution and itself shifted by c is c (and 0 to itself)."""
+    indents = _mixture(rng, [0.4, 0.25, 0.15, 0.2], 1200)
+    shifted = (indents + 5.0).reshape(30, 40)
+    table = mapping.compare_statistics(indents, {"same": indents.copy(), "shifted": shifted},
+                                       n_components=4, seed=0, n_init=1)
+    w1 = table.groupby("source")["w1_GPa"].agg(["min", "max"])
+    assert (w1["min"] == w1["max"]).all()                       # one value per source
+    assert w1.loc["indentation", "max"] == 0 and w1.loc["same", "max"] == pytest.approx(0, abs=1e-12)
+    assert w1.loc["shifted", "max"] == pytest.approx(5.0, rel=1e-9)
+    assert table.columns[-1] == "w1_GPa"
+
+
 def test_compare_statistics_joint(rng):
     f = np.array([0.4, 0.25, 0.15, 0.2])
     h_means = np.array([0.8, 1.2, 1.8, 8.0])
@@ -260,7 +273,8 @@ def test_map_histograms_renders(tmp_path, rng):
     table = mapping.compare_statistics(indents, grids, n_init=1)
     fig = mapping.map_histograms(indents, grids, table)
     vis = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in vis] == ["indentation", "ResNet", "table model"]
+    assert [ax.get_title().split("\n")[0] for ax in vis] == ["indentation", "ResNet", "table model"]
+    assert "Wasserstein distance to the indents" in vis[1].get_title()
     for ax in vis:
         assert len(ax.get_lines()) == 5          # 4 components + mixture
         heights = np.array([p.get_height() for p in ax.patches])
