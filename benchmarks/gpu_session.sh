@@ -24,10 +24,11 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 if [ "${SMOKE:-0}" = 1 ]; then
-  N250=40; N64=200; EPOCHS=1; PROF=2; COMPILE=""; GRAPHS=""; MAP="--rows 300 --cols 300"; LIMIT=300
+  N250=40; N64=200; EPOCHS=1; PROF=2; COMPILE=""; GRAPHS=""; MAP="--rows 300 --cols 300"; LIMIT=300; MAP_LIMIT=300
 else
   N250=4000; N64=20000; EPOCHS=3; PROF=30; COMPILE="--compile"; GRAPHS="--compile reduce-overhead"
-  MAP="--rows 2000 --cols 2000 --step 16"; LIMIT=200
+  # worst case (every step at its limit): ~40 s of data + 3 x 150 + 60 s < 10 minutes
+  MAP="--rows 2000 --cols 2000 --step 16"; LIMIT=150; MAP_LIMIT=60
 fi
 
 {
@@ -36,23 +37,26 @@ fi
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 } 2>&1 | tee "$OUT/device.txt"
 
-data250="$OUT/synthetic_250px.h5"
+data250="${TMPDIR:-/tmp}/microprop_synthetic_250px_$$.h5"   # ~1 GB: not in $OUT
 "$PY" -c "import sys; sys.path.insert(0, 'scripts'); from microprop.train import write_synthetic_dataset as w; w('$data250', n=$N250, size=250, seed=0)" \
   || { echo "could not write the synthetic dataset" >&2; exit 1; }
 
-step() {  # step NAME ARGS...: one benchmark, its own time limit, its log in $OUT
-  local name=$1; shift
+step() {  # step NAME LIMIT ARGS...: one benchmark, its own time limit (s), its log in $OUT
+  local name=$1 limit=$2; shift 2
   echo "=== $name: $*" | tee "$OUT/$name.txt"
-  timeout "$LIMIT" "$PY" "$@" 2>&1 | grep -v "step/s\]" | tee -a "$OUT/$name.txt"
+  timeout "$limit" "$PY" "$@" 2>&1 | grep -v "step/s\]" | tee -a "$OUT/$name.txt"
   echo "=== $name exit ${PIPESTATUS[0]}" | tee -a "$OUT/$name.txt"
 }
 
-step train_250px_b32_eager benchmarks/bench_training.py --device "$DEVICE" --dataset "$data250" \
+step train_250px_b32_eager "$LIMIT" benchmarks/bench_training.py --device "$DEVICE" --dataset "$data250" \
   --crop-px 250 --input-px 250 --epochs "$EPOCHS" --batch-size 32 --profile "$PROF"
-step train_250px_b256_compile benchmarks/bench_training.py --device "$DEVICE" --dataset "$data250" \
+step train_250px_b256_compile "$LIMIT" benchmarks/bench_training.py --device "$DEVICE" --dataset "$data250" \
   --crop-px 250 --input-px 250 --epochs "$EPOCHS" --batch-size 256 $COMPILE --profile "$PROF"
-step train_64px_b32_graphs benchmarks/bench_training.py --device "$DEVICE" --n "$N64" \
+step train_64px_b32_graphs "$LIMIT" benchmarks/bench_training.py --device "$DEVICE" --n "$N64" \
   --crop-px 64 --input-px 64 --epochs "$EPOCHS" --batch-size 32 $GRAPHS --profile "$PROF"
-step mapping_250px benchmarks/bench_mapping.py --device "$DEVICE" --crop-px 250 --input-px 250 $MAP
+step mapping_250px "$MAP_LIMIT" benchmarks/bench_mapping.py --device "$DEVICE" --crop-px 250 --input-px 250 $MAP
 rm -f "$data250"
-grep -h "^device\|images/s\|MFU\|busy\|crops/s\|exit" "$OUT"/*.txt | tee "$OUT/summary.txt"
+logs=$(ls "$OUT"/*.txt | grep -v "/summary.txt$")
+grep -h "^device\|images/s\|MFU\|busy\|crops/s\|exit" $logs > "$OUT/summary.tmp"
+mv "$OUT/summary.tmp" "$OUT/summary.txt"
+cat "$OUT/summary.txt"
