@@ -227,39 +227,51 @@ def test_kill_and_resume_reproduces_uninterrupted_run(data16, tmp_path):
 
 
 KILL_CHILD = """
-import os, signal, sys
+import json, os, signal, sys
 import torch
 torch.set_num_threads(2)
 from microprop.train import train
-steps, orig = [0], torch.optim.Adam.step
+steps, orig, kill_at = [0], torch.optim.Adam.step, int(sys.argv[3])
 def step(self, *args, **kwargs):
     out = orig(self, *args, **kwargs)
     steps[0] += 1
-    if steps[0] == int(sys.argv[3]):
+    if steps[0] == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)   # no cleanup, no finally: a real kill
     return out
 torch.optim.Adam.step = step
-train(sys.argv[1], "E_GPa", sys.argv[2], **eval(sys.argv[4]))
+s = train(sys.argv[1], "E_GPa", sys.argv[2], **eval(sys.argv[4]))
+print(json.dumps({k: s[k] for k in ("best_val_loss", "best_epoch", "resumed_from", "epochs_run")}))
 """
+
+
+def _train_child(data, out_dir, kill_at, kw):
+    """Train in a fresh process (2 threads), SIGKILLed after ``kill_at`` steps (0: never)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", KILL_CHILD, str(data), str(out_dir), str(kill_at), repr(kw)],
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
+    if kill_at:
+        assert proc.returncode == -9, proc.stderr[-3000:]
+        return None
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_sigkill_mid_epoch_then_resume_reaches_the_same_best(data16, tmp_path):
     """A training process killed by SIGKILL in its second epoch (step 6 of 4 per
     epoch) leaves the epoch-1 checkpoint; the rerun resumes there and reaches
-    the uninterrupted run's best validation loss within KILL_TOL."""
-    import subprocess
-    import sys
-
+    the uninterrupted run's best validation loss within KILL_TOL. Every run is
+    a fresh process with the same thread count, as a rerun of the rule is."""
     kw = dict(epochs=3, batch_size=16, lr=1e-3, seed=3, member=1, arch_kwargs=TINY,
               augment=True, log_every=0, device="cpu")
-    a = train(data16, "E_GPa", tmp_path / "a", **kw)
-    proc = subprocess.run([sys.executable, "-c", KILL_CHILD, str(data16), str(tmp_path / "b"), "6", repr(kw)],
-                          capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == -9, proc.stderr[-3000:]
+    a = _train_child(data16, tmp_path / "a", 0, kw)
+    _train_child(data16, tmp_path / "b", 6, kw)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 1
     assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 1
-    b = train(data16, "E_GPa", tmp_path / "b", **kw)
+    b = _train_child(data16, tmp_path / "b", 0, kw)
     assert b["resumed_from"] == 1 and b["epochs_run"] == 2 and b["best_epoch"] == a["best_epoch"]
     assert b["best_val_loss"] == pytest.approx(a["best_val_loss"], rel=KILL_TOL, abs=0)
     print(f"SIGKILL at step 6: best val loss {b['best_val_loss']:.8g} resumed vs "
