@@ -177,7 +177,9 @@ def learn_cfg(specimen):
 
 def n_members(specimen, split):
     c = learn_cfg(specimen)
-    return c["ensemble"] if split == "random" else c["ensemble_blocked"]
+    if split == "blocked" and c.get("ensemble_blocked") is not None:
+        return c["ensemble_blocked"]
+    return c["ensemble"]
 
 
 def member_files(specimen, split, target, name):
