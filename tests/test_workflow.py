@@ -195,3 +195,18 @@ def test_tiny_learning_stage(tmp_path):
     assert (ckpt / "best.pt").exists() and len(open(ckpt / "metrics.csv").readlines()) == 3
     for fig in ("learning_history_random_E_GPa.png", "learning_scatter_blocked_E_GPa.png", "ladder.png"):
         assert (tmp_path / "results/tiny/figures" / fig).stat().st_size > 10_000, fig
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("blocked,expected", [(None, 4), (1, 3)])
+def test_blocked_split_members_default_to_the_random_splits(tmp_path, blocked, expected):
+    """ensemble_blocked unset: as many members on the blocked split as on the
+    random one (like with like); set: that many."""
+    cfg = tiny_config()
+    learning = {"targets": ["E_GPa"], "splits": ["random", "blocked"], "ensemble": 2}
+    if blocked is not None:
+        learning["ensemble_blocked"] = blocked
+    cfg["specimens"]["tiny"]["learning"] = learning
+    jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
+    assert jobs.get("train_model") == expected, jobs
+    assert jobs.get("evaluate_model") == 2, jobs
