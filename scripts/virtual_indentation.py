@@ -53,34 +53,16 @@ import numpy as np  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
 from microprop.io import atomic_path, sha256_file, write_json, write_table  # noqa: E402
 from microprop.nanoindentation import PHASE_PROPERTIES, PHASES, virtual_indentation, write_export  # noqa: E402
-from microprop.stitch import crop_region  # noqa: E402
+from microprop.stitch import crop_region, load_tile  # noqa: E402
 
 log = logging.getLogger("microprop.virtual_indentation")
-
-
-def read_grey(path):
-    """Read a PNG/TIFF as a 2D grey array (one channel of an equal-channel RGB)."""
-    from skimage import io as skio
-
-    try:
-        img = skio.imread(path)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from exc
-    if img.ndim == 3:
-        chans = img[..., :3] if img.shape[-1] >= 3 else img
-        if chans.shape[-1] > 1 and not all(np.array_equal(chans[..., 0], chans[..., k])
-                                           for k in range(1, chans.shape[-1])):
-            raise InputError(f"{path}: colour image (channels differ); expected a grey BSE micrograph")
-        img = chans[..., 0]
-    if img.ndim != 2:
-        raise InputError(f"{path}: expected a 2D grey image, found shape {img.shape}")
-    return np.ascontiguousarray(img)
 
 
 p = snakemake.params
 image_path = str(snakemake.input.image)
 region_px = p.get("region_px")
-image = crop_region(read_grey(image_path), region_px, path=image_path)
+# the same reader and window as rule image_layout, so the indents and the mosaic see the same pixels
+image = crop_region(load_tile(image_path), region_px, path=image_path)
 pixel_size_nm = float(p.pixel_size_nm)
 spacing_um = float(p.spacing_um)
 margin_um = 0.5 * float(p.crop_size_um)
