@@ -28,12 +28,12 @@ for path in snakemake.input.summaries:
     s = io.read_json(path)
     test = s["metrics"]["test"]["ensemble"]
     conf = s["interval"]["conformal"]
+    ci_lo, ci_hi = conf.get("coverage_test_ci95", [float("nan")] * 2)
     rows.append(pd.DataFrame([{
         "model": f"resnet (x{s['n_predictions']})", "target": s["target"], "split": s.get("split_scheme", s.get("split")),
         "MSE": test["MSE"], "MAE": test["MAE"], "R2": test["R2"], "n_test": test["n"],
         "coverage": conf["coverage_test"],
-        "coverage_ci95_lo": conf.get("coverage_test_ci95", [float("nan")] * 2)[0],
-        "coverage_ci95_hi": conf.get("coverage_test_ci95", [float("nan")] * 2)[1],
+        "coverage_ci95_lo": ci_lo, "coverage_ci95_hi": ci_hi,
         "interval_level": s.get("level", conf.get("level")),
         "mean_width_GPa": conf["mean_width_test"]}]))
 table = pd.concat(rows, ignore_index=True).sort_values(
