@@ -6,7 +6,7 @@ Run from the repository root::
 
 Prints the numba thread count, the first-call time (kernel compilation or
 loading from numba's on-disk cache) and, for Cu and C-S-H, the best of
-``--repeat`` wall times of one :func:`microprop.backscatter.simulate_eta`
+``--repeat`` wall times of one :func:`microprop.physics.simulate_eta`
 call. Target: under 10 s per eta on 2 cores.
 """
 import argparse
@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from microprop import physics  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from microprop import backscatter as bs  # noqa: E402
 
 
 def main(argv=None):
@@ -28,15 +29,15 @@ def main(argv=None):
 
     import os
 
-    print(f"numba threads: {bs.n_threads()} (CPU cores visible: {os.cpu_count()})")
+    print(f"numba threads: {physics.n_threads()} (CPU cores visible: {os.cpu_count()})")
     t0 = time.perf_counter()
-    bs.simulate_eta(bs.element("Cu"), args.energy, 10, seed=0)
+    physics.simulate_eta(physics.element("Cu"), args.energy, 10, seed=0)
     print(f"first call (compile or cache load): {time.perf_counter() - t0:.2f} s")
-    for mat in (bs.element("Cu"), bs.CSH):
+    for mat in (physics.element("Cu"), physics.CSH):
         times = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            eta, err = bs.simulate_eta(mat, args.energy, args.electrons, seed=0)
+            eta, err = physics.simulate_eta(mat, args.energy, args.electrons, seed=0)
             times.append(time.perf_counter() - t0)
         print(f"{mat.name:6s} {args.electrons} electrons at {args.energy:g} keV: "
               f"eta = {eta:.4f} +- {err:.4f}; wall time best {min(times):.3f} s, "

@@ -6,7 +6,7 @@ Run from the repository root::
         [--rows 1500] [--cols 1500] [--step 31] [--crop-px 250]
 
 Maps a region of the demo's calibrated map (``results/demo/A1/calibrated.zarr``
-when it exists, else a synthetic one) with ``microprop.mapping.predict_map``
+when it exists, else a synthetic one) with ``microprop.learning.predict_map``
 and the seed ResNet (random weights: the cost does not depend on them),
 crops area-averaged to ``--input-px`` as the trained model would. Prints the
 device, forward GFLOP per crop, crops/s and megapixels of map per second.
@@ -21,10 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from microprop import io as mio  # noqa: E402
-from microprop import mapping, train  # noqa: E402
-from microprop.resnet import SeedResNet, model_flops  # noqa: E402
+from microprop import learning  # noqa: E402
+from microprop.learning.models import SeedResNet, model_flops  # noqa: E402
 
 
 def main(argv=None):
@@ -38,7 +37,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None,
                     help="crops per forward pass (default 512 on CUDA, 64 on CPU)")
     a = ap.parse_args(argv)
-    dev = train.resolve_device(a.device)
+    dev = learning.resolve_device(a.device)
     if dev.type == "cpu":
         torch.set_num_threads(os.cpu_count())
     model = SeedResNet().to(dev).eval()
@@ -50,7 +49,7 @@ def main(argv=None):
     batch = a.batch or (512 if dev.type == "cuda" else 64)
 
     def predict(crops):
-        return train.predict(model, meta, crops, dev, batch_size=batch)
+        return learning.predict(model, meta, crops, dev, batch_size=batch)
 
     path = Path("results/demo/A1/calibrated.zarr")
     if path.exists():
@@ -61,7 +60,7 @@ def main(argv=None):
         source = "synthetic"
     predict(region[None, :S, :S].repeat(4, 0))  # warm-up
     t0 = time.perf_counter()
-    grid, _ = mapping.predict_map(region, predict, S, a.step, batch=batch)
+    grid, _ = learning.predict_map(region, predict, S, a.step, batch=batch)
     dt = time.perf_counter() - t0
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; map region {region.shape} from {source}; crop {S} px -> {a.input_px} px, step {a.step} px, batch {batch}")

@@ -13,7 +13,7 @@ launch-bound; compare, e.g.::
     python benchmarks/bench_training.py --device cuda --n 20000 --epochs 3 --batch-size 256 \
         --compile reduce-overhead --profile 50
 
-Trains the seed ResNet (``microprop.train.train``) for a few epochs on a
+Trains the seed ResNet (``microprop.learning.train``) for a few epochs on a
 synthetic dataset of ``--n`` crops (or on ``--dataset``) and prints, from
 the per-epoch metrics of the last epoch: images per second, the fraction of
 step time spent waiting for data, and MFU = images/s x 3 x forward FLOPs per
@@ -25,7 +25,7 @@ read from /proc/cpuinfo and printed so it can be checked. Prints the device.
 ``--profile N`` then continues the run for N steps under ``torch.profiler``
 (from its last checkpoint, in the same warm process) and prints
 where the time goes: the wall time of the step phases annotated in
-``microprop.train`` (``microprop.data``, ``.forward``, ``.backward``,
+``microprop.learning`` (``microprop.data``, ``.forward``, ``.backward``,
 ``.optimizer``), the operators with the largest self time (device time on a
 GPU), and on a GPU the fraction of the profiled wall time the device was
 busy with kernels. ``--trace FILE`` also writes the Chrome/Perfetto trace.
@@ -42,8 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
-from microprop import resnet, train  # noqa: E402
+from microprop import (
+    learning,  # noqa: E402
+    virtual,  # noqa: E402
+)
+from microprop.learning import models  # noqa: E402
 
 GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -77,10 +80,10 @@ def profile_steps(data, run_dir, a, dev):
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities) as prof:
         try:
-            train.train(data, "E_GPa", run_dir, epochs=a.epochs + a.profile, batch_size=a.batch_size,
+            learning.train(data, "E_GPa", run_dir, epochs=a.epochs + a.profile, batch_size=a.batch_size,
                         lr=1e-3, input_px=a.input_px, device=a.device, compile=a.compile,
                         num_threads=a.threads, log_every=0, stop_after_steps=a.profile)
-        except train.TrainingStopped:
+        except learning.TrainingStopped:
             pass
     if a.trace:
         prof.export_chrome_trace(a.trace)
@@ -126,21 +129,21 @@ def main(argv=None):
     ap.add_argument("--trace", default=None, help="with --profile: write the trace (JSON) here")
     a = ap.parse_args(argv)
 
-    dev = train.resolve_device(a.device)
+    dev = learning.resolve_device(a.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
     with tempfile.TemporaryDirectory() as tmp:
         data = a.dataset
         if data is None:
             data = Path(tmp) / "synthetic.h5"
-            train.write_synthetic_dataset(data, n=a.n, size=a.crop_px, seed=0)
+            virtual.write_synthetic_dataset(data, n=a.n, size=a.crop_px, seed=0)
         t0 = time.perf_counter()
-        summary = train.train(data, "E_GPa", Path(tmp) / "run", epochs=a.epochs,
+        summary = learning.train(data, "E_GPa", Path(tmp) / "run", epochs=a.epochs,
                               batch_size=a.batch_size, lr=1e-3, input_px=a.input_px,
                               device=a.device, compile=a.compile, num_threads=a.threads)
         wall = time.perf_counter() - t0
         m = pd.read_csv(summary["metrics"]).iloc[-1]
         prof = profile_steps(data, Path(tmp) / "run", a, dev) if a.profile else None
-    flops = resnet.model_flops(resnet.SeedResNet(), a.input_px)
+    flops = models.model_flops(models.SeedResNet(), a.input_px)
     if a.peak_tflops:
         peak, how = a.peak_tflops, "given"
     elif dev.type == "cuda":
@@ -151,7 +154,7 @@ def main(argv=None):
         how = f"{a.threads} threads x {mhz:.0f} MHz x {per_cycle} fp32 FLOP/cycle"
     achieved = m["images_per_s"] * 3 * flops / 1e12
     print(f"device: {name} ({dev}), torch {torch.__version__}, threads {a.threads}")
-    print(f"model: SeedResNet, {resnet.count_parameters(resnet.SeedResNet()):,} parameters, "
+    print(f"model: SeedResNet, {models.count_parameters(models.SeedResNet()):,} parameters, "
           f"{flops / 1e9:.2f} GFLOP forward per {a.input_px} px image")
     print(f"last epoch: {m['images_per_s']:.1f} images/s, epoch {m['epoch_s']:.2f} s, "
           f"data wait {m['data_wait_s']:.3f} s ({m['data_wait_s'] / m['epoch_s']:.1%} of the epoch)")

@@ -22,13 +22,13 @@ from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
 
-from microprop import dataset as ds  # noqa: E402
+from microprop import data  # noqa: E402
 from microprop import io as mio  # noqa: E402
 
 inp, par, out = snakemake.input, snakemake.params, snakemake.output
 shards = inp.shards
 shards = [shards] if isinstance(shards, str) else [str(p) for p in shards]
-report = ds.assemble(
+report = data.assemble(
     shards, out.dataset, seed=int(par.seed), fractions=[float(f) for f in par.split_fractions],
     block_um=float(par.block_um),
     attrs={"config_sha256": str(par.config_sha256), "code_version": str(par.code_version)})

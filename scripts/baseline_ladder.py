@@ -1,6 +1,6 @@
 """Rule baseline_ladder: a ladder of baselines crop -> E, H on the random and blocked splits.
 
-Rungs (``microprop.ladder``): the seed's table model (crop mean, 20
+Rungs (``microprop.learning``): the seed's table model (crop mean, 20
 equal-count bins), linear regression on the crop mean, two-point statistics
 + PCA + ridge regression (materials knowledge systems), and gradient-boosted
 trees on grey-level quantiles of the crop and of a central disc plus grey-class
@@ -50,7 +50,11 @@ snakemake = setup_script(globals())
 import logging  # noqa: E402
 import time  # noqa: E402
 
-from microprop import figures, io, ladder  # noqa: E402
+from microprop import (
+    io,  # noqa: E402
+    learning,  # noqa: E402
+    plots,  # noqa: E402
+)
 
 log = logging.getLogger("microprop.baseline_ladder")
 
@@ -60,14 +64,14 @@ downsample = None if downsample in (None, "None", "none", "") else int(downsampl
 window_um = p.get("window_um", 5.0)
 window_um = None if window_um in (None, "None", "none", "") else float(window_um)
 t0 = time.perf_counter()
-table = ladder.ladder(
+table = learning.ladder(
     snakemake.input.dataset, seed=int(p.get("seed", 0)), downsample=downsample,
     n_classes=int(p.get("n_classes", 4)), disc_radius_um=float(p.get("disc_radius_um", 1.0)),
     max_shift_um=float(p.get("max_shift_um", 1.5)), window_um=window_um)
 log.info("ladder done in %.1f s", time.perf_counter() - t0)
-fig = ladder.r2_figure(table)
+fig = plots.r2_figure(table)
 # both outputs or neither: each is renamed into place only after both were written
 with io.atomic_path(snakemake.output.table) as tmp_table, \
         io.atomic_path(snakemake.output.fig) as tmp_fig:
     table.to_csv(tmp_table, index=False)
-    fig.savefig(tmp_fig, format="png", dpi=figures.DPI)
+    fig.savefig(tmp_fig, format="png", dpi=plots.DPI)

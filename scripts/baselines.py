@@ -47,10 +47,13 @@ from pathlib import Path  # noqa: E402
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from microprop import figures, io, stats  # noqa: E402
+from microprop import (
+    io,  # noqa: E402
+    plots,  # noqa: E402
+    stats,  # noqa: E402
+)
 from microprop.errors import InputError  # noqa: E402
-from microprop.workflow import progress  # noqa: E402
+from microprop.progress import progress  # noqa: E402
 
 log = logging.getLogger("microprop.baselines")
 TARGETS = ("E_GPa", "H_GPa")
@@ -116,7 +119,7 @@ for target in TARGETS:
     b.insert(0, "target", target)
     bins.append(b)
     te = tab["test_index"]
-    figs[target] = figures.table_model_scatter(
+    figs[target] = plots.table_model_scatter(
         means[te], y[te], tab["y_pred"], tab["metrics"], quantity=target, table=tab["table"],
         grey_label=f"mean crop value ({quantity})",
         title=f"Table model ({len(tab['table'])} equal-count bins), {target}")
@@ -125,5 +128,5 @@ o = snakemake.output
 io.write_table(pd.DataFrame(rows), o.table)
 if o.get("bins"):
     io.write_table(pd.concat(bins, ignore_index=True), o.bins)
-figures.save_png(figs["E_GPa"], o.fig_table_model)
-figures.save_png(figs["H_GPa"], o.fig_table_model_H)
+plots.save_png(figs["E_GPa"], o.fig_table_model)
+plots.save_png(figs["H_GPa"], o.fig_table_model_H)

@@ -15,7 +15,7 @@ snakemake.params.reference_greys : list of 2 numbers, "auto" or "modes"
     Grey levels of the two phases, in the same order. ``auto`` (``eta``
     mode): fit the linear detector to the whole histogram with one component
     per phase of phase_eta.csv, means tied to their Monte Carlo eta
-    (:func:`microprop.calibrate.fit_detector_line`), and read the two
+    (:func:`microprop.physics.fit_detector_line`), and read the two
     references off that line. ``modes`` (and ``auto`` in ``porosity`` mode):
     the darkest and brightest significant histogram modes (Gaussian
     mixture), the darker going to the phase of lower eta.
@@ -40,9 +40,8 @@ from microprop.workflow import setup_script
 snakemake = setup_script(globals())
 
 import matplotlib.pyplot as plt  # noqa: E402
-
-from microprop import calibrate as cal  # noqa: E402
 from microprop import io as mio  # noqa: E402
+from microprop import physics  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
 
 log = logging.getLogger("microprop.scripts.calibrate")
@@ -54,18 +53,18 @@ eta_table = mio.read_table(inp.eta_table, required=("n", "eta"), what="eta table
 phases = list(par.reference_phases)
 if len(phases) != 2:
     raise InputError(f"calibration.reference_phases must name two phases, got {phases}")
-eta_refs = cal.reference_eta(phases, phase_eta, eta_table, source=str(inp.phase_eta))
+eta_refs = physics.reference_eta(phases, phase_eta, eta_table, source=str(inp.phase_eta))
 
 exclude = None
 if par.get("hist_exclude_fill", True):
     fill = getattr(mosaic, "fill_value", None)
     exclude = None if fill is None else [float(fill)]
-modes = cal.find_reference_greys(mosaic, exclude_values=exclude)
+modes = physics.find_reference_greys(mosaic, exclude_values=exclude)
 
 greys = par.reference_greys
 line = None
 if greys == "auto" and par.mode == "eta":
-    line = cal.fit_detector_line(mosaic, dict(zip(phase_eta["phase"], phase_eta["eta"])),
+    line = physics.fit_detector_line(mosaic, dict(zip(phase_eta["phase"], phase_eta["eta"])),
                                  exclude_values=exclude)
     greys = [line["offset"] + line["gain"] * e for e in eta_refs]
     source = "auto: detector line fitted to all phases"
@@ -76,7 +75,7 @@ elif isinstance(greys, str):
     if greys not in ("auto", "modes"):
         raise InputError("calibration.reference_greys must be 'auto', 'modes' or two numbers, "
                          f"got {greys!r}")
-    dark, bright = cal.darkest_mode(modes), cal.brightest_mode(modes)
+    dark, bright = physics.darkest_mode(modes), physics.brightest_mode(modes)
     if dark == bright:
         raise InputError(f"{inp.mosaic}: one significant grey mode only ({dark:.1f}); "
                          "give calibration.reference_greys explicitly")
@@ -87,7 +86,7 @@ else:
     source = "config"
 log.info("reference greys %s (%s) for phases %s with eta %s", greys, source, phases, eta_refs)
 
-cal.calibrate_mosaic(
+physics.calibrate_mosaic(
     mosaic, out.calibrated, par.mode, greys, eta_refs, eta_table=eta_table,
     clinker_grey_window=par.clinker_grey_window, micf_sigma_px=float(par.micf_sigma_px),
     chunk=int(par.chunk),

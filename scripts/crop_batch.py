@@ -20,12 +20,11 @@ snakemake.output.skipped : str
 from pathlib import Path
 
 import zarr
-
 from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
 
-from microprop import dataset as ds  # noqa: E402
+from microprop import data as mp_data  # noqa: E402
 from microprop import io as mio  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
 
@@ -41,8 +40,8 @@ if not pixel_size_nm:
     raise InputError(f"{inp.calibrated}/{scale}: attrs lack pixel_size_nm")
 located = mio.read_table(inp.located, required=("indent", "x_px", "y_px", "E_GPa", "H_GPa"),
                          what="located indents")
-size_px = ds.crop_size_px(float(par.crop_size_um), float(pixel_size_nm))
-crops, kept, skipped = ds.crop_indents(image, located, size_px, pixel_size_nm=pixel_size_nm,
+size_px = mp_data.crop_size_px(float(par.crop_size_um), float(pixel_size_nm))
+crops, kept, skipped = mp_data.crop_indents(image, located, size_px, pixel_size_nm=pixel_size_nm,
                                        source=str(inp.located))
 table = kept.assign(specimen=str(par.specimen), area=str(par.area), batch=str(par.batch))
 meta = Path(inp.calibrated) / "zarr.json"
@@ -55,5 +54,5 @@ attrs = {
     "scale": scale, "sources": sources,
     "calibration": {f"{par.specimen}/{par.area}": cal_attrs},
 }
-ds.write_shard(out.shard, crops, table, attrs)
+mp_data.write_shard(out.shard, crops, table, attrs)
 mio.write_table(skipped, out.skipped)

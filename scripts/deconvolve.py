@@ -59,8 +59,11 @@ snakemake = setup_script(globals())
 import logging  # noqa: E402
 
 import pandas as pd  # noqa: E402
-
-from microprop import figures, io, stats  # noqa: E402
+from microprop import (
+    io,  # noqa: E402
+    plots,  # noqa: E402
+    stats,  # noqa: E402
+)
 from microprop.errors import InputError  # noqa: E402
 
 log = logging.getLogger("microprop.deconvolve")
@@ -162,7 +165,7 @@ io.write_table(bic, o.bic_E)
 io.write_json(hyd, o.hydration)
 for q, out in (("E_GPa", o.fig_hist_E), ("H_GPa", o.fig_hist_H)):
     pooled = tables[q][tables[q]["area"] == "pooled"]
-    figures.save_png(figures.histogram_components(data[q], pooled, quantity=q), out)
-figures.save_png(figures.bic_plot(bic), o.fig_bic)
+    plots.save_png(plots.histogram_components(data[q], pooled, quantity=q), out)
+plots.save_png(plots.bic_plot(bic), o.fig_bic)
 log.info("alpha = %s, Mr_model = %s, Mr_measured = %s", hyd["alpha"], hyd["Mr_model"],
          hyd["Mr_measured"])

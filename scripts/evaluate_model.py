@@ -3,7 +3,7 @@
 Every member predicts every crop of the split scheme; the ensemble mean is
 scored per split (train, val, test), the interval ``mean +- q * spread`` is
 calibrated by split conformal prediction on ``val`` and its coverage measured
-on ``test`` (``microprop.evaluate``).
+on ``test`` (``microprop.learning``).
 
 Inputs
 ------
@@ -12,7 +12,7 @@ snakemake.input.dataset : str
     ``/meta/*``, ``/splits/{random,blocked}/*``; attrs ``pixel_size_nm``,
     ``quantity``).
 snakemake.input.checkpoints : list of str
-    The members' ``best.pt`` (``microprop.train.load_model``), all for the
+    The members' ``best.pt`` (``microprop.learning.load_model``), all for the
     same target and split scheme.
 snakemake.input.metrics : list of str
     The members' ``metrics.csv`` (``epoch, train_loss, train_mae_GPa,
@@ -65,8 +65,12 @@ import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import h5py  # noqa: E402
-
-from microprop import evaluate, figures, io  # noqa: E402
+from microprop import (
+    io,  # noqa: E402
+    learning,  # noqa: E402
+    plots,  # noqa: E402
+)
+from microprop.plots import _learning  # noqa: E402
 
 log = logging.getLogger("microprop.evaluate_model")
 GREY_LABELS = {"eta": "backscatter coefficient eta (-)", "porosity": "porosity (-)"}
@@ -80,22 +84,22 @@ seed = int(p.get("seed", 0) or 0)
 checkpoints = [str(c) for c in inp.checkpoints]
 metric_files = [str(m) for m in inp.metrics]
 
-res = evaluate.evaluate(checkpoints, inp.dataset, split=split, device=p.get("device", "auto"),
+res = learning.evaluate(checkpoints, inp.dataset, split=split, device=p.get("device", "auto"),
                         level=level, mc_samples=int(p.get("mc_samples", 0) or 0), target=target,
                         batch_size=int(p.get("batch_size", 64) or 64), seed=seed)
 pred = res.pop("predictions")
 
-tables = [io.read_table(m, required=evaluate._HISTORY_COLUMNS, what="training metrics")
+tables = [io.read_table(m, required=_learning._HISTORY_COLUMNS, what="training metrics")
           for m in metric_files]
 labels = [Path(m).parent.name or f"member {i}" for i, m in enumerate(metric_files)]
-fig_history = evaluate.training_history(tables, labels=labels, quantity=res["target"])
-fig_scatter = evaluate.predicted_vs_measured(pred, quantity=res["target"], level=level,
+fig_history = plots.training_history(tables, labels=labels, quantity=res["target"])
+fig_scatter = plots.predicted_vs_measured(pred, quantity=res["target"], level=level,
                                              title=f"{res['target']} network, {split} split, "
                                                    f"{res['n_predictions']} prediction(s) per crop")
 with h5py.File(inp.dataset, "r") as fh:
     quantity = fh.attrs.get("quantity", "eta")
     quantity = quantity.decode() if isinstance(quantity, bytes) else str(quantity)
-    fig_crops = evaluate.example_crops(
+    fig_crops = plots.example_crops(
         fh["images"], pred, pixel_size_nm=res["pixel_size_nm"],
         n=int(p.get("n_crops", 12) or 12), seed=seed, quantity=res["target"],
         grey_label=GREY_LABELS.get(quantity, quantity))
@@ -103,6 +107,6 @@ with h5py.File(inp.dataset, "r") as fh:
 o = snakemake.output
 io.write_json(res, o.summary)
 io.write_table(pred, o.predictions)
-figures.save_png(fig_history, o.fig_history)
-figures.save_png(fig_scatter, o.fig_scatter)
-figures.save_png(fig_crops, o.fig_crops)
+plots.save_png(fig_history, o.fig_history)
+plots.save_png(fig_scatter, o.fig_scatter)
+plots.save_png(fig_crops, o.fig_crops)

@@ -32,8 +32,10 @@ import logging  # noqa: E402
 import math  # noqa: E402
 
 import pandas as pd  # noqa: E402
-
-from microprop import figures, io  # noqa: E402
+from microprop import (
+    io,  # noqa: E402
+    plots,  # noqa: E402
+)
 from microprop.errors import InputError  # noqa: E402
 
 log = logging.getLogger("microprop.figures_overview")
@@ -56,9 +58,9 @@ files = [files] if isinstance(files, str) else list(files)
 located = pd.concat([io.read_table(f, required=("x_um", "y_um", quantity), what="located indents")
                      for f in files], ignore_index=True)
 suffix = f" ({area})" if area else ""
-fig_o = figures.mosaic_overview(small, pixel_size_nm * factor, located, quantity=quantity,
+fig_o = plots.mosaic_overview(small, pixel_size_nm * factor, located, quantity=quantity,
                                 title=f"BSE overview with {len(located)} indents{suffix}",
                                 downsample_factor=factor)
-fig_m = figures.modulus_map(located, quantity=quantity)
-figures.save_png(fig_o, snakemake.output.overview)
-figures.save_png(fig_m, snakemake.output.modulus_map)
+fig_m = plots.modulus_map(located, quantity=quantity)
+plots.save_png(fig_o, snakemake.output.overview)
+plots.save_png(fig_m, snakemake.output.modulus_map)

@@ -12,7 +12,6 @@ snakemake.output.layout : folder to create, holding layout.csv whose one row
 from pathlib import Path
 
 import pandas as pd
-
 from microprop.io import atomic_path
 from microprop.workflow import setup_script
 
@@ -25,8 +24,7 @@ with atomic_path(snakemake.output.layout) as tmp:
     tile_file = str(image)
     if region is not None:
         import tifffile
-
-        from microprop.stitch import crop_region, load_tile
+        from microprop.imaging import crop_region, load_tile
 
         window = crop_region(load_tile(image), region, path=str(image))
         tifffile.imwrite(tmp / "region.tif", window)

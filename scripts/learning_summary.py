@@ -14,7 +14,6 @@ snakemake.output.table : CSV with columns model, target, split, MSE, MAE, R2
 import logging
 
 import pandas as pd
-
 from microprop import io
 from microprop.workflow import setup_script
 

@@ -46,7 +46,7 @@ snakemake = setup_script(globals())
 
 from microprop import io as mio  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
-from microprop.locate import locate_batch, locate_nominal  # noqa: E402
+from microprop.imaging import locate_batch, locate_nominal  # noqa: E402
 
 inp, par = snakemake.input, snakemake.params
 mode = str(par.mode)

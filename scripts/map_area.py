@@ -3,7 +3,7 @@
 The seed paper's out-of-bag test: the calibrated map of an area is cut into
 sliding windows of the training crop size, once at the indent spacing and
 once densely; the ensemble mean of the trained models predicts each window
-(:func:`microprop.mapping.predict_map`), the seed's table model maps the same
+(:func:`microprop.learning.predict_map`), the seed's table model maps the same
 windows from their mean grey; the phase statistics (GMM fraction, mean, std)
 of the maps are compared with those of the indentation test (Table 1).
 
@@ -14,7 +14,7 @@ snakemake.input.calibrated : str
     ``params.scale``, attrs ``pixel_size_nm``, ``origin_um``, ``quantity``).
 snakemake.input.checkpoints : str or list of str
     ``best.pt`` checkpoints of the trained models
-    (:func:`microprop.train.load_model`); all must share ``target`` and
+    (:func:`microprop.learning.load_model`); all must share ``target`` and
     ``crop_size_px``. The map is their mean prediction (ensemble).
 snakemake.input.table : str, optional
     CSV of table-model bins (``grey_lo, grey_hi, y_mean``; with a ``target``
@@ -59,11 +59,11 @@ Outputs
 snakemake.output.grid_coarse : NPY
     ``(ny, nx)`` float32 ensemble prediction (GPa) at step ``step_um``;
     window ``(i, j)`` centred at pixel ``(cy[i], cx[j])`` of
-    :func:`microprop.mapping.window_centres` (NaN: crop with non-finite pixels).
+    :func:`microprop.learning.window_centres` (NaN: crop with non-finite pixels).
 snakemake.output.grid_dense : NPY
     Same at step ``dense_step_px``.
 snakemake.output.table1 : CSV
-    :func:`microprop.mapping.compare_statistics`: ``source, component, phase,
+    :func:`microprop.learning.compare_statistics`: ``source, component, phase,
     fraction, mean, std, n, method, d_fraction, d_mean, d_std`` for the
     indents, the ResNet maps and the table-model maps (GPa).
 snakemake.output.fig_maps : PNG
@@ -88,9 +88,11 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import zarr  # noqa: E402
-
-from microprop import figures, mapping, train  # noqa: E402
 from microprop import io as mio  # noqa: E402
+from microprop import (
+    learning,  # noqa: E402
+    plots,  # noqa: E402
+)
 from microprop.errors import InputError  # noqa: E402
 
 log = logging.getLogger("microprop.map_area")
@@ -107,7 +109,7 @@ def as_list(value):
 def load_ensemble(paths, device):
     if not paths:
         raise InputError("map_area: input.checkpoints is empty; expected at least one best.pt")
-    models = [(p, *train.load_model(p, device)) for p in paths]
+    models = [(p, *learning.load_model(p, device)) for p in paths]
     first = models[0][2]
     for p, _, meta in models[1:]:
         for key in ("target", "crop_size_px"):
@@ -143,7 +145,7 @@ if not cal_attrs.get("pixel_size_nm"):
 ps_nm = float(cal_attrs["pixel_size_nm"])
 origin_um = [float(v) for v in cal_attrs.get("origin_um", [0.0, 0.0])]
 
-device = train.resolve_device(par.get("device", "auto"))
+device = learning.resolve_device(par.get("device", "auto"))
 checkpoints = as_list(inp.checkpoints)
 models, meta = load_ensemble(checkpoints, device)
 target = str(meta["target"])
@@ -154,7 +156,7 @@ dense_px = int(par.get("dense_step_px") or max(s // 8, 1))
 max_crops = par.get("dense_max_crops")
 if max_crops:
     want = dense_px
-    while np.prod([c.size for c in mapping.window_centres(calibrated.shape, s, dense_px)]) \
+    while np.prod([c.size for c in learning.window_centres(calibrated.shape, s, dense_px)]) \
             > int(max_crops):
         dense_px += 1
     if dense_px != want:
@@ -165,14 +167,14 @@ log.info("%d model(s) of %s on %s, crop %d px, steps %d px (%.3g um) and %d px",
 
 
 def ensemble(crops):
-    preds = [train.predict(m, mt, crops, device, batch_size) for _, m, mt in models]
+    preds = [learning.predict(m, mt, crops, device, batch_size) for _, m, mt in models]
     return np.mean(np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in preds]), axis=0)
 
 
 grids, timing, centres = {}, {}, {}
 for kind, step in (("coarse", step_px), ("dense", dense_px)):
     t0 = time.perf_counter()
-    grids[kind], centres[kind] = mapping.predict_map(calibrated, ensemble, s, step,
+    grids[kind], centres[kind] = learning.predict_map(calibrated, ensemble, s, step,
                                                      batch=batch_size, desc=f"{kind} map")
     dt = max(time.perf_counter() - t0, 1e-9)
     timing[kind] = {"seconds": dt, "crops": int(grids[kind].size),
@@ -185,7 +187,7 @@ tables = {}
 if inp.get("table"):
     bins = read_bins(inp.table, target)
     for kind, step in (("coarse", step_px), ("dense", dense_px)):
-        tables[kind] = mapping.table_model_map(calibrated, bins, s, step)
+        tables[kind] = learning.table_model_map(calibrated, bins, s, step)
 
 frames = [mio.read_table(f, required=(target,), what="located indents")
           for f in as_list(inp.indents)]
@@ -202,7 +204,7 @@ sources = {label("ResNet", step_px): grids["coarse"], label("ResNet", dense_px):
 for kind, step in (("coarse", step_px), ("dense", dense_px)):
     if kind in tables:
         sources[label("table model", step)] = tables[kind]
-table1 = mapping.compare_statistics(
+table1 = learning.compare_statistics(
     indents[target], sources, n_components=int(par.get("n_components", 4)),
     seed=int(par.get("seed", 0)), n_init=int(par.get("n_init", 10)),
     max_values=int(par.get("max_values", 10000)), quantity=target)
@@ -212,18 +214,18 @@ factor = max(1, math.ceil(max(mosaic.shape) / int(par.get("bse_max_px", 1200))))
 bse = mio.downsample(mosaic, factor)
 first_centre = [(int(centres["dense"][1][0]) - s // 2 + (s - 1) / 2) * ps_nm / 1000,
                 (int(centres["dense"][0][0]) - s // 2 + (s - 1) / 2) * ps_nm / 1000]
-fig_maps = mapping.map_triptych(
+fig_maps = plots.map_triptych(
     bse, ps_nm * factor, grids["dense"], tables.get("dense"), dense_px * ps_nm / 1000,
     first_centre_um=first_centre, downsample_factor=factor, quantity=target,
     title=f"{target.split('_')[0]} mapped over {Path(str(inp.calibrated)).parent.name} "
           f"({len(models)}-model ensemble)")
-fig_hist = mapping.map_histograms(indents[target], sources, table1, quantity=target)
+fig_hist = plots.map_histograms(indents[target], sources, table1, quantity=target)
 
 save_npy(grids["coarse"], out.grid_coarse)
 save_npy(grids["dense"], out.grid_dense)
 mio.write_table(table1, out.table1)
-figures.save_png(fig_maps, out.fig_maps)
-figures.save_png(fig_hist, out.fig_hist)
+plots.save_png(fig_maps, out.fig_maps)
+plots.save_png(fig_hist, out.fig_hist)
 if out.get("meta"):
     geometry = {kind: {"step_px": int(step), "step_um": step * ps_nm / 1000,
                        "shape": list(grids[kind].shape),

@@ -11,7 +11,7 @@ snakemake.params.columns : dict or None
     STIFFNESS, HARDNESS, MODULUS``).
 snakemake.params.units : dict or None
     Same keys -> unit string (None: um, um, nm, mN, N/m, GPa, GPa); see
-    ``microprop.nanoindentation.read_export``.
+    ``microprop.indentation.read_export``.
 snakemake.output.indents : path (CSV)
     Accepted rows: ``batch, indent, x_um, y_um, depth_nm, load_mN,
     stiffness_N_per_m, H_GPa, E_GPa, source_row``.
@@ -27,8 +27,8 @@ snakemake = setup_script(globals())
 import logging  # noqa: E402
 
 from microprop.errors import InputError  # noqa: E402
+from microprop.indentation import read_export  # noqa: E402
 from microprop.io import write_table  # noqa: E402
-from microprop.nanoindentation import read_export  # noqa: E402
 
 log = logging.getLogger("microprop.read_indentation")
 

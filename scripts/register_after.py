@@ -13,7 +13,7 @@ snakemake.params.downsample : int, optional
     Block-mean factor of the coarse step (default 8).
 snakemake.output.shift : str
     JSON ``{"dx_px", "dy_px", "score", ...}``: after pixel + shift = before pixel
-    (see ``microprop.locate.register_mosaics``).
+    (see ``microprop.imaging.register_mosaics``).
 """
 from microprop.workflow import setup_script
 
@@ -21,7 +21,7 @@ snakemake = setup_script(globals())
 
 from microprop import io as mio  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
-from microprop.locate import register_mosaics  # noqa: E402
+from microprop.imaging import register_mosaics  # noqa: E402
 
 
 def _attr(arr, key, path):

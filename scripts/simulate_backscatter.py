@@ -21,7 +21,7 @@ snakemake.output.eta_meta : str
     version, numba threads, wall time.
 snakemake.output.phase_eta : str
     CSV ``phase, formula, density_g_cm3, eta, eta_err`` for the five
-    cement-paste phases (``microprop.backscatter.DEFAULT_PHASES``).
+    cement-paste phases (``microprop.physics.DEFAULT_PHASES``).
 snakemake.threads : int
     Threads for the numba kernel.
 
@@ -32,13 +32,12 @@ import logging
 import time
 
 import numpy as np
-
 from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
 
 import microprop  # noqa: E402
-from microprop import backscatter as bs  # noqa: E402
+from microprop import physics  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
 from microprop.io import write_json, write_table  # noqa: E402
 
@@ -64,10 +63,10 @@ except ImportError:  # pragma: no cover - numba is a dependency
 t0 = time.perf_counter()
 n_values = np.linspace(0.0, 1.0, n_points)
 log.info("eta(n): %s + Field's metal, %d values, %d electrons each, %g keV, %d threads",
-         bs.CSH.name, n_points, n_electrons, energy, bs.n_threads())
-table = bs.eta_table(bs.CSH, bs.FIELDS_METAL, n_values, energy, n_electrons, seed, cutoff)
-log.info("phase eta: %s", ", ".join(bs.DEFAULT_PHASES))
-phases = bs.phase_eta_table(bs.DEFAULT_PHASES, energy, n_electrons, seed, cutoff)
+         physics.CSH.name, n_points, n_electrons, energy, physics.n_threads())
+table = physics.eta_table(physics.CSH, physics.FIELDS_METAL, n_values, energy, n_electrons, seed, cutoff)
+log.info("phase eta: %s", ", ".join(physics.DEFAULT_PHASES))
+phases = physics.phase_eta_table(physics.DEFAULT_PHASES, energy, n_electrons, seed, cutoff)
 wall = time.perf_counter() - t0
 
 order = phases["eta"].to_numpy()
@@ -79,10 +78,10 @@ meta = {
     "cutoff_keV": cutoff,
     "method": "single-scattering Monte Carlo (Joy 1995): screened Rutherford, "
               "Joy-Luo (1989) Bethe stopping power, J from Berger & Seltzer (1964)",
-    "materials": {"matrix": bs.CSH.as_dict(), "filler": bs.FIELDS_METAL.as_dict(),
-                  "phases": {k: m.as_dict() for k, m in bs.DEFAULT_PHASES.items()}},
+    "materials": {"matrix": physics.CSH.as_dict(), "filler": physics.FIELDS_METAL.as_dict(),
+                  "phases": {k: m.as_dict() for k, m in physics.DEFAULT_PHASES.items()}},
     "code_version": microprop.__version__,
-    "numba_threads": bs.n_threads(),
+    "numba_threads": physics.n_threads(),
     "wall_time_s": round(wall, 3),
 }
 write_table(table, snakemake.output.eta_table)

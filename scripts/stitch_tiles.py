@@ -23,7 +23,7 @@ from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
 
-from microprop.stitch import stitch  # noqa: E402
+from microprop.imaging import stitch  # noqa: E402
 
 stitch(
     snakemake.input.get("tiles") or snakemake.input.layout,

@@ -64,16 +64,16 @@ from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
 
-from microprop import io as mio  # noqa: E402
-from microprop.train import train  # noqa: E402
-
 import logging  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-
-from microprop.train import resolve_device  # noqa: E402
+from microprop import io as mio  # noqa: E402
+from microprop.learning import (
+    resolve_device,  # noqa: E402
+    train,  # noqa: E402
+)
 
 log = logging.getLogger("microprop.train_model")
 p = snakemake.params

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from microprop import io, validation
+from microprop import io
+from microprop import virtual as mp_virtual
 from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
@@ -33,22 +33,22 @@ placed = {}
 for stage in ("before", "after"):
     placed[stage] = io.read_table(getattr(snakemake.input, f"stitch_{stage}"), ["tile", "x_px", "y_px"])
     t = io.read_table(truth / f"tiles_{stage}.csv", ["tile", "x_px", "y_px"])
-    report["stitching"][stage] = validation.stitching_errors(t, placed[stage])
+    report["stitching"][stage] = mp_virtual.stitching_errors(t, placed[stage])
 
-offset = validation.mosaic_offset_px(io.read_table(truth / "tiles_before.csv"), placed["before"])
+offset = mp_virtual.mosaic_offset_px(io.read_table(truth / "tiles_before.csv"), placed["before"])
 labels = np.load(truth / "phases.npy", mmap_mode="r")
-report["calibration"] = validation.calibration_errors(
+report["calibration"] = mp_virtual.calibration_errors(
     labels, io.open_image(snakemake.input.calibrated, "MulF"), offset,
     io.read_json(truth / "truth.json")["phase_eta"])
 located = pd.concat([io.read_table(p) for p in snakemake.input.located], ignore_index=True)
 indents = io.read_table(truth / "indents.csv", ["batch", "indent", "x_px", "y_px"])
-report["location"] = validation.location_errors(indents, located, offset, px)
+report["location"] = mp_virtual.location_errors(indents, located, offset, px)
 
 truth_json = io.read_json(truth / "truth.json")
 gmm = io.read_table(snakemake.input.gmm_E)
 pooled = gmm[gmm["area"] == "pooled"] if "area" in gmm.columns else gmm
-truth_phases = validation.generated_phases(indents, io.read_table(truth / "phase_properties.csv"))
-report["gmm_E"] = validation.gmm_errors(truth_phases, pooled)
+truth_phases = mp_virtual.generated_phases(indents, io.read_table(truth / "phase_properties.csv"))
+report["gmm_E"] = mp_virtual.gmm_errors(truth_phases, pooled)
 report["gmm_E"]["truth_definition"] = (
     "fraction: mean volume fraction of the phase in the indents' interaction zones, "
     "renormalised over the solid phases (pores are not a GMM component); "

@@ -2,7 +2,7 @@
 
 The E and H written here are not measurements: the image is segmented by grey
 level into pore, LD-C-S-H, HD-C-S-H, CH and ACC, a regular grid is laid over
-it, and the forward model of ``microprop.nanoindentation`` draws literature
+it, and the forward model of ``microprop.physics`` draws literature
 phase properties and homogenises them over each indent's interaction zone.
 
 snakemake.input.image : path
@@ -49,11 +49,12 @@ snakemake = setup_script(globals())
 import logging  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from microprop.errors import InputError  # noqa: E402
+from microprop.imaging import crop_region, load_tile  # noqa: E402
+from microprop.indentation import write_export  # noqa: E402
 from microprop.io import atomic_path, sha256_file, write_json, write_table  # noqa: E402
-from microprop.nanoindentation import PHASE_PROPERTIES, PHASES, virtual_indentation, write_export  # noqa: E402
-from microprop.stitch import crop_region, load_tile  # noqa: E402
+from microprop.phases import PHASE_PROPERTIES, PHASES
+from microprop.virtual import virtual_indentation
 
 log = logging.getLogger("microprop.virtual_indentation")
 

@@ -4,7 +4,7 @@ Rule script (run by Snakemake, or by hand with ``--mock job.yaml``).
 
 snakemake.input
     phase_eta : path of ``phase_eta.csv`` (columns ``phase, eta``; one row per
-        phase of ``microprop.specimen.PHASES``).
+        phase of ``microprop.phases.PHASES``).
 snakemake.output
     before : directory; ``layout.csv`` (``tile, file, row, col, x_um, y_um``
         nominal stage positions) and the before-indentation tiles (TIFF).
@@ -53,17 +53,18 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-
 from microprop.workflow import setup_script
 
 snakemake = setup_script(globals())
 
 import logging  # noqa: E402
 
+from microprop import indentation as mp_indentation  # noqa: E402
 from microprop import io as mio  # noqa: E402
+from microprop import phases as mp_phases  # noqa: E402
+from microprop import virtual as mp_virtual  # noqa: E402
 from microprop.errors import InputError  # noqa: E402
-from microprop import nanoindentation, specimen  # noqa: E402
-from microprop.workflow import progress  # noqa: E402
+from microprop.progress import progress  # noqa: E402
 
 log = logging.getLogger("microprop.virtual_specimen")
 P = snakemake.params
@@ -76,7 +77,7 @@ def param(name, default):
 
 eta_table = mio.read_table(snakemake.input.phase_eta, required=("phase", "eta"), what="phase eta table")
 phase_eta = dict(zip(eta_table["phase"].astype(str), eta_table["eta"].astype(float)))
-missing = [p for p in specimen.PHASES if p not in phase_eta]
+missing = [p for p in mp_phases.PHASES if p not in phase_eta]
 if missing:
     raise InputError(f"{snakemake.input.phase_eta}: no row for phase(s) {missing}")
 
@@ -87,10 +88,10 @@ if export_paths and len(export_paths) != len(batch_names):
     raise InputError(f"virtual_specimen: {len(export_paths)} export outputs for {len(batch_names)} batches "
                          f"{batch_names}")
 
-area = specimen.generate_area(
+area = mp_virtual.generate_area(
     phase_eta,
     pixel_size_nm=float(P.pixel_size_nm),
-    fractions=param("fractions", specimen.DEFAULT_FRACTIONS),
+    fractions=param("fractions", mp_phases.DEFAULT_FRACTIONS),
     n_batches=param("n_batches", [2, 1]),
     batch_shape=param("batch_shape", [20, 20]),
     spacing_um=float(param("spacing_um", 10.0)),
@@ -137,14 +138,14 @@ with contextlib.ExitStack() as stack:
     write_tiles(Path(tmp_before), area["before"])
     write_tiles(Path(tmp_after), area["after"])
     for b, path in zip(names, tmp_exports):
-        nanoindentation.write_export(area["exports"][b], path)
+        mp_indentation.write_export(area["exports"][b], path)
 
     tmp_truth.mkdir(parents=True)
     np.save(tmp_truth / "phases.npy", area["labels"])
     area["before"]["truth"].to_csv(tmp_truth / "tiles_before.csv", index=False)
     area["after"]["truth"].to_csv(tmp_truth / "tiles_after.csv", index=False)
     area["indents"].to_csv(tmp_truth / "indents.csv", index=False)
-    nanoindentation.PHASE_PROPERTIES.to_csv(tmp_truth / "phase_properties.csv")
+    mp_phases.PHASE_PROPERTIES.to_csv(tmp_truth / "phase_properties.csv")
     mio.write_json(area["summary"], tmp_truth / "truth.json")
 
 log.info("virtual area written: %d + %d tiles, %d batches, %d indents; area fractions %s",

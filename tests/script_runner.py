@@ -4,7 +4,6 @@ import runpy
 from pathlib import Path
 
 import yaml
-
 from microprop.workflow import mock_snakemake
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,10 +1,9 @@
-"""Tests of microprop.dataset: crops, shards, assembly and splits."""
+"""Tests of microprop.data: crops, shards, assembly and splits."""
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
-from microprop import dataset as ds
+from microprop import data, physics
 from microprop import io as mio
 from microprop.errors import InputError
 
@@ -20,17 +19,17 @@ def _located(xs, ys, start=1, batch="b1"):
 
 
 def test_crop_size_px():
-    assert ds.crop_size_px(10.0, 40.0) == 250
-    assert ds.crop_size_px(0.36, 40.0) == 9
+    assert data.crop_size_px(10.0, 40.0) == 250
+    assert data.crop_size_px(0.36, 40.0) == 9
     with pytest.raises(InputError):
-        ds.crop_size_px(10.0, 0)
+        data.crop_size_px(10.0, 0)
 
 
 @pytest.mark.parametrize("s", [9, 10])
 def test_crop_known_centres_equal_slices_and_edges_skipped(rng, s):
     img = rng.random((60, 80)).astype(np.float32)
     loc = _located([20, 40.4, 3, 78, 50, 30.6, np.nan], [30, 10.5, 30, 30, 57, 8.49, 5])
-    crops, kept, skipped = ds.crop_indents(img, loc, s, pixel_size_nm=50.0)
+    crops, kept, skipped = data.crop_indents(img, loc, s, pixel_size_nm=50.0)
     assert crops.shape == (3, s, s) and crops.dtype == np.float32
     h = s // 2
     # (20, 30) -> exact; (40.4, 10.5) rounds half up to (40, 11); (30.6, 8.49) -> (31, 8)
@@ -41,8 +40,8 @@ def test_crop_known_centres_equal_slices_and_edges_skipped(rng, s):
     assert kept["indent"].tolist() == [1, 2, 6]
     assert kept["x_um"].tolist() == pytest.approx([1.0, 2.02, 1.53])
     reasons = dict(zip(skipped["indent"], skipped["reason"]))
-    assert reasons == {3: ds.SKIP_OUTSIDE, 4: ds.SKIP_OUTSIDE, 5: ds.SKIP_OUTSIDE,
-                       7: ds.SKIP_NO_POSITION}
+    assert reasons == {3: data.SKIP_OUTSIDE, 4: data.SKIP_OUTSIDE, 5: data.SKIP_OUTSIDE,
+                       7: data.SKIP_NO_POSITION}
     assert len(kept) + len(skipped) == len(loc)
 
 
@@ -50,10 +49,10 @@ def test_crop_missing_target_and_columns(rng):
     img = np.zeros((30, 30), np.float32)
     loc = _located([10, 15], [10, 15])
     loc.loc[1, "E_GPa"] = np.nan
-    _, kept, skipped = ds.crop_indents(img, loc, 5, pixel_size_nm=40)
-    assert kept["indent"].tolist() == [1] and skipped["reason"].tolist() == [ds.SKIP_NO_TARGET]
+    _, kept, skipped = data.crop_indents(img, loc, 5, pixel_size_nm=40)
+    assert kept["indent"].tolist() == [1] and skipped["reason"].tolist() == [data.SKIP_NO_TARGET]
     with pytest.raises(InputError, match="located.*y_px"):
-        ds.crop_indents(img, loc.drop(columns="y_px"), 5)
+        data.crop_indents(img, loc.drop(columns="y_px"), 5)
 
 
 def _shard_table(area, batch, indents, rng, x0=0.0):
@@ -69,14 +68,14 @@ def _write(tmp_path, name, table, rng, attrs=ATTRS, s=9):
     # tag each crop with its indent so that reordering can be checked
     crops[:, 0, 0] = table["indent"].to_numpy()
     path = tmp_path / f"{name}.h5"
-    ds.write_shard(path, crops, table, attrs)
+    data.write_shard(path, crops, table, attrs)
     return path, crops
 
 
 def test_shard_round_trip(tmp_path, rng):
     t = _shard_table("a1", "b1", [3, 1, 2], rng)
     path, crops = _write(tmp_path, "b1", t, rng)
-    c2, t2, a2 = ds.read_shard(path)
+    c2, t2, a2 = data.read_shard(path)
     np.testing.assert_array_equal(c2, crops)
     pd.testing.assert_frame_equal(t2[t.columns], t, check_dtype=False, check_exact=False, rtol=1e-6)
     assert a2["sources"] == ATTRS["sources"] and a2["crop_size_px"] == 9
@@ -85,7 +84,7 @@ def test_shard_round_trip(tmp_path, rng):
         assert fh["targets/E_GPa"].attrs["units"] == "GPa" and fh["targets/E_GPa"].dtype == np.float32
         assert fh["meta/indent"].dtype == np.int64
     with pytest.raises(InputError, match="duplicate"):
-        ds.write_shard(tmp_path / "dup.h5", crops, t.assign(indent=[1, 1, 2]), ATTRS)
+        data.write_shard(tmp_path / "dup.h5", crops, t.assign(indent=[1, 1, 2]), ATTRS)
     assert not (tmp_path / "dup.h5").exists()
 
 
@@ -102,11 +101,11 @@ def _three_shards(tmp_path, rng):
 def test_assemble_conserves_and_orders(tmp_path, rng):
     paths, tables, crops = _three_shards(tmp_path, rng)
     empty = tmp_path / "empty.h5"
-    ds.write_shard(empty, np.zeros((0, 9, 9), np.float32), _shard_table("a3", "b1", [], rng), ATTRS)
+    data.write_shard(empty, np.zeros((0, 9, 9), np.float32), _shard_table("a3", "b1", [], rng), ATTRS)
     out = tmp_path / "dataset.h5"
-    rep = ds.assemble(paths + [empty], out, seed=3, block_um=50.0,
+    rep = data.assemble(paths + [empty], out, seed=3, block_um=50.0,
                       attrs={"config_sha256": "cf" * 32, "code_version": "abc123"})
-    imgs, table, attrs = ds.read_shard(out)
+    imgs, table, attrs = data.read_shard(out)
     n = sum(len(t) for t in tables)
     assert len(table) == n == rep["n"] == imgs.shape[0]
     # conservation of the targets and of the image content
@@ -132,32 +131,32 @@ def test_assemble_conserves_and_orders(tmp_path, rng):
 def test_splits_disjoint_cover_fractions_and_reproducible(tmp_path, rng):
     paths, _, _ = _three_shards(tmp_path, rng)
     out1, out2 = tmp_path / "d1.h5", tmp_path / "d2.h5"
-    rep = ds.assemble(paths, out1, seed=0, block_um=50.0)
-    ds.assemble(list(reversed(paths)), out2, seed=0, block_um=50.0)
-    s1, s2 = ds.read_splits(out1), ds.read_splits(out2)
+    rep = data.assemble(paths, out1, seed=0, block_um=50.0)
+    data.assemble(list(reversed(paths)), out2, seed=0, block_um=50.0)
+    s1, s2 = data.read_splits(out1), data.read_splits(out2)
     n = rep["n"]
     for scheme in ("random", "blocked"):
-        parts = [s1[scheme][k] for k in ds.SPLITS]
+        parts = [s1[scheme][k] for k in data.SPLITS]
         allidx = np.concatenate(parts)
         assert np.array_equal(np.sort(allidx), np.arange(n))  # disjoint and covering
-        for k in ds.SPLITS:
+        for k in data.SPLITS:
             np.testing.assert_array_equal(s1[scheme][k], s2[scheme][k])  # same seed, same split
-    counts = [s1["random"][k].size for k in ds.SPLITS]
+    counts = [s1["random"][k].size for k in data.SPLITS]
     assert counts == [84, 18, 18]  # 120 * (0.7, 0.15, 0.15)
-    ds.assemble(paths, tmp_path / "d3.h5", seed=1, block_um=50.0)
-    assert not np.array_equal(ds.read_splits(tmp_path / "d3.h5")["random"]["train"],
+    data.assemble(paths, tmp_path / "d3.h5", seed=1, block_um=50.0)
+    assert not np.array_equal(data.read_splits(tmp_path / "d3.h5")["random"]["train"],
                               s1["random"]["train"])
     # blocked: no block straddles two splits; achieved fractions near the targets
     with h5py.File(out1) as fh:
         blocks = fh["meta/block"][...]
-    _, table, _ = ds.read_shard(out1, images=False)
-    np.testing.assert_array_equal(blocks, ds.block_ids(table, 50.0))
+    _, table, _ = data.read_shard(out1, images=False)
+    np.testing.assert_array_equal(blocks, data.block_ids(table, 50.0))
     split_of = {}
-    for k in ds.SPLITS:
+    for k in data.SPLITS:
         for b in blocks[s1["blocked"][k]]:
             assert split_of.setdefault(int(b), k) == k
     max_block = np.bincount(blocks).max()
-    for k, t in zip(ds.SPLITS, (0.7, 0.15, 0.15)):
+    for k, t in zip(data.SPLITS, (0.7, 0.15, 0.15)):
         assert abs(rep["blocked"][k]["fraction"] - t) <= max_block / n / 2 + 1e-9
     # a block really is the 50 um square cell of one area
     i = s1["blocked"]["train"][0]
@@ -168,18 +167,18 @@ def test_splits_disjoint_cover_fractions_and_reproducible(tmp_path, rng):
 
 
 def test_random_split_rounding():
-    sp = ds.random_split(7, (0.7, 0.15, 0.15), seed=0)
+    sp = data.random_split(7, (0.7, 0.15, 0.15), seed=0)
     assert [v.size for v in sp.values()] == [5, 1, 1]
     assert sorted(np.concatenate(list(sp.values())).tolist()) == list(range(7))
     with pytest.raises(InputError, match="summing to 1"):
-        ds.random_split(10, (0.7, 0.2, 0.2))
+        data.random_split(10, (0.7, 0.2, 0.2))
 
 
 def test_assemble_duplicates_name_both_files(tmp_path, rng):
     p1, _ = _write(tmp_path, "first", _shard_table("a1", "b1", [1, 2, 3], rng), rng)
     p2, _ = _write(tmp_path, "second", _shard_table("a1", "b1", [3, 4], rng), rng)
     with pytest.raises(InputError) as err:
-        ds.assemble([p1, p2], tmp_path / "d.h5")
+        data.assemble([p1, p2], tmp_path / "d.h5")
     assert str(p1) in str(err.value) and str(p2) in str(err.value)
     assert "indent 3" in str(err.value)
     assert not (tmp_path / "d.h5").exists()
@@ -190,24 +189,24 @@ def test_assemble_mismatched_crop_size(tmp_path, rng):
     p2, _ = _write(tmp_path, "s11", _shard_table("a1", "b2", [1, 2], rng), rng,
                    attrs={**ATTRS, "crop_size_px": 11}, s=11)
     with pytest.raises(InputError, match="crop_size_px") as err:
-        ds.assemble([p1, p2], tmp_path / "d.h5")
+        data.assemble([p1, p2], tmp_path / "d.h5")
     assert str(p1) in str(err.value) and str(p2) in str(err.value)
     p3, _ = _write(tmp_path, "por", _shard_table("a1", "b3", [1], rng), rng,
                    attrs={**ATTRS, "quantity": "porosity"})
     with pytest.raises(InputError, match="quantity"):
-        ds.assemble([p1, p3], tmp_path / "d.h5")
+        data.assemble([p1, p3], tmp_path / "d.h5")
 
 
 def test_read_shard_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        ds.read_shard(tmp_path / "none.h5")
+        data.read_shard(tmp_path / "none.h5")
     (tmp_path / "junk.h5").write_text("not hdf5")
     with pytest.raises(InputError, match="HDF5"):
-        ds.read_shard(tmp_path / "junk.h5")
+        data.read_shard(tmp_path / "junk.h5")
     with h5py.File(tmp_path / "partial.h5", "w") as fh:
         fh["images"] = np.zeros((1, 3, 3), np.float32)
     with pytest.raises(InputError, match="targets/E_GPa"):
-        ds.read_shard(tmp_path / "partial.h5")
+        data.read_shard(tmp_path / "partial.h5")
 
 
 def test_rule_scripts_chain(tmp_path, rng):
@@ -218,7 +217,7 @@ def test_rule_scripts_chain(tmp_path, rng):
     import yaml
     import zarr
 
-    from microprop import calibrate as cal
+    
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     coarse = rng.choice(3, size=(20, 25), p=[0.15, 0.6, 0.25])
@@ -255,11 +254,11 @@ def test_rule_scripts_chain(tmp_path, rng):
     g = zarr.open_group(str(tmp_path / "cal.zarr"), mode="r")
     assert g.attrs["grey_refs"] == pytest.approx([40.0, 200.0], abs=1.0)
     eta = np.asarray(g["MulF"])
-    np.testing.assert_allclose(eta, cal.grey_to_eta(img, g.attrs["grey_refs"], [0.06, 0.2]))
+    np.testing.assert_allclose(eta, physics.grey_to_eta(img, g.attrs["grey_refs"], [0.06, 0.2]))
     assert (tmp_path / "hist.png").stat().st_size > 1000
-    imgs, table, attrs = ds.read_shard(tmp_path / "dataset.h5")
+    imgs, table, attrs = data.read_shard(tmp_path / "dataset.h5")
     assert table["indent"].tolist() == [1, 2]  # 3 and 4 leave the 200 x 250 mosaic
-    assert pd.read_csv(tmp_path / "b1_skipped.csv")["reason"].tolist() == [ds.SKIP_OUTSIDE] * 2
+    assert pd.read_csv(tmp_path / "b1_skipped.csv")["reason"].tolist() == [data.SKIP_OUTSIDE] * 2
     np.testing.assert_array_equal(imgs[1], eta[95:105, 95:105])  # S = 10 px, centre at [5, 5]
     assert attrs["crop_size_px"] == 10 and attrs["scale"] == "MulF" and attrs["config_sha256"] == "c0"
     assert attrs["calibration"]["demo/a1"]["quantity"] == "eta"

@@ -1,13 +1,12 @@
-"""Tests of microprop.evaluate: metrics, conformal intervals, ensembles, figures, script.
+"""Tests of microprop.learning: metrics, conformal intervals, ensembles, figures, script.
 
 The trained networks are replaced by stand-ins whose answer is known: a tiny
 torch module predicting ``a + b * (mean of the crop's central disc)`` from a
 checkpoint that follows the training contract (``state_dict`` + ``meta``).
 The synthetic dataset has the target ``E = 10 + 200 * disc value + noise``.
 """
-import json
 import importlib
-import sys
+import json
 import types
 
 import h5py
@@ -15,16 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-import microprop
-from microprop import dataset as mdataset
-from microprop import evaluate as ev
-from microprop import figures
+from microprop import data as mp_data
 from microprop import io as mio
+from microprop import learning, plots, virtual
 from microprop.errors import InputError
+from PIL import Image
 from script_runner import run_script
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 torch.set_num_threads(1)
 
@@ -36,7 +32,7 @@ OFFSETS = (-0.5, 0.0, 0.5)       # members: A + offset + B * disc mean (spread 0
 
 
 # --------------------------------------------------------------------------
-# stand-ins for microprop.train
+# stand-ins for microprop.learning
 # --------------------------------------------------------------------------
 class DiscMean(torch.nn.Module):
     """``a + b * mean over the central disc``; MC dropout adds N(0, 1) GPa."""
@@ -94,13 +90,13 @@ def fake_predict(model, meta, images, device, batch_size=64, mc_dropout=False):
 
 @pytest.fixture
 def fake_train(monkeypatch):
-    """Install the stand-ins as ``microprop.train`` (what the script imports)."""
-    real = importlib.import_module("microprop.train")
-    mod = types.ModuleType("microprop.train")
-    mod.load_model, mod.predict = fake_load_model, fake_predict
-    mod.resolve_device = real.resolve_device
-    monkeypatch.setitem(sys.modules, "microprop.train", mod)
-    monkeypatch.setattr(microprop, "train", mod, raising=False)
+    """Install the stand-ins as ``microprop.learning.load_model`` and ``.predict``
+    (what the script and :func:`microprop.learning.evaluate` call)."""
+    real = importlib.import_module("microprop.learning")
+    mod = types.SimpleNamespace(load_model=fake_load_model, predict=fake_predict,
+                                resolve_device=real.resolve_device)
+    monkeypatch.setattr(real, "load_model", fake_load_model)
+    monkeypatch.setattr(real, "predict", fake_predict)
     return mod
 
 
@@ -125,9 +121,9 @@ def make_dataset(tmp_path, rng, n=150):
     attrs = {"pixel_size_nm": PIXEL_NM, "crop_size_um": S * PIXEL_NM / 1000,
              "crop_size_px": S, "quantity": "eta", "scale": "MulF"}
     shard = tmp_path / "shards" / "b01.h5"
-    mdataset.write_shard(shard, images, table, attrs)
+    mp_data.write_shard(shard, images, table, attrs)
     path = tmp_path / "dataset.h5"
-    mdataset.assemble([shard], path, seed=0, fractions=(0.6, 0.2, 0.2), block_um=40.0)
+    mp_data.assemble([shard], path, seed=0, fractions=(0.6, 0.2, 0.2), block_um=40.0)
     return path
 
 
@@ -137,12 +133,12 @@ def members(tmp_path, offsets=OFFSETS, **kw):
 
 
 def png(fig, path):
-    figures.save_png(fig, path)
+    plots.save_png(fig, path)
     return np.asarray(Image.open(path).convert("L"), dtype=float)
 
 
 def assert_png(img, figsize):
-    w, h = (int(round(v * figures.DPI)) for v in figsize)
+    w, h = (int(round(v * plots.DPI)) for v in figsize)
     assert img.shape == (h, w)
     assert img.std() > 5 and len(np.unique(img)) > 20
 
@@ -153,27 +149,27 @@ def assert_png(img, figsize):
 def test_regression_metrics_match_sklearn(rng):
     y = rng.normal(30, 8, 200)
     yhat = y + rng.normal(1, 3, 200)
-    m = ev.regression_metrics(y, yhat)
+    m = learning.regression_metrics(y, yhat)
     assert m["MSE"] == pytest.approx(mean_squared_error(y, yhat))
     assert m["MAE"] == pytest.approx(mean_absolute_error(y, yhat))
     assert m["R2"] == pytest.approx(r2_score(y, yhat))
     assert m["n"] == 200
-    assert ev.regression_metrics(y, np.full_like(y, y.mean()))["R2"] == pytest.approx(0.0)
+    assert learning.regression_metrics(y, np.full_like(y, y.mean()))["R2"] == pytest.approx(0.0)
     with pytest.raises(InputError, match="not finite"):
-        ev.regression_metrics([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
+        learning.regression_metrics([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
     with pytest.raises(InputError):
-        ev.regression_metrics([1.0, 2.0], [1.0, 2.0, 3.0])
+        learning.regression_metrics([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
 def test_conformal_quantile_is_the_kth_smallest_score():
     scores = np.arange(9, 0, -1, dtype=float)  # 9 .. 1, unsorted
-    assert ev.conformal_quantile(scores, 0.9) == (9.0, 9)   # ceil(10 * 0.9) = 9
-    assert ev.conformal_quantile(scores, 0.8) == (8.0, 8)
-    assert ev.conformal_quantile(scores, 0.5) == (5.0, 5)
-    q, k = ev.conformal_quantile(np.ones(5), 0.9)           # ceil(6 * 0.9) = 6 > 5
+    assert learning.conformal_quantile(scores, 0.9) == (9.0, 9)   # ceil(10 * 0.9) = 9
+    assert learning.conformal_quantile(scores, 0.8) == (8.0, 8)
+    assert learning.conformal_quantile(scores, 0.5) == (5.0, 5)
+    q, k = learning.conformal_quantile(np.ones(5), 0.9)           # ceil(6 * 0.9) = 6 > 5
     assert np.isinf(q) and k == 6
     with pytest.raises(InputError):
-        ev.conformal_quantile(scores, 1.0)
+        learning.conformal_quantile(scores, 1.0)
 
 
 def _gaussian(rng, n, scale=1.0):
@@ -186,20 +182,20 @@ def _gaussian(rng, n, scale=1.0):
 def test_conformal_interval_covers_and_raw_interval_undercovers(rng):
     y_cal, m_cal, s_cal = _gaussian(rng, 500)
     y, m, s = _gaussian(rng, 20000)
-    lo, hi, info = ev.prediction_interval(m, s, y_cal, m_cal, s_cal, level=0.9)
+    lo, hi, info = learning.prediction_interval(m, s, y_cal, m_cal, s_cal, level=0.9)
     assert info["z"] == pytest.approx(1.6449, abs=1e-4)
     assert info["n_cal"] == 500 and info["k"] == 451
     # the true normalised quantile is z(0.95) = 1.645
     assert info["q"] == pytest.approx(1.645, abs=0.15)
-    assert ev.empirical_coverage(y, lo, hi) == pytest.approx(0.9, abs=0.03)
-    assert ev.empirical_coverage(y, info["raw_lo"], info["raw_hi"]) == pytest.approx(0.9, abs=0.03)
+    assert learning.empirical_coverage(y, lo, hi) == pytest.approx(0.9, abs=0.03)
+    assert learning.empirical_coverage(y, info["raw_lo"], info["raw_hi"]) == pytest.approx(0.9, abs=0.03)
 
     # a spread 2x too small: the raw interval covers P(|Z| < 1.645 / 2) = 0.589,
     # the conformal one doubles q and still covers 90 %
-    lo2, hi2, info2 = ev.prediction_interval(m, s / 2, y_cal, m_cal, s_cal / 2, level=0.9)
-    raw = ev.empirical_coverage(y, info2["raw_lo"], info2["raw_hi"])
+    lo2, hi2, info2 = learning.prediction_interval(m, s / 2, y_cal, m_cal, s_cal / 2, level=0.9)
+    raw = learning.empirical_coverage(y, info2["raw_lo"], info2["raw_hi"])
     assert raw == pytest.approx(0.589, abs=0.02)
-    assert ev.empirical_coverage(y, lo2, hi2) == pytest.approx(0.9, abs=0.03)
+    assert learning.empirical_coverage(y, lo2, hi2) == pytest.approx(0.9, abs=0.03)
     assert info2["q"] == pytest.approx(2 * info["q"], rel=1e-9)
     np.testing.assert_allclose(hi2 - lo2, hi - lo, rtol=1e-9)
 
@@ -210,8 +206,8 @@ def test_conformal_marginal_coverage_with_small_calibration_sets(rng):
     for _ in range(400):
         y_cal, m_cal, s_cal = _gaussian(rng, n_cal)
         y, m, s = _gaussian(rng, 200)
-        lo, hi, _ = ev.prediction_interval(m, s, y_cal, m_cal, s_cal, level=0.8)
-        cov.append(ev.empirical_coverage(y, lo, hi))
+        lo, hi, _ = learning.prediction_interval(m, s, y_cal, m_cal, s_cal, level=0.8)
+        cov.append(learning.empirical_coverage(y, lo, hi))
     expected = np.ceil((n_cal + 1) * 0.8) / (n_cal + 1)  # 16 / 20 = 0.8
     assert np.mean(cov) == pytest.approx(expected, abs=0.01)
 
@@ -219,18 +215,18 @@ def test_conformal_marginal_coverage_with_small_calibration_sets(rng):
 def test_interval_with_one_member_is_absolute_residual_conformal(rng):
     y_cal, m_cal, _ = _gaussian(rng, 99)
     m = np.array([20.0, 30.0])
-    lo, hi, info = ev.prediction_interval(m, np.zeros(2), y_cal, m_cal, np.zeros(99), level=0.9)
+    lo, hi, info = learning.prediction_interval(m, np.zeros(2), y_cal, m_cal, np.zeros(99), level=0.9)
     q_abs = np.sort(np.abs(y_cal - m_cal))[89]  # ceil(100 * 0.9) = 90th smallest
     assert info["floor"] == 1.0
     np.testing.assert_allclose(hi - m, q_abs)
     np.testing.assert_allclose(m - lo, q_abs)
     np.testing.assert_array_equal(info["raw_hi"], m)
     with pytest.raises(InputError, match="calibration"):
-        ev.prediction_interval(m, np.zeros(2), y_cal, m_cal[:5], np.zeros(99))
+        learning.prediction_interval(m, np.zeros(2), y_cal, m_cal[:5], np.zeros(99))
 
 
 def test_empirical_coverage_counts_closed_intervals():
-    assert ev.empirical_coverage([1, 2, 3, 4], [1, 0, 5, -np.inf], [1, 1, 6, np.inf]) == 0.5
+    assert learning.empirical_coverage([1, 2, 3, 4], [1, 0, 5, -np.inf], [1, 1, 6, np.inf]) == 0.5
 
 
 def test_coverage_confidence_interval_is_wilsons(rng):
@@ -238,18 +234,18 @@ def test_coverage_confidence_interval_is_wilsons(rng):
     y = np.arange(100.0)
     lo, hi = y - 1, y + 1
     hi[:10] = y[:10] - 0.5                          # 10 crops outside their interval
-    low, high = ev.coverage_confidence_interval(y, lo, hi)
+    low, high = learning.coverage_confidence_interval(y, lo, hi)
     n, p, z = 100, 0.9, 1.959963984540054
     centre = (p + z ** 2 / (2 * n)) / (1 + z ** 2 / n)
     half = z / (1 + z ** 2 / n) * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2))
     assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-9)
     assert (low, high) == pytest.approx((0.8256, 0.9448), abs=1e-4)
     # ten times the crops, same coverage: a narrower interval around it
-    big = ev.coverage_confidence_interval(np.tile(y, 10), np.tile(lo, 10), np.tile(hi, 10))
+    big = learning.coverage_confidence_interval(np.tile(y, 10), np.tile(lo, 10), np.tile(hi, 10))
     assert low < big[0] < 0.9 < big[1] < high
-    assert np.isnan(ev.coverage_confidence_interval([], [], [])).all()
+    assert np.isnan(learning.coverage_confidence_interval([], [], [])).all()
     with pytest.raises(InputError, match="lengths differ"):
-        ev.coverage_confidence_interval([1, 2], [0], [3, 3])
+        learning.coverage_confidence_interval([1, 2], [0], [3, 3])
 
 
 # --------------------------------------------------------------------------
@@ -262,7 +258,7 @@ def test_ensemble_predict_columns_are_the_members(tmp_path, rng):
     with h5py.File(tmp_path / "imgs.h5", "w") as fh:
         fh.create_dataset("images", data=images, chunks=(1, S, S))
     with h5py.File(tmp_path / "imgs.h5", "r") as fh:  # read in blocks of 7
-        preds, metas = ev.ensemble_predict([p1, p2], fh["images"], device="cpu", block=7,
+        preds, metas = learning.ensemble_predict([p1, p2], fh["images"], device="cpu", block=7,
                                            batch_size=4, load_model=fake_load_model,
                                            predict=fake_predict)
     d = disc_means(images)
@@ -275,13 +271,13 @@ def test_ensemble_predict_columns_are_the_members(tmp_path, rng):
 def test_ensemble_predict_mc_dropout_samples(tmp_path, rng, fake_train):
     images = make_images(rng, 40)
     p = save_member(tmp_path / "a.pt", 5.0, 100.0)
-    preds, _ = ev.ensemble_predict([p], images, device="auto", mc_samples=30)  # via train API
+    preds, _ = learning.ensemble_predict([p], images, device="auto", mc_samples=30)  # via train API
     assert preds.shape == (40, 30)
     det = 5.0 + 100.0 * disc_means(images)
     # the stand-in's dropout noise is N(0, 1) GPa around the deterministic output
     assert np.std(preds - det[:, None]) == pytest.approx(1.0, abs=0.05)
     np.testing.assert_allclose(preds.mean(axis=1), det, atol=4 / np.sqrt(30))
-    again, _ = ev.ensemble_predict([p], images, device="cpu", mc_samples=30)
+    again, _ = learning.ensemble_predict([p], images, device="cpu", mc_samples=30)
     np.testing.assert_array_equal(preds, again)  # seeded
 
 
@@ -291,13 +287,13 @@ def test_ensemble_predict_rejects_inconsistent_members(tmp_path, rng):
     e = save_member(tmp_path / "e.pt", 0.0, 1.0)
     h = save_member(tmp_path / "h.pt", 0.0, 1.0, target="H_GPa")
     with pytest.raises(InputError, match="h.pt.*H_GPa"):
-        ev.ensemble_predict([e, h], images, **kw)
+        learning.ensemble_predict([e, h], images, **kw)
     with pytest.raises(InputError, match="32 px crops; the dataset has 16"):
-        ev.ensemble_predict([e], images[:, :16, :16], **kw)
+        learning.ensemble_predict([e], images[:, :16, :16], **kw)
     with pytest.raises(InputError, match="not found"):
-        ev.ensemble_predict([tmp_path / "none.pt"], images, **kw)
+        learning.ensemble_predict([tmp_path / "none.pt"], images, **kw)
     with pytest.raises(InputError, match="split"):
-        ev.ensemble_predict([e], images, expect={"split": "blocked"}, **kw)
+        learning.ensemble_predict([e], images, expect={"split": "blocked"}, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -306,14 +302,14 @@ def test_ensemble_predict_rejects_inconsistent_members(tmp_path, rng):
 def test_evaluate_end_to_end_known_answer(tmp_path, rng):
     path = make_dataset(tmp_path, rng)
     ck = members(tmp_path)
-    res = ev.evaluate(ck, path, split="random", device="cpu", level=0.9, target="E_GPa",
+    res = learning.evaluate(ck, path, split="random", device="cpu", level=0.9, target="E_GPa",
                       load_model=fake_load_model, predict=fake_predict)
     df = res["predictions"]
-    _, table, _ = mdataset.read_shard(path, images=False)
-    splits = mdataset.read_splits(path)["random"]
+    _, table, _ = mp_data.read_shard(path, images=False)
+    splits = mp_data.read_splits(path)["random"]
     with h5py.File(path, "r") as fh:
         images = fh["images"][...]
-    assert list(df.columns) == list(ev.PREDICTION_COLUMNS)
+    assert list(df.columns) == list(learning.PREDICTION_COLUMNS)
     assert len(df) == 150 and sorted(df["index"]) == list(range(150))
     for s in ("train", "val", "test"):
         assert set(df.loc[df["split"] == s, "index"]) == set(splits[s])
@@ -364,11 +360,11 @@ def test_evaluate_rejects_wrong_split_or_target(tmp_path, rng):
     kw = {"device": "cpu", "load_model": fake_load_model, "predict": fake_predict}
     ck = members(tmp_path, split="blocked")
     with pytest.raises(InputError, match="split = 'blocked'"):
-        ev.evaluate(ck, path, split="random", **kw)
+        learning.evaluate(ck, path, split="random", **kw)
     with pytest.raises(InputError, match="target = 'E_GPa'; expected 'H_GPa'"):
-        ev.evaluate(ck, path, split="blocked", target="H_GPa", **kw)
+        learning.evaluate(ck, path, split="blocked", target="H_GPa", **kw)
     with pytest.raises(InputError, match="no /splits/spatial"):
-        ev.evaluate(ck, path, split="spatial", **kw)
+        learning.evaluate(ck, path, split="spatial", **kw)
 
 
 # --------------------------------------------------------------------------
@@ -389,7 +385,7 @@ def _history(rng, n_epochs=30, var=100.0, extra=False):
 
 def test_training_history_png(tmp_path, rng):
     tables = [_history(rng), _history(rng, 25, var=81.0)]
-    fig = ev.training_history(tables)
+    fig = plots.training_history(tables)
     ax1, ax2 = fig.axes
     assert ax1.get_ylabel() == "mean squared error (GPa²)"
     assert ax2.get_ylabel() == "mean absolute error (GPa)"
@@ -399,12 +395,12 @@ def test_training_history_png(tmp_path, rng):
     np.testing.assert_allclose(line.get_ydata(), tables[0]["train_loss"] * 100.0)
     star = [ln for ln in ax1.get_lines() if ln.get_marker() == "*"][0]
     assert star.get_xdata()[0] == tables[0]["epoch"][tables[0]["val_mse_GPa2"].idxmin()]
-    assert_png(png(fig, tmp_path / "h.png"), figures.FIGSIZE["double"])
+    assert_png(png(fig, tmp_path / "h.png"), plots.FIGSIZE["double"])
     # an explicit training MSE column wins
-    fig = ev.training_history([_history(rng, extra=True)])
+    fig = plots.training_history([_history(rng, extra=True)])
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), 7.0)
     with pytest.raises(InputError, match="val_mse_GPa2"):
-        ev.training_history([_history(rng).drop(columns="val_mse_GPa2")])
+        plots.training_history([_history(rng).drop(columns="val_mse_GPa2")])
 
 
 def _predictions(rng, n=200):
@@ -417,7 +413,7 @@ def _predictions(rng, n=200):
 
 def test_predicted_vs_measured_png(tmp_path, rng):
     df = _predictions(rng)
-    fig = ev.predicted_vs_measured(df, quantity="E_GPa")
+    fig = plots.predicted_vs_measured(df, quantity="E_GPa")
     ax_tr, ax_te = fig.axes
     assert ax_te.get_xlabel() == "measured E (GPa)"
     te = df[df["split"] == "test"]
@@ -427,16 +423,16 @@ def test_predicted_vs_measured_png(tmp_path, rng):
     assert any("90% conformal interval" in t for t in labels)
     assert ax_te.containers  # error bars on the test panel only
     assert not ax_tr.containers
-    assert_png(png(fig, tmp_path / "s.png"), figures.FIGSIZE["double"])
+    assert_png(png(fig, tmp_path / "s.png"), plots.FIGSIZE["double"])
 
 
 def test_example_crops_png(tmp_path, rng):
     images = make_images(rng, 200)
     df = _predictions(rng)
-    fig = ev.example_crops(images, df, pixel_size_nm=PIXEL_NM, n=12, seed=3)
+    fig = plots.example_crops(images, df, pixel_size_nm=PIXEL_NM, n=12, seed=3)
     img_axes = [ax for ax in fig.axes if ax.images and ax.get_title()]
     assert len(img_axes) == 12
-    chosen = ev.pick_examples(df, 12, 3)
+    chosen = learning.pick_examples(df, 12, 3)
     assert set(chosen["split"]) == {"test"}
     titles = "\n".join(ax.get_title() for ax in img_axes)
     for r in chosen.itertuples():
@@ -447,7 +443,7 @@ def test_example_crops_png(tmp_path, rng):
     np.testing.assert_array_equal(img_axes[0].images[0].get_array(),
                                   images[chosen["index"].min()])
     assert "eta" in fig.axes[-1].get_ylabel()  # colourbar
-    assert_png(png(fig, tmp_path / "c.png"), ev.CROPS_FIGSIZE)
+    assert_png(png(fig, tmp_path / "c.png"), plots.CROPS_FIGSIZE)
 
 
 # --------------------------------------------------------------------------
@@ -482,8 +478,8 @@ def test_evaluate_model_script(tmp_path, rng, fake_train):
     assert summary["interval"]["conformal"]["coverage_test"] == pytest.approx(
         ((te["lo"] <= te["y"]) & (te["y"] <= te["hi"])).mean())
     np.testing.assert_allclose(pred["std"], np.std([-1.0, 1.0], ddof=1), rtol=1e-4)
-    for name, size in (("history", figures.FIGSIZE["double"]),
-                       ("scatter", figures.FIGSIZE["double"]), ("crops", ev.CROPS_FIGSIZE)):
+    for name, size in (("history", plots.FIGSIZE["double"]),
+                       ("scatter", plots.FIGSIZE["double"]), ("crops", plots.CROPS_FIGSIZE)):
         assert_png(np.asarray(Image.open(out / f"{name}.png").convert("L"), float), size)
     assert not list(out.glob(".*tmp*"))  # atomic writers left nothing behind
 
@@ -492,9 +488,9 @@ def test_evaluate_model_script(tmp_path, rng, fake_train):
 # with the real training module (tiny network, 2 epochs)
 # --------------------------------------------------------------------------
 def test_with_real_trained_members(tmp_path):
-    train = pytest.importorskip("microprop.train")
+    train = pytest.importorskip("microprop.learning")
     path = tmp_path / "ds.h5"
-    train.write_synthetic_dataset(path, n=60, size=32, seed=0)
+    virtual.write_synthetic_dataset(path, n=60, size=32, seed=0)
     small = {"stem_channels": 8, "stage_channels": (8, 16, 16), "hidden": 32, "dropout": 0.4}
     for m in range(2):
         train.train(path, "E_GPa", tmp_path / f"m{m}", epochs=2, batch_size=16, device="cpu",
@@ -524,12 +520,12 @@ def test_with_real_trained_members(tmp_path):
     assert summary["n_members"] == 2 and summary["target"] == "E_GPa"
     # training MSE in GPa^2 = standardised train_loss * target_std^2
     hist = pd.read_csv(metrics[0])
-    fig = ev.training_history([hist])
+    fig = plots.training_history([hist])
     _, meta = train.load_model(ck[0], "cpu")
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(),
                                hist["train_loss"] * meta["target_std"] ** 2, rtol=1e-6)
     # MC dropout of one member: distinct samples, seeded
-    mc, _ = ev.ensemble_predict(ck[:1], images[:10], device="cpu", mc_samples=4)
+    mc, _ = learning.ensemble_predict(ck[:1], images[:10], device="cpu", mc_samples=4)
     assert mc.shape == (10, 4) and np.all(mc.std(axis=1) > 0)
-    mc2, _ = ev.ensemble_predict(ck[:1], images[:10], device="cpu", mc_samples=4)
+    mc2, _ = learning.ensemble_predict(ck[:1], images[:10], device="cpu", mc_samples=4)
     np.testing.assert_array_equal(mc, mc2)

@@ -1,18 +1,16 @@
-"""Tests of microprop.figures: PNG size, content, and the plotted numbers."""
+"""Tests of microprop.plots: PNG size, content, and the plotted numbers."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
-from microprop import figures, stats
+from microprop import plots, stats
 from microprop.errors import InputError
+from PIL import Image
 from script_runner import run_script
 
 
-
 def _png(fig, path):
-    figures.save_png(fig, path)
+    plots.save_png(fig, path)
     img = np.asarray(Image.open(path).convert("L"), dtype=float)
     return img
 
@@ -26,7 +24,7 @@ def _grid_table(rng, n_rows=10, n_cols=12, s=20.0):
 
 
 def _assert_png(img, size_in, kind):
-    w, h = (int(round(v * figures.DPI)) for v in figures.FIGSIZE[kind])
+    w, h = (int(round(v * plots.DPI)) for v in plots.FIGSIZE[kind])
     assert img.shape == (h, w)
     assert img.std() > 5  # not a uniform image
     assert len(np.unique(img)) > 20
@@ -37,7 +35,7 @@ def test_mosaic_overview_png(tmp_path, rng):
     img = (rng.normal(size=(300, 400)).cumsum(axis=0).cumsum(axis=1))
     img = (255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)
     located = _grid_table(rng, 5, 8, s=20.0)
-    fig = figures.mosaic_overview(img, 500.0, located)
+    fig = plots.mosaic_overview(img, 500.0, located)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "x (um)" and ax.get_ylabel() == "y (um)"
     assert fig.axes[1].get_ylabel() == "indentation modulus E (GPa)"  # colourbar
@@ -48,15 +46,15 @@ def test_mosaic_overview_png(tmp_path, rng):
 
 
 def test_nice_length():
-    assert figures.nice_length(730) == 100.0
-    assert figures.nice_length(200) == 20.0
-    assert figures.nice_length(30) == 5.0
-    assert figures.nice_length(1.0) == 0.2
+    assert plots.nice_length(730) == 100.0
+    assert plots.nice_length(200) == 20.0
+    assert plots.nice_length(30) == 5.0
+    assert plots.nice_length(1.0) == 0.2
 
 
 def test_modulus_map_png(tmp_path, rng):
     located = _grid_table(rng)
-    fig = figures.modulus_map(located)
+    fig = plots.modulus_map(located)
     coll = fig.axes[0].collections[0]
     lo, hi = coll.get_clim()
     np.testing.assert_allclose([lo, hi], np.percentile(located["E_GPa"], [2, 98]))
@@ -74,7 +72,7 @@ def test_histogram_components_plots_normalised_mixture(tmp_path, rng):
     x = np.concatenate([rng.normal(26.5, 3, 700), rng.normal(34.8, 3, 600),
                         rng.normal(52, 5, 300), rng.normal(122, 15, 400)])
     table = stats.deconvolve(x, seed=0, n_init=2)
-    fig = figures.histogram_components(x, table, quantity="E_GPa")
+    fig = plots.histogram_components(x, table, quantity="E_GPa")
     ax = fig.axes[0]
     lines = ax.get_lines()
     assert len(lines) == len(table) + 1
@@ -96,19 +94,19 @@ def test_table_model_scatter_png(tmp_path, rng):
     e = 10 + 300 * g + rng.normal(0, 1, g.size)
     res = stats.table_model(g, e, n_bins=10)
     te = res["test_index"]
-    fig = figures.table_model_scatter(g[te], e[te], res["y_pred"], res["metrics"],
+    fig = plots.table_model_scatter(g[te], e[te], res["y_pred"], res["metrics"],
                                       table=res["table"])
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert f"R² = {res['metrics']['R2']:.3f}" in labels[0]
     _assert_png(_png(fig, tmp_path / "table.png"), None, "double")
     with pytest.raises(InputError):
-        figures.table_model_scatter(g, e[:3], e[:3], res["metrics"])
+        plots.table_model_scatter(g, e[:3], e[:3], res["metrics"])
 
 
 def test_bic_plot_png(tmp_path):
     bic = pd.DataFrame({"k": [1, 2, 3, 4], "bic": [10.0, 5.0, 7.0, 9.0],
                         "aic": [9.0, 4.0, 5.0, 6.0]})
-    fig = figures.bic_plot(bic)
+    fig = plots.bic_plot(bic)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "minimum BIC: k = 2" in labels
     _assert_png(_png(fig, tmp_path / "bic.png"), None, "single")
@@ -121,13 +119,13 @@ def test_save_png_leaves_no_partial_file(tmp_path):
 
     out = tmp_path / "x.png"
     with pytest.raises(RuntimeError):
-        figures.save_png(Boom(), out)
+        plots.save_png(Boom(), out)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_columns_raise():
     with pytest.raises(InputError, match="E_GPa"):
-        figures.modulus_map(pd.DataFrame({"x_um": [1.0], "y_um": [1.0]}))
+        plots.modulus_map(pd.DataFrame({"x_um": [1.0], "y_um": [1.0]}))
 
 
 def test_figures_overview_script(tmp_path, rng):

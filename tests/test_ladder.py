@@ -1,12 +1,12 @@
-"""Tests of microprop.ladder: two-point statistics, features and the baseline ladder."""
+"""Tests of microprop.learning: two-point statistics, features and the baseline ladder."""
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import ndimage
-
-from microprop import ladder as L
+from microprop import data as mp_data
+from microprop import learning, microstructure, stats
 from microprop.errors import InputError
+from scipy import ndimage
 from script_runner import run_script
 
 PIXEL_NM = 200.0  # 50 px crops = 10 um, disc of 1 um = 5 px
@@ -35,7 +35,7 @@ def make_dataset(path, rng, n=200, s=50, disc_px=5.0):
     frac = rng.uniform(0.2, 0.8, n)
     phase = blob_phase(rng, n, s, frac)
     img = LEVELS[0] + (LEVELS[1] - LEVELS[0]) * phase + rng.normal(0, 0.003, (n, s, s))
-    disc = L.disc_mask(s, disc_px)
+    disc = microstructure.disc_mask(s, disc_px)
     c = rng.uniform(0.09, 0.17, n)
     img[:, disc] = c[:, None] + rng.normal(0, 0.002, (n, int(disc.sum())))
     E = 10 + 400 * (c - 0.09) + rng.normal(0, 1.0, n)
@@ -72,7 +72,7 @@ def make_dataset(path, rng, n=200, s=50, disc_px=5.0):
 def synthetic(tmp_path_factory):
     path = tmp_path_factory.mktemp("ladder") / "dataset.h5"
     truth = make_dataset(path, np.random.default_rng(7))
-    table = L.ladder(path, seed=3, downsample=25, max_shift_um=1.6, n_classes=3)
+    table = learning.ladder(path, seed=3, downsample=25, max_shift_um=1.6, n_classes=3)
     return path, truth, table
 
 
@@ -91,7 +91,7 @@ def test_two_point_checkerboard_periodic():
     black = (((yy // p) + (xx // p)) % 2 == 0).astype(float)
     fields = np.stack([black, 1 - black])[None]
     r = 10
-    c = L.two_point(fields, max_shift=r, periodic=True)
+    c = microstructure.two_point(fields, max_shift=r, periodic=True)
     assert c.shape == (1, 3, 2 * r + 1, 2 * r + 1)  # pairs (0,0), (0,1), (1,1)
     d = np.arange(-r, r + 1)
     tt = _tri(d, p)[:, None] * _tri(d, p)[None, :]
@@ -118,7 +118,7 @@ def test_two_point_single_disc_nonperiodic():
     s, rad, r = 40, 6.0, 14
     yy, xx = np.mgrid[:s, :s]
     disc = ((yy - 20) ** 2 + (xx - 17) ** 2 <= rad ** 2).astype(float)
-    c = L.two_point(disc[None, None], max_shift=r)[0, 0]
+    c = microstructure.two_point(disc[None, None], max_shift=r)[0, 0]
     # exact reference: direct sum over the overlapping region
     np.testing.assert_allclose(c, _brute_force(disc, r), atol=1e-12)
     assert c[r, r] == pytest.approx(disc.mean())  # volume fraction
@@ -136,12 +136,12 @@ def test_two_point_mask_ignores_nan_pixels():
     s = 20
     img = np.full((1, s, s), 0.2)
     img[0, 5:9, 3:15] = np.nan
-    m, w = L.state_fields(img, [0.1])
-    c = L.two_point(m, mask=w, max_shift=6)
+    m, w = microstructure.state_fields(img, [0.1])
+    c = microstructure.two_point(m, mask=w, max_shift=6)
     np.testing.assert_allclose(c[0, 2], 1.0)  # state 1 everywhere that is valid
     np.testing.assert_allclose(c[0, 0], 0.0)
     # the block-averaged fields carry the finite-pixel fraction in the mask
-    m2, w2 = L.state_fields(img, [0.1], factor=2)
+    m2, w2 = microstructure.state_fields(img, [0.1], factor=2)
     np.testing.assert_allclose(m2[:, 1], w2)
     assert w2.min() == 0.0 and w2.max() == 1.0
 
@@ -152,31 +152,31 @@ def test_two_point_mask_ignores_nan_pixels():
 def test_fit_thresholds_separates_levels(rng):
     levels = np.array([0.05, 0.13, 0.18])
     px = rng.choice(levels, 20000, p=[0.2, 0.5, 0.3]) + rng.normal(0, 0.004, 20000)
-    t = L.fit_thresholds(px, 3)
+    t = microstructure.fit_thresholds(px, 3)
     assert t.shape == (2,)
     assert levels[0] + 0.012 < t[0] < levels[1] - 0.012
     assert levels[1] + 0.012 < t[1] < levels[2] - 0.012
     with pytest.raises(InputError, match="distinct"):
-        L.fit_thresholds(np.full(100, 0.1), 3)
+        microstructure.fit_thresholds(np.full(100, 0.1), 3)
 
 
 def test_segment_and_class_fractions():
     img = np.array([[[0.05, 0.10, 0.15, np.nan]]])
-    lab = L.segment(img, [0.10, 0.14])
+    lab = microstructure.segment(img, [0.10, 0.14])
     np.testing.assert_array_equal(lab, [[[0, 0, 2, -1]]])  # 0.10 on a threshold -> lower class
-    f = L.class_fractions(img, [0.10, 0.14])
+    f = microstructure.class_fractions(img, [0.10, 0.14])
     np.testing.assert_allclose(f, [[2 / 3, 0, 1 / 3]])
 
 
 def test_disc_mask_and_crop_features(rng):
     s = 51
-    disc = L.disc_mask(s, 10)
+    disc = microstructure.disc_mask(s, 10)
     assert disc[25, 25] and disc[25, 35] and not disc[25, 36]
     assert disc.sum() == pytest.approx(np.pi * 100, rel=0.03)
     img = np.zeros((2, s, s))
     img[:, disc] = 1.0
     img[1] = rng.uniform(0, 1, (s, s))
-    feats, names = L.crop_features(img, disc)
+    feats, names = microstructure.crop_features(img, disc)
     fd = dict(zip(names, feats[0]))
     assert fd["disc_mean"] == 1.0 and fd["disc_std"] == 0.0 and fd["disc_q5"] == 1.0
     assert fd["mean"] == pytest.approx(disc.mean())
@@ -185,11 +185,11 @@ def test_disc_mask_and_crop_features(rng):
 
 
 def test_block_factor():
-    assert L.block_factor(250, 64) == 4
-    assert L.block_factor(250, None) == 1
-    assert L.block_factor(50, 25) == 2
+    assert microstructure.block_factor(250, 64) == 4
+    assert microstructure.block_factor(250, None) == 1
+    assert microstructure.block_factor(50, 25) == 2
     with pytest.raises(InputError):
-        L.block_factor(50, 0)
+        microstructure.block_factor(50, 0)
 
 
 # --------------------------------------------------------------------------
@@ -200,10 +200,10 @@ def test_pca_ridge_recovers_linear_function_of_volume_fraction(rng):
     frac = rng.uniform(0.15, 0.85, n)
     img = 0.08 + 0.08 * blob_phase(rng, n, s, frac) + rng.normal(0, 0.003, (n, s, s))
     y = 5.0 + 20.0 * frac
-    X = L.two_point_features(img, [0.12], factor=2, max_shift=5)
+    X = microstructure.two_point_features(img, [0.12], factor=2, max_shift=5)
     assert X.shape == (n, 3 * 11 * 11)
-    model = L.fit_pca_ridge(X[:150], y[:150])
-    pred = L.predict_pca_ridge(model, X[150:])
+    model = learning.fit_pca_ridge(X[:150], y[:150])
+    pred = learning.predict_pca_ridge(model, X[150:])
     resid = pred - y[150:]
     assert np.sqrt(np.mean(resid ** 2)) < 0.3  # y spans 14 GPa
     assert 1 - np.sum(resid ** 2) / np.sum((y[150:] - y[150:].mean()) ** 2) > 0.99
@@ -218,7 +218,7 @@ def test_ladder_table_layout(synthetic):
                                    "n_test", "fit_s", "fit_on", "notes"]
     assert len(table) == 4 * 2 * 2
     combos = set(zip(table.model, table.target, table.split))
-    assert combos == {(m, t, s) for m in L.MODELS for t in L.TARGETS for s in L.SCHEMES}
+    assert combos == {(m, t, s) for m in learning.MODELS for t in mp_data.TARGETS for s in mp_data.SPLIT_SCHEMES}
     assert (table.n_train + table.n_test == 200).all()
     assert (table.fit_on == "train+val").all()
     assert np.isfinite(table[["MSE", "MAE", "R2", "fit_s"]].to_numpy()).all()
@@ -231,15 +231,15 @@ def test_ladder_table_layout(synthetic):
 def test_ladder_central_disc_features_beat_table_model(synthetic):
     _, _, table = synthetic
     r2 = table.set_index(["model", "target", "split"])["R2"]
-    for split in L.SCHEMES:
-        for t in L.TARGETS:
+    for split in mp_data.SPLIT_SCHEMES:
+        for t in mp_data.TARGETS:
             assert r2["boosting", t, split] > 0.85
             assert r2["table", t, split] < 0.4
             assert r2["boosting", t, split] > r2["table", t, split] + 0.4
 
 
 def test_ladder_table_model_matches_stats(synthetic):
-    from microprop import stats
+    
 
     path, _, table = synthetic
     with h5py.File(path, "r") as fh:
@@ -255,7 +255,7 @@ def test_ladder_table_model_matches_stats(synthetic):
 
 def test_ladder_deterministic(synthetic):
     path, _, table = synthetic
-    again = L.ladder(path, seed=3, downsample=25, max_shift_um=1.6, n_classes=3,
+    again = learning.ladder(path, seed=3, downsample=25, max_shift_um=1.6, n_classes=3,
                      splits=("blocked",), targets=("H_GPa",), models=("two_point", "boosting"))
     ref = table[(table.split == "blocked") & (table.target == "H_GPa")
                 & table.model.isin(["two_point", "boosting"])].reset_index(drop=True)
@@ -265,7 +265,7 @@ def test_ladder_deterministic(synthetic):
 def test_ladder_bad_input(tmp_path, synthetic):
     path, _, _ = synthetic
     with pytest.raises(InputError, match="unknown target"):
-        L.ladder(path, targets=("E",))
+        learning.ladder(path, targets=("E",))
     bad = tmp_path / "nosplit.h5"
     with h5py.File(path, "r") as src, h5py.File(bad, "w") as dst:
         for k in ("images", "targets", "meta"):
@@ -273,9 +273,9 @@ def test_ladder_bad_input(tmp_path, synthetic):
         src.copy("splits/random", dst, name="splits/random")
         dst.attrs.update(src.attrs)
     with pytest.raises(InputError, match=r"nosplit.h5.*splits/blocked"):
-        L.ladder(bad, models=("table",))
+        learning.ladder(bad, models=("table",))
     with pytest.raises(InputError, match="not found"):
-        L.ladder(tmp_path / "missing.h5")
+        learning.ladder(tmp_path / "missing.h5")
 
 
 def test_baseline_ladder_script(tmp_path, synthetic):

@@ -1,17 +1,16 @@
-"""Tests of microprop.locate: Berkovich marks, detection, batch grid model, registration."""
+"""Tests of microprop.imaging: Berkovich marks, detection, batch grid model, registration."""
 import logging
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from microprop import imaging
+from microprop import io as mio
+from microprop.errors import InputError
+from microprop.imaging import _marks
 from scipy import ndimage
 from scipy.spatial import cKDTree
-
-from microprop import io as mio
-from microprop import locate
-from microprop.errors import InputError
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -56,20 +55,20 @@ def match_rms(found, truth, tol):
 # --------------------------------------------------------------------------- marks
 
 def test_berkovich_side_gives_the_area_function():
-    side = locate.berkovich_side_px(300.0, 40.0)
+    side = imaging.berkovich_side_px(300.0, 40.0)
     area_nm2 = math.sqrt(3) / 4 * (side * 40.0) ** 2
     assert area_nm2 == pytest.approx(24.5 * 300.0 ** 2, rel=1e-12)
     assert side == pytest.approx(7.5225 * 300 / 40, rel=1e-4)
-    np.testing.assert_allclose(locate.berkovich_side_px(np.array([200.0, 400.0]), 40.0),
+    np.testing.assert_allclose(imaging.berkovich_side_px(np.array([200.0, 400.0]), 40.0),
                                [37.61, 75.22], atol=0.01)
     with pytest.raises(InputError):
-        locate.berkovich_side_px(300, 0)
+        imaging.berkovich_side_px(300, 0)
 
 
 def test_rendered_mark_has_area_centroid_and_facets():
     side = 40.0
     for cx, cy in [(50.0, 50.0), (50.3, 49.6)]:
-        cov = locate._mark_coverage(cx, cy, side, 0, 0, 100, 100)
+        cov = _marks._mark_coverage(cx, cy, side, 0, 0, 100, 100)
         facets = cov[:3]
         # rasterised area equals the triangle's, each facet a third of it
         assert facets.sum() == pytest.approx(math.sqrt(3) / 4 * side ** 2, rel=0.005)
@@ -81,7 +80,7 @@ def test_rendered_mark_has_area_centroid_and_facets():
         assert (tot * yy).sum() / tot.sum() == pytest.approx(cy, abs=0.05)
 
     flat = np.full((100, 100), 128, np.uint8)
-    out = locate.render_berkovich_marks(flat, [50.0], [50.0], 40.0 * 40 / 7.5225, 40.0)
+    out = imaging.render_berkovich_marks(flat, [50.0], [50.0], 40.0 * 40 / 7.5225, 40.0)
     assert out.dtype == np.float32 and flat[50, 50] == 128  # input untouched
     assert 0 < out.min() and out.max() < 255  # visible, not saturated
     r_in = side / (2 * math.sqrt(3))
@@ -91,13 +90,13 @@ def test_rendered_mark_has_area_centroid_and_facets():
     assert out[int(50 - 2 * r_in) - 8, 50] == 128  # above the apex
     assert out[5, 5] == 128
     # a mark partly outside the image is clipped, not an error
-    edge = locate.render_berkovich_marks(flat, [1.0], [99.0], 300.0, 40.0)
+    edge = imaging.render_berkovich_marks(flat, [1.0], [99.0], 300.0, 40.0)
     assert edge.shape == flat.shape and (edge != 128).any()
 
 
 def _mark_field(rng, shape, xs, ys, depth_range, pixel_size_nm):
     depth = rng.uniform(*depth_range, xs.size)
-    img = locate.render_berkovich_marks(bse_texture(rng, shape), xs, ys, depth, pixel_size_nm, rng=rng)
+    img = imaging.render_berkovich_marks(bse_texture(rng, shape), xs, ys, depth, pixel_size_nm, rng=rng)
     return shot_noise(rng, img)
 
 
@@ -108,7 +107,7 @@ def test_detect_marks_recovers_sub_pixel_positions(rng):
     xs = xs.ravel() + rng.uniform(-0.5, 0.5, xs.size)
     ys = ys.ravel() + rng.uniform(-0.5, 0.5, xs.size)
     img = _mark_field(rng, (760, 1510), xs, ys, (250, 350), 40.0)
-    det = locate.detect_marks(img, locate.berkovich_side_px(300, 40.0))
+    det = imaging.detect_marks(img, imaging.berkovich_side_px(300, 40.0))
     rms, missed, false = match_rms(det[["x_px", "y_px"]].to_numpy(), np.column_stack([xs, ys]), 10)
     assert rms < 1.0
     assert missed <= 1 and false <= 1  # <= 2 % of 50
@@ -119,9 +118,9 @@ def test_detect_marks_on_real_bse_texture(real_bse_image, rng):
     xs, ys = np.meshgrid(np.arange(80, 800, 130.0), np.arange(80, 800, 130.0))
     xs = xs.ravel() + rng.uniform(-0.5, 0.5, xs.size)
     ys = ys.ravel() + rng.uniform(-0.5, 0.5, xs.size)
-    img = locate.render_berkovich_marks(real_bse_image, xs, ys, rng.uniform(250, 350, xs.size), 40.0,
+    img = imaging.render_berkovich_marks(real_bse_image, xs, ys, rng.uniform(250, 350, xs.size), 40.0,
                                         rng=rng)
-    det = locate.detect_marks(shot_noise(rng, img), locate.berkovich_side_px(300, 40.0))
+    det = imaging.detect_marks(shot_noise(rng, img), imaging.berkovich_side_px(300, 40.0))
     truth = np.column_stack([xs, ys])
     rms, missed, false = match_rms(det[["x_px", "y_px"]].to_numpy(), truth, 10)
     # marks across grain boundaries or on pores score lower and sit less precisely on
@@ -134,9 +133,9 @@ def test_detect_marks_on_real_bse_texture(real_bse_image, rng):
 def test_detect_marks_finds_nothing_in_plain_texture(rng):
     img = shot_noise(rng, bse_texture(rng, (400, 400)))
     # plain texture rarely exceeds the default threshold (about one peak per 0.2 Mpx)
-    assert len(locate.detect_marks(img, 50.0)) <= 1
+    assert len(imaging.detect_marks(img, 50.0)) <= 1
     with pytest.raises(InputError):
-        locate.detect_marks(np.zeros((3, 3, 3)), 50.0)
+        imaging.detect_marks(np.zeros((3, 3, 3)), 50.0)
 
 
 # --------------------------------------------------------------------------- grid model
@@ -156,7 +155,7 @@ def test_fit_batch_grid_recovers_drifting_batch(rng):
     _, right = grid_truth(rng, 20, 20, s, (500.0 + 20 * s, 400.0), (-1.0 / px_um, 1.0 / px_um),
                           0.1 / px_um)
     det, keep = _detections(rng, np.vstack([truth, right]))
-    located, model = locate.fit_batch_grid(nominal, det, search_radius_px=4 / px_um)
+    located, model = imaging.fit_batch_grid(nominal, det, search_radius_px=4 / px_um)
     err = located[["x_px", "y_px"]].to_numpy() - truth
     assert np.sqrt(np.mean((err ** 2).sum(axis=1))) * px_um < 0.1  # um
     # the voted translation is the batch's median displacement (origin error + drift)
@@ -181,8 +180,8 @@ def test_fit_batch_grid_does_not_jump_to_adjacent_batch(rng, err_x_um, caplog):
     _, left = grid_truth(rng, n, n, s, (5500.0 - n * s, 500.0), err, 0.05 / px_um)
     _, right = grid_truth(rng, n, n, s, (5500.0 + n * s, 500.0), err, 0.05 / px_um)
     det, _ = _detections(rng, np.vstack([left, truth, right]), missing=0.15, extent=16000)
-    with caplog.at_level(logging.WARNING, logger="microprop.locate"):
-        located, model = locate.fit_batch_grid(nominal, det, search_radius_px=8 / px_um)
+    with caplog.at_level(logging.WARNING, logger="microprop.imaging"):
+        located, model = imaging.fit_batch_grid(nominal, det, search_radius_px=8 / px_um)
     assert "clamped" in caplog.text  # 8 um > half the 10 um spacing
     np.testing.assert_allclose(model["translation_px"], err, atol=10)
     err_px = located[["x_px", "y_px"]].to_numpy() - truth
@@ -196,7 +195,7 @@ def test_fit_batch_grid_rejects_outlier_and_fills_missing_column(rng):
     det = det[~gone]
     # indent 1's mark is missing; a spurious mark 25 px away would be matched, then rejected
     det[0] = truth[0] + [25.0, 0.0]
-    located, model = locate.fit_batch_grid(nominal, pd.DataFrame(det, columns=["x_px", "y_px"]), 40.0)
+    located, model = imaging.fit_batch_grid(nominal, pd.DataFrame(det, columns=["x_px", "y_px"]), 40.0)
     assert not located["detected"].iloc[0]
     assert not located.loc[gone, "detected"].any()
     assert model["n_detected"] == 6 * 5 - 1
@@ -220,12 +219,12 @@ def test_register_mosaics_recovers_known_shift(rng):
     ax, ay = 100 + int(np.floor(true[0])), 100 + int(np.floor(true[1]))
     after_f = shifted[ay:ay + 500, ax:ax + 600]
     yy, xx = np.mgrid[40:500:90, 40:600:90]
-    after = shot_noise(rng, locate.render_berkovich_marks(after_f, xx.ravel(), yy.ravel(), 200.0, ps))
+    after = shot_noise(rng, imaging.render_berkovich_marks(after_f, xx.ravel(), yy.ravel(), 200.0, ps))
     before_origin = (1000.0, 2000.0)
     stage_error_um = (1.2, -2.0)
     after_origin = (before_origin[0] + true[0] * ps / 1000 + stage_error_um[0],
                     before_origin[1] + true[1] * ps / 1000 + stage_error_um[1])
-    res = locate.register_mosaics(before, after, before_origin, after_origin, ps,
+    res = imaging.register_mosaics(before, after, before_origin, after_origin, ps,
                                   max_shift_um=5.0, downsample=4, window_px=256)
     assert res["dx_px"] == pytest.approx(true[0], abs=0.5)
     assert res["dy_px"] == pytest.approx(true[1], abs=0.5)
@@ -235,7 +234,7 @@ def test_register_mosaics_recovers_known_shift(rng):
 def test_register_mosaics_rejects_disjoint_frames(rng):
     img = shot_noise(rng, bse_texture(rng, (200, 200)))
     with pytest.raises(InputError, match="do not overlap"):
-        locate.register_mosaics(img, img, (0, 0), (500, 0), 100.0, downsample=4)
+        imaging.register_mosaics(img, img, (0, 0), (500, 0), 100.0, downsample=4)
 
 
 # --------------------------------------------------------------------------- batches
@@ -253,7 +252,7 @@ def _export(n_rows, n_cols, spacing_um, x0_um, y0_um, rng, batch="b1"):
 
 def test_locate_nominal_maps_a_known_grid(rng):
     ind = _export(3, 4, 2.0, 10.0, 5.0, rng)
-    out = locate.locate_nominal(ind, 100.0, origin_um=(105.0, 150.0), indenter_offset_um=(100.0, 200.0),
+    out = imaging.locate_nominal(ind, 100.0, origin_um=(105.0, 150.0), indenter_offset_um=(100.0, 200.0),
                                 indenter_axes=(1, -1), shape=(500, 100))
     np.testing.assert_allclose(out["x_px"], (ind["x_um"] + 100 - 105) * 10)
     np.testing.assert_allclose(out["y_px"], (-ind["y_um"] + 200 - 150) * 10)
@@ -263,23 +262,23 @@ def test_locate_nominal_maps_a_known_grid(rng):
     assert not out["detected"].any() and out["residual_px"].isna().all()
     np.testing.assert_array_equal(out["inside"], out["x_px"] <= 99)
     np.testing.assert_array_equal(out["E_GPa"], ind["E_GPa"])
-    assert list(out.columns) == locate.LOCATED_COLUMNS
+    assert list(out.columns) == imaging.LOCATED_COLUMNS
     with pytest.raises(InputError, match="indenter_axes"):
-        locate.locate_nominal(ind, 100.0, (0, 0), (0, 0), (1, 2))
+        imaging.locate_nominal(ind, 100.0, (0, 0), (0, 0), (1, 2))
 
 
 def test_grid_indices_rejects_non_grid(rng):
     ind = _export(2, 2, 2.0, 0.0, 0.0, rng)
     ind.loc[3, ["x_um", "y_um"]] = [0.1, 0.1]
     with pytest.raises(InputError, match="batch b1.*same grid node"):
-        locate.grid_indices(ind, spacing_um=2.0)
+        imaging.grid_indices(ind, spacing_um=2.0)
 
 
 def _after_mosaic(rng, tmp_path, ps, marks_px, depth_nm, shape):
     """Write an after-mosaic zarr with marks at the given after-mosaic pixel positions."""
     img = bse_texture(rng, shape)
     marks_px = np.asarray(marks_px, float).reshape(-1, 2)
-    img = shot_noise(rng, locate.render_berkovich_marks(img, marks_px[:, 0], marks_px[:, 1], depth_nm, ps,
+    img = shot_noise(rng, imaging.render_berkovich_marks(img, marks_px[:, 0], marks_px[:, 1], depth_nm, ps,
                                                         rng=rng))
     arr = mio.create_image_store(tmp_path / "after.zarr", shape, np.uint8, chunk=256,
                                  attrs={"pixel_size_nm": ps, "origin_um": [0.0, 0.0]})
@@ -306,7 +305,7 @@ def test_locate_batch_end_to_end(rng, tmp_path):
     marks_after_px = (np.vstack([truth_um, nb]) - before_origin) * 1000 / ps - [12.5, -7.25]
     after = _after_mosaic(rng, tmp_path, ps, marks_after_px, 200.0, (330, 560))
     before_shape = (330, 250)
-    located, model = locate.locate_batch(
+    located, model = imaging.locate_batch(
         after, ind, ps, before_origin, offset, axes, shift, search_radius_um=1.8,
         before_shape=before_shape)
     err_px = located[["x_px", "y_px"]].to_numpy() - truth_before_px
@@ -319,7 +318,7 @@ def test_locate_batch_end_to_end(rng, tmp_path):
     np.testing.assert_array_equal(located["inside"], located["x_px"] <= before_shape[1] - 1)
     assert (~located["inside"]).any() and located["inside"].any()
     np.testing.assert_array_equal(located["H_GPa"], ind["H_GPa"])
-    assert list(located.columns) == locate.LOCATED_COLUMNS
+    assert list(located.columns) == imaging.LOCATED_COLUMNS
 
 
 def test_locate_batch_reports_missing_marks_and_wrong_frame(rng, tmp_path):
@@ -327,8 +326,8 @@ def test_locate_batch_reports_missing_marks_and_wrong_frame(rng, tmp_path):
     ind = _export(4, 4, 4.0, 20.0, 30.0, rng)
     empty = _after_mosaic(rng, tmp_path, ps, np.empty((0, 2)), 200.0, (300, 300))
     with pytest.raises(InputError, match="batch b1: only .* of 16 indent marks"):
-        locate.locate_batch(empty, ind, ps, (10.0, 25.0), (0, 0), (1, 1), (0, 0), search_radius_um=1.5)
+        imaging.locate_batch(empty, ind, ps, (10.0, 25.0), (0, 0), (1, 1), (0, 0), search_radius_um=1.5)
     with pytest.raises(InputError, match="batch b1: .*outside the after-mosaic"):
-        locate.locate_batch(empty, ind, ps, (10.0, 25.0), (500.0, 0), (1, 1), (0, 0))
+        imaging.locate_batch(empty, ind, ps, (10.0, 25.0), (500.0, 0), (1, 1), (0, 0))
     with pytest.raises(InputError, match="depth_nm"):
-        locate.locate_batch(empty, ind.drop(columns="depth_nm"), ps, (10.0, 25.0), (0, 0), (1, 1), (0, 0))
+        imaging.locate_batch(empty, ind.drop(columns="depth_nm"), ps, (10.0, 25.0), (0, 0), (1, 1), (0, 0))

@@ -1,18 +1,15 @@
-"""Tests of microprop.mapping and the map_area rule script (known answers)."""
+"""Tests of microprop.learning and the map_area rule script (known answers)."""
 import importlib
-import sys
 import types
 
 import numpy as np
 import pandas as pd
 import pytest
+from microprop import io as mio
+from microprop import learning, plots, stats
+from microprop.errors import InputError
 from PIL import Image
 from scipy import ndimage
-
-import microprop
-from microprop import io as mio
-from microprop import mapping, stats
-from microprop.errors import InputError
 from script_runner import run_script
 
 
@@ -45,7 +42,7 @@ class RowCounter:
 @pytest.mark.parametrize("shape,s,step", [((1000, 1300), 250, 250), ((1000, 1300), 250, 31),
                                           ((250, 251), 250, 7), ((97, 300), 11, 5)])
 def test_window_centres_cover_map_inside(shape, s, step):
-    cy, cx = mapping.window_centres(shape, s, step)
+    cy, cx = learning.window_centres(shape, s, step)
     for c, length in ((cy, shape[0]), (cx, shape[1])):
         assert c.dtype == np.int64
         assert np.all(np.diff(c) == step)
@@ -63,7 +60,7 @@ def test_window_centres_cover_map_inside(shape, s, step):
                                   ((200, 200), 0, 5), ((10, 10, 3), 5, 5)])
 def test_window_centres_bad_input(args):
     with pytest.raises(InputError):
-        mapping.window_centres(*args)
+        learning.window_centres(*args)
 
 
 # --------------------------------------------------------------------------
@@ -83,7 +80,7 @@ def test_predict_map_crop_mean_is_box_filter(rng, step, strip_px):
         return crops.astype(np.float64).mean(axis=(1, 2))
 
     src = RowCounter(image)
-    grid, (cy, cx) = mapping.predict_map(src, crop_mean, s, step, batch=16, strip_px=strip_px)
+    grid, (cy, cx) = learning.predict_map(src, crop_mean, s, step, batch=16, strip_px=strip_px)
     box = ndimage.uniform_filter(image.astype(np.float64), size=s, mode="constant")
     assert grid.dtype == np.float32 and grid.shape == (cy.size, cx.size)
     np.testing.assert_allclose(grid, box[np.ix_(cy, cx)], rtol=0, atol=2e-6)
@@ -104,7 +101,7 @@ def test_predict_map_nan_windows_skipped(rng):
         assert np.isfinite(crops).all()
         return crops.mean(axis=(1, 2))
 
-    grid, (cy, cx) = mapping.predict_map(image, fn, s, step, batch=7)
+    grid, (cy, cx) = learning.predict_map(image, fn, s, step, batch=7)
     rows = (cy - s // 2 <= 100) & (100 < cy - s // 2 + s)
     cols = (cx - s // 2 <= 130) & (130 < cx - s // 2 + s)
     expect_nan = rows[:, None] & cols[None, :]
@@ -115,7 +112,7 @@ def test_predict_map_nan_windows_skipped(rng):
 def test_predict_map_wrong_output_size(rng):
     image = _smooth_map(rng, (100, 100))
     with pytest.raises(InputError, match="returned"):
-        mapping.predict_map(image, lambda c: np.zeros(c.shape[0] + 1), 20, 20)
+        learning.predict_map(image, lambda c: np.zeros(c.shape[0] + 1), 20, 20)
 
 
 def test_predict_map_on_zarr_equals_numpy(tmp_path, rng):
@@ -124,9 +121,9 @@ def test_predict_map_on_zarr_equals_numpy(tmp_path, rng):
     arr = mio.create_group_array(g, "MulF", image.shape, np.float32, chunk=64)
     arr[:] = image
     fn = lambda c: c[:, ::3, ::5].max(axis=(1, 2))  # noqa: E731 - any crop function
-    a, _ = mapping.predict_map(mio.open_image(tmp_path / "cal.zarr", "MulF"), fn, 60, 17,
+    a, _ = learning.predict_map(mio.open_image(tmp_path / "cal.zarr", "MulF"), fn, 60, 17,
                                strip_px=100)
-    b, (cy, cx) = mapping.predict_map(image, fn, 60, 17)
+    b, (cy, cx) = learning.predict_map(image, fn, 60, 17)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(b, fn(_explicit_crops(image, cy, cx, 60)).reshape(b.shape))
 
@@ -140,11 +137,11 @@ def test_table_model_map_equals_explicit_windows(rng, step, strip_px):
     image = _smooth_map(rng)
     image[5:9, 200:240] = np.nan  # NaN pixels are left out of the mean, as crop_means does
     s = 50
-    wm, (cy, cx) = mapping.window_means(image, s, step, strip_px=strip_px)
+    wm, (cy, cx) = learning.window_means(image, s, step, strip_px=strip_px)
     # bins spanning the map's window means (a few beyond both ends of the table)
     means = rng.uniform(np.nanmin(wm) + 1e-4, np.nanmax(wm) - 1e-4, 400)
     table = stats.table_model_fit(means, 20 + 300 * means + rng.normal(0, 0.1, 400), n_bins=8)
-    grid = mapping.table_model_map(image, table, s, step, strip_px=strip_px)
+    grid = learning.table_model_map(image, table, s, step, strip_px=strip_px)
     explicit = stats.crop_means(_explicit_crops(image, cy, cx, s)).reshape(wm.shape)
     np.testing.assert_allclose(wm, explicit, rtol=0, atol=1e-9)
     expected = stats.table_model_predict(table, explicit.ravel()).reshape(grid.shape)
@@ -155,14 +152,14 @@ def test_table_model_map_equals_explicit_windows(rng, step, strip_px):
 def test_window_means_all_nan_window():
     image = np.full((60, 60), np.nan, np.float32)
     image[:, 40:] = 1.0
-    wm, (cy, cx) = mapping.window_means(image, 20, 20)
+    wm, (cy, cx) = learning.window_means(image, 20, 20)
     np.testing.assert_array_equal(np.isnan(wm[0]), [True, True, False])
     assert np.all(wm[:, 2] == 1.0)
 
 
 def test_table_model_map_bad_table(rng):
     with pytest.raises(InputError, match="y_mean"):
-        mapping.table_model_map(_smooth_map(rng, (80, 80)), pd.DataFrame({"a": [1]}), 20, 20)
+        learning.table_model_map(_smooth_map(rng, (80, 80)), pd.DataFrame({"a": [1]}), 20, 20)
 
 
 # --------------------------------------------------------------------------
@@ -184,7 +181,7 @@ def test_compare_statistics_recovers_fractions(rng):
     indents = _mixture(rng, f_ind, 1500)
     grid = _mixture(rng, f_map, 90 * 100).reshape(90, 100)
     grid[0, :5] = np.nan
-    table = mapping.compare_statistics(indents, {"map": grid}, n_components=4, seed=0,
+    table = learning.compare_statistics(indents, {"map": grid}, n_components=4, seed=0,
                                        n_init=2, max_values=5000)
     assert list(table["source"].unique()) == ["indentation", "map"]
     phases = ["LD-C-S-H", "HD-C-S-H", "CH", "ACC"]
@@ -206,7 +203,7 @@ def test_compare_statistics_wasserstein_of_a_shifted_histogram(rng):
     """W1 between a distribution and itself shifted by c is c (and 0 to itself)."""
     indents = _mixture(rng, [0.4, 0.25, 0.15, 0.2], 1200)
     shifted = (indents + 5.0).reshape(30, 40)
-    table = mapping.compare_statistics(indents, {"same": indents.copy(), "shifted": shifted},
+    table = learning.compare_statistics(indents, {"same": indents.copy(), "shifted": shifted},
                                        n_components=4, seed=0, n_init=1)
     w1 = table.groupby("source")["w1_GPa"].agg(["min", "max"])
     assert (w1["min"] == w1["max"]).all()                       # one value per source
@@ -221,7 +218,7 @@ def test_compare_statistics_joint(rng):
     comp = rng.choice(4, size=1200, p=f)
     e = rng.normal(MEANS[comp], STDS[comp])
     h = rng.normal(h_means[comp], 0.05 * h_means[comp])
-    table = mapping.compare_statistics(e, {"map": e.reshape(30, 40)}, n_components=4, n_init=2,
+    table = learning.compare_statistics(e, {"map": e.reshape(30, 40)}, n_components=4, n_init=2,
                                        indent_H=h, map_grids_H={"map": h.reshape(30, 40)})
     assert set(table["method"]) == {"joint E-H"}
     t = table[table["source"] == "indentation"].set_index("phase")
@@ -233,7 +230,7 @@ def test_compare_statistics_joint(rng):
 
 def test_compare_statistics_too_few_values(rng):
     with pytest.raises(InputError, match="map"):
-        mapping.compare_statistics(_mixture(rng, [0.25] * 4, 200), {"map": np.full(5, 30.0)},
+        learning.compare_statistics(_mixture(rng, [0.25] * 4, 200), {"map": np.full(5, 30.0)},
                                    n_init=1)
 
 
@@ -246,7 +243,7 @@ def test_map_triptych_renders(tmp_path, rng):
     g1 = rng.normal(30, 5, (16, 24))
     g2 = g1 + 3
     g1[0, 0] = np.nan
-    fig = mapping.map_triptych(bse, 400.0, g1, g2, step_um=5.0, first_centre_um=(2.3, 2.3),
+    fig = plots.map_triptych(bse, 400.0, g1, g2, step_um=5.0, first_centre_um=(2.3, 2.3),
                                downsample_factor=10)
     axes = fig.axes
     assert len(axes) == 4  # 3 panels + colourbar
@@ -258,11 +255,11 @@ def test_map_triptych_renders(tmp_path, rng):
         assert ax.get_xlabel() == "x (um)"
         assert ax.get_xlim() == pytest.approx((-0.02, 119.98))
         assert ax.get_ylim() == pytest.approx((79.98, -0.02))  # y down
-    from microprop import figures
-    figures.save_png(fig, tmp_path / "maps.png")
+    
+    plots.save_png(fig, tmp_path / "maps.png")
     img = np.asarray(Image.open(tmp_path / "maps.png").convert("L"), float)
     assert img.shape == (550, 1600) and img.std() > 5
-    two = mapping.map_triptych(bse, 400.0, g1, None, step_um=5.0)
+    two = plots.map_triptych(bse, 400.0, g1, None, step_um=5.0)
     assert len(two.axes) == 3
 
 
@@ -270,8 +267,8 @@ def test_map_histograms_renders(tmp_path, rng):
     indents = _mixture(rng, [0.4, 0.25, 0.15, 0.2], 400)
     grids = {"ResNet": _mixture(rng, [0.3, 0.3, 0.2, 0.2], 600).reshape(20, 30),
              "table model": _mixture(rng, [0.3, 0.3, 0.2, 0.2], 600)}
-    table = mapping.compare_statistics(indents, grids, n_init=1)
-    fig = mapping.map_histograms(indents, grids, table)
+    table = learning.compare_statistics(indents, grids, n_init=1)
+    fig = plots.map_histograms(indents, grids, table)
     vis = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title().split("\n")[0] for ax in vis] == ["indentation", "ResNet", "table model"]
     assert "Wasserstein distance to the indents" in vis[1].get_title()
@@ -280,22 +277,22 @@ def test_map_histograms_renders(tmp_path, rng):
         heights = np.array([p.get_height() for p in ax.patches])
         width = ax.patches[0].get_width()
         assert 0.9 < heights.sum() * width <= 1.0 + 1e-9   # density of all N (tails not drawn)
-    from microprop import figures
-    figures.save_png(fig, tmp_path / "hist.png")
+    
+    plots.save_png(fig, tmp_path / "hist.png")
     assert Image.open(tmp_path / "hist.png").size == (1650, 450)
     with pytest.raises(InputError, match="nope"):
-        mapping.map_histograms(indents, {"nope": grids["ResNet"]}, table)
+        plots.map_histograms(indents, {"nope": grids["ResNet"]}, table)
 
 
 # --------------------------------------------------------------------------
-# Rule script with a stand-in for microprop.train
+# Rule script with a stand-in for microprop.learning
 # --------------------------------------------------------------------------
 
 def _fake_train(s):
-    """Stand-in for microprop.train: E = 20 + 200 * crop mean (GPa), shift per checkpoint."""
-    mod = types.ModuleType("microprop.train")
+    """Stand-in for microprop.learning: E = 20 + 200 * crop mean (GPa), shift per checkpoint."""
+    mod = types.ModuleType("microprop.learning")
     mod.loaded = []
-    mod.resolve_device = importlib.import_module("microprop.train").resolve_device
+    mod.resolve_device = importlib.import_module("microprop.learning").resolve_device
 
     def load_model(path, device):
         mod.loaded.append((str(path), str(device)))
@@ -327,13 +324,13 @@ def test_map_area_script(tmp_path, rng, monkeypatch):
     located = pd.DataFrame({"E_GPa": _mixture(rng, [0.4, 0.25, 0.15, 0.2], 300),
                             "H_GPa": 1.0})
     located.to_csv(tmp_path / "b01.csv", index=False)
-    wm, _ = mapping.window_means(image, s, 10)
+    wm, _ = learning.window_means(image, s, 10)
     bins = stats.table_model_fit(wm.ravel(), 20 + 200 * wm.ravel(), n_bins=10)
     pd.concat([bins.assign(target="H_GPa", y_mean=-1.0), bins.assign(target="E_GPa")]).to_csv(
         tmp_path / "bins.csv", index=False)
     fake = _fake_train(s)
-    monkeypatch.setitem(sys.modules, "microprop.train", fake)
-    monkeypatch.setattr(microprop, "train", fake, raising=False)
+    monkeypatch.setattr(learning, "load_model", fake.load_model)
+    monkeypatch.setattr(learning, "predict", fake.predict)
     out = {k: str(tmp_path / "out" / v) for k, v in (
         ("grid_coarse", "coarse.npy"), ("grid_dense", "dense.npy"), ("table1", "table1.csv"),
         ("fig_maps", "maps.png"), ("fig_hist", "hist.png"), ("meta", "meta.json"))}
@@ -349,7 +346,7 @@ def test_map_area_script(tmp_path, rng, monkeypatch):
                            (job["input"]["checkpoints"][1], "cpu")]
     coarse, dense = np.load(out["grid_coarse"]), np.load(out["grid_dense"])
     for grid, step in ((coarse, 40), (dense, 10)):
-        cy, cx = mapping.window_centres(image.shape, s, step)
+        cy, cx = learning.window_centres(image.shape, s, step)
         assert grid.shape == (cy.size, cx.size)
         expected = 20 + 200 * stats.crop_means(_explicit_crops(image, cy, cx, s))  # shifts cancel
         np.testing.assert_allclose(grid.ravel(), expected, rtol=1e-5)

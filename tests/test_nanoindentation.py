@@ -1,24 +1,29 @@
-"""Tests of microprop.nanoindentation: grid model, forward model, export I/O, virtual indentation."""
+"""Tests of microprop.physics: grid model, forward model, export I/O, virtual indentation."""
 import numpy as np
 import pandas as pd
 import pytest
-
-from microprop import nanoindentation as ni
+from microprop import (
+    imaging,  # noqa: E402
+    phases,  # noqa: E402
+    physics,  # noqa: E402
+)
+from microprop import indentation as mp_indentation  # noqa: E402
+from microprop import virtual as mp_virtual  # noqa: E402
 from microprop.errors import InputError
 
 
 def test_phase_table_follows_the_label_ids():
-    assert ni.PHASES == ("pore", "LD-C-S-H", "HD-C-S-H", "CH", "ACC")
-    assert list(ni.PHASE_PROPERTIES.index) == list(ni.PHASES)
+    assert phases.PHASES == ("pore", "LD-C-S-H", "HD-C-S-H", "CH", "ACC")
+    assert list(phases.PHASE_PROPERTIES.index) == list(phases.PHASES)
     # literature ordering of stiffness and hardness: pore < LD < HD < CH < clinker
-    assert ni.PHASE_PROPERTIES["E_mean_GPa"].is_monotonic_increasing
-    assert ni.PHASE_PROPERTIES["H_mean_GPa"].is_monotonic_increasing
+    assert phases.PHASE_PROPERTIES["E_mean_GPa"].is_monotonic_increasing
+    assert phases.PHASE_PROPERTIES["H_mean_GPa"].is_monotonic_increasing
 
 
 # ---------------------------------------------------------------- grid model
 
 def test_grid_without_drift_is_the_nominal_grid():
-    g = ni.grid_positions(3, 4, 10.0, origin_um=(5.0, -2.0))
+    g = imaging.grid_positions(3, 4, 10.0, origin_um=(5.0, -2.0))
     assert len(g) == 12
     assert list(g["indent"]) == list(range(1, 13))
     np.testing.assert_array_equal(g["row"], np.repeat(np.arange(3), 4))
@@ -29,8 +34,8 @@ def test_grid_without_drift_is_the_nominal_grid():
 
 def test_grid_drift_increments_have_the_requested_std(rng):
     n, s, drift = 2001, 20.0, 0.4
-    wide = ni.grid_positions(3, n, s, drift_um=drift, rng=rng)    # 2000 column increments
-    tall = ni.grid_positions(n, 3, s, drift_um=drift, rng=rng)    # 2000 row increments
+    wide = imaging.grid_positions(3, n, s, drift_um=drift, rng=rng)    # 2000 column increments
+    tall = imaging.grid_positions(n, 3, s, drift_um=drift, rng=rng)    # 2000 row increments
     incs = (np.diff(wide[wide["row"] == 0]["x_um"].to_numpy()),
             np.diff(tall[tall["col"] == 0]["y_um"].to_numpy()))
     for inc in incs:
@@ -48,9 +53,9 @@ def test_grid_drift_increments_have_the_requested_std(rng):
 
 def test_grid_rejects_bad_input():
     with pytest.raises(InputError):
-        ni.grid_positions(0, 3, 10.0)
+        imaging.grid_positions(0, 3, 10.0)
     with pytest.raises(InputError, match="rng"):
-        ni.grid_positions(2, 2, 10.0, drift_um=1.0)
+        imaging.grid_positions(2, 2, 10.0, drift_um=1.0)
 
 
 # ---------------------------------------------------------------- forward model
@@ -59,9 +64,9 @@ def test_grid_rejects_bad_input():
 def test_single_phase_field_returns_the_literature_distribution(rng, label):
     labels = np.full((120, 120), label, np.uint8)
     n = 500
-    out = ni.indent_properties(labels, rng.uniform(0, 119, n), rng.uniform(0, 119, n), 50.0, rng)
-    name = ni.PHASES[label]
-    ref = ni.PHASE_PROPERTIES.loc[name]
+    out = physics.indent_properties(labels, rng.uniform(0, 119, n), rng.uniform(0, 119, n), 50.0, rng)
+    name = phases.PHASES[label]
+    ref = phases.PHASE_PROPERTIES.loc[name]
     assert (out["phase"] == name).all()
     np.testing.assert_allclose(out[f"f_{name}"], 1.0)
     for q in ("E", "H"):
@@ -77,18 +82,18 @@ def test_single_phase_field_returns_the_literature_distribution(rng, label):
 def test_half_half_field_gives_half_fractions_at_the_interface(rng):
     labels = np.zeros((60, 100), np.uint8)
     labels[:, 50:] = 2            # pixels 0..49 pore, 50..99 HD-C-S-H: interface at x = 49.5
-    out = ni.indent_properties(labels, np.full(20, 49.5), np.linspace(20, 40, 20), 50.0, rng)
+    out = physics.indent_properties(labels, np.full(20, 49.5), np.linspace(20, 40, 20), 50.0, rng)
     np.testing.assert_allclose(out["f_pore"], 0.5, atol=1e-9)
     np.testing.assert_allclose(out["f_HD-C-S-H"], 0.5, atol=1e-9)
     # far from the interface the zone is single-phase
-    far = ni.indent_properties(labels, [10.0, 90.0], [30.0, 30.0], 50.0, rng)
+    far = physics.indent_properties(labels, [10.0, 90.0], [30.0, 30.0], 50.0, rng)
     assert list(far["phase"]) == ["pore", "HD-C-S-H"]
 
 
 def test_zone_is_clipped_at_the_field_edge():
     labels = np.zeros((20, 20), np.uint8)
     labels[:, 10:] = 3
-    f = ni.zone_fractions(labels, [0.0, 19.0, 9.5], [0.0, 19.0, 0.0], 4.0)
+    f = physics.zone_fractions(labels, [0.0, 19.0, 9.5], [0.0, 19.0, 0.0], 4.0)
     np.testing.assert_allclose(f.sum(axis=1), 1.0)
     np.testing.assert_allclose(f[0, 0], 1.0)   # corner inside the pore half
     np.testing.assert_allclose(f[1, 3], 1.0)   # corner inside the CH half
@@ -99,18 +104,18 @@ def test_hill_average_is_between_reuss_and_voigt():
     f = np.array([[0.5, 0.5], [1.0, 0.0]])
     v = np.array([10.0, 40.0])
     # Voigt 25, Reuss 16 -> Hill 20.5; single phase -> its value
-    np.testing.assert_allclose(ni.hill_average(f, v), [20.5, 10.0])
+    np.testing.assert_allclose(physics.hill_average(f, v), [20.5, 10.0])
 
 
 def test_depth_follows_berkovich_area_exactly(rng):
     labels = np.zeros((50, 50), np.uint8)
     labels[:, 25:] = 4
-    out = ni.indent_properties(labels, rng.uniform(0, 49, 50), rng.uniform(0, 49, 50), 100.0, rng,
+    out = physics.indent_properties(labels, rng.uniform(0, 49, 50), rng.uniform(0, 49, 50), 100.0, rng,
                                load_mN=rng.uniform(0.5, 5, 50))
     area_um2 = 24.5 * (out["depth_nm"] / 1e3) ** 2
     np.testing.assert_allclose(out["load_mN"] / area_um2, out["H_GPa"], rtol=1e-12)
     # 2 mN on H = 1 GPa: A = 2 um^2, h = sqrt(2/24.5) um = 285.714... nm
-    assert ni.contact_depth_nm(2.0, 1.0) == pytest.approx(285.7142857, rel=1e-9)
+    assert physics.contact_depth_nm(2.0, 1.0) == pytest.approx(285.7142857, rel=1e-9)
 
 
 def test_stiffness_matches_a_hand_computed_oliver_pharr_number():
@@ -118,42 +123,42 @@ def test_stiffness_matches_a_hand_computed_oliver_pharr_number():
     #   1/Er = 0.96/30 + 0.9951/1141 = 0.032 + 0.00087213 = 0.03287213 -> Er = 30.42091 GPa
     #   h = 200 nm: A = 24.5 * (200e-9)^2 = 9.8e-13 m^2, sqrt(A/pi) = 5.585192e-7 m
     #   S = 2 * 1.034 * 30.42091e9 * 5.585192e-7 = 35136.7 N/m
-    assert ni.reduced_modulus_GPa(30.0) == pytest.approx(30.42091, rel=1e-6)
-    assert ni.contact_stiffness_N_per_m(30.0, 200.0) == pytest.approx(35136.7, rel=1e-5)
+    assert physics.reduced_modulus_GPa(30.0) == pytest.approx(30.42091, rel=1e-6)
+    assert physics.contact_stiffness_N_per_m(30.0, 200.0) == pytest.approx(35136.7, rel=1e-5)
 
 
 def test_forward_model_output_is_consistent_with_oliver_pharr(rng):
     labels = rng.integers(0, 5, (40, 40)).astype(np.uint8)
-    out = ni.indent_properties(labels, rng.uniform(0, 39, 30), rng.uniform(0, 39, 30), 200.0, rng)
+    out = physics.indent_properties(labels, rng.uniform(0, 39, 30), rng.uniform(0, 39, 30), 200.0, rng)
     np.testing.assert_allclose(out["stiffness_N_per_m"],
-                               ni.contact_stiffness_N_per_m(out["E_GPa"], out["depth_nm"]))
-    fr = out[[f"f_{p}" for p in ni.PHASES]].to_numpy()
+                               physics.contact_stiffness_N_per_m(out["E_GPa"], out["depth_nm"]))
+    fr = out[[f"f_{p}" for p in phases.PHASES]].to_numpy()
     np.testing.assert_allclose(fr.sum(axis=1), 1.0)
 
 
 def test_forward_model_rejects_bad_labels_and_positions(rng):
     with pytest.raises(InputError, match="ids must be"):
-        ni.indent_properties(np.full((10, 10), 7, np.uint8), [5.0], [5.0], 100.0, rng)
+        physics.indent_properties(np.full((10, 10), 7, np.uint8), [5.0], [5.0], 100.0, rng)
     with pytest.raises(InputError, match="outside"):
-        ni.indent_properties(np.zeros((10, 10), np.uint8), [15.0], [5.0], 100.0, rng)
+        physics.indent_properties(np.zeros((10, 10), np.uint8), [15.0], [5.0], 100.0, rng)
 
 
 # ---------------------------------------------------------------- export I/O
 
 def _table(rng, n=12):
     labels = rng.integers(0, 5, (30, 30)).astype(np.uint8)
-    g = ni.grid_positions(3, n // 3, 5.0, origin_um=(1.0, 2.0))
-    props = ni.indent_properties(labels, g["x_um"], g["y_um"], 1000.0, rng)
+    g = imaging.grid_positions(3, n // 3, 5.0, origin_um=(1.0, 2.0))
+    props = physics.indent_properties(labels, g["x_um"], g["y_um"], 1000.0, rng)
     return pd.concat([g, props], axis=1)
 
 
 def test_export_round_trip_default_units(tmp_path, rng):
     df = _table(rng)
     path = tmp_path / "b1.csv"
-    ni.write_export(df, path)
+    mp_indentation.write_export(df, path)
     assert path.read_text().splitlines()[0] == "INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS,MODULUS"
-    acc, rej = ni.read_export(path, batch="b1")
-    assert list(acc.columns) == ni.STANDARD_COLUMNS
+    acc, rej = mp_indentation.read_export(path, batch="b1")
+    assert list(acc.columns) == mp_indentation.STANDARD_COLUMNS
     assert len(rej) == 0 and len(acc) == len(df)
     assert (acc["batch"] == "b1").all()
     np.testing.assert_array_equal(acc["source_row"], np.arange(1, len(df) + 1))
@@ -166,13 +171,13 @@ def test_export_in_other_units_reads_back_to_the_same_values(tmp_path, rng):
     units = {"x": "mm", "y": "nm", "depth": "um", "load": "uN", "stiffness": "mN/nm",
              "hardness": "MPa", "modulus": "MPa"}
     path = tmp_path / "b2.tsv"
-    ni.write_export(df, path, units=units, sep="\t")
+    mp_indentation.write_export(df, path, units=units, sep="\t")
     raw = pd.read_csv(path, sep="\t")
     # the file really holds other numbers: 1 mN = 1000 uN, 1 GPa = 1000 MPa, 1 mN/nm = 1e6 N/m
     np.testing.assert_allclose(raw["LOAD"], 1e3 * df["load_mN"])
     np.testing.assert_allclose(raw["MODULUS"], 1e3 * df["E_GPa"])
     np.testing.assert_allclose(raw["STIFFNESS"], 1e-6 * df["stiffness_N_per_m"])
-    acc, rej = ni.read_export(path, batch="b2", units=units)
+    acc, rej = mp_indentation.read_export(path, batch="b2", units=units)
     assert len(rej) == 0
     for c in ("x_um", "y_um", "depth_nm", "load_mN", "stiffness_N_per_m", "H_GPa", "E_GPa"):
         np.testing.assert_allclose(acc[c], df[c], rtol=1e-9)
@@ -189,7 +194,7 @@ def test_header_after_metadata_lines_and_renamed_columns(tmp_path):
     path.write_text(text)
     columns = {"indent": "Test", "x": "X Pos", "y": "Y Pos", "depth": "Depth", "load": "Load",
                "stiffness": "S", "hardness": "Hardness", "modulus": "Modulus"}
-    acc, rej = ni.read_export(path, batch="k", columns=columns)
+    acc, rej = mp_indentation.read_export(path, batch="k", columns=columns)
     assert len(rej) == 0
     assert list(acc["indent"]) == [1, 2]
     np.testing.assert_allclose(acc["x_um"], [1.5, 21.5])
@@ -202,13 +207,13 @@ def test_units_line_under_header_is_skipped(tmp_path):
                     ",um,um,nm,mN,N/m,GPa,GPa\n"
                     "1,0,0,200,2,35000,1.2,30\n"
                     "2,x,0,200,2,35000,1.2,30\n")
-    acc, rej = ni.read_export(path, batch="u")
+    acc, rej = mp_indentation.read_export(path, batch="u")
     assert list(acc["source_row"]) == [1] and list(rej["source_row"]) == [2]
     # a partly numeric second line is a (bad) data row, not a units line
     path.write_text("INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS,MODULUS\n"
                     "1,um,0,nm,mN,N/m,GPa,GPa\n"
                     "2,0,0,200,2,35000,1.2,30\n")
-    acc, rej = ni.read_export(path, batch="u")
+    acc, rej = mp_indentation.read_export(path, batch="u")
     assert list(acc["indent"]) == [2] and list(rej["source_row"]) == [1]
 
 
@@ -218,30 +223,30 @@ def test_optional_columns_trailing_and_extra_fields(tmp_path):
                     "1\t0\t0\t1.2\t30\n"
                     "2\t1\t0\t1.3\t31\t\n"          # trailing separator: fine
                     "3\t2\t0\t1.3\t31\t5\t6\n")    # two fields beyond the header: rejected
-    acc, rej = ni.read_export(path, batch="m", columns={"depth": None, "load": None, "stiffness": None})
+    acc, rej = mp_indentation.read_export(path, batch="m", columns={"depth": None, "load": None, "stiffness": None})
     assert list(acc["indent"]) == [1, 2]
     assert acc["depth_nm"].isna().all() and acc["stiffness_N_per_m"].isna().all()
     assert list(rej["source_row"]) == [3] and "2 field(s) beyond the header" in rej["reason"][0]
     with pytest.raises(InputError, match="DEPTH"):      # not optional unless mapped to None
-        ni.read_export(path, batch="m")
+        mp_indentation.read_export(path, batch="m")
 
 
 def test_missing_column_names_file_and_column(tmp_path):
     path = tmp_path / "nomod.csv"
     path.write_text("INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS\n1,0,0,200,2,35000,1.2\n")
     with pytest.raises(InputError) as exc:
-        ni.read_export(path, batch="x")
+        mp_indentation.read_export(path, batch="x")
     msg = str(exc.value)
     assert "nomod.csv" in msg and "MODULUS" in msg and "HARDNESS" in msg
 
 
 def test_missing_file_and_unknown_unit(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        ni.read_export(tmp_path / "absent.csv", batch="x")
+        mp_indentation.read_export(tmp_path / "absent.csv", batch="x")
     path = tmp_path / "a.csv"
     path.write_text("INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS,MODULUS\n1,0,0,200,2,35000,1.2,30\n")
     with pytest.raises(InputError, match="unknown unit 'psi'"):
-        ni.read_export(path, batch="x", units={"modulus": "psi"})
+        mp_indentation.read_export(path, batch="x", units={"modulus": "psi"})
 
 
 def test_bad_rows_are_rejected_with_reason_and_source_row(tmp_path):
@@ -254,7 +259,7 @@ def test_bad_rows_are_rejected_with_reason_and_source_row(tmp_path):
                     "5,20,0,200,2,35000,abc,30\n"       # non-numeric
                     "6,25,0,200,0,35000,1.2,30\n"       # zero load
                     "7,30,0,200,2,35000,1.1,28\n")      # ok
-    acc, rej = ni.read_export(path, batch="b")
+    acc, rej = mp_indentation.read_export(path, batch="b")
     assert list(acc["indent"]) == [1, 7]
     assert list(acc["source_row"]) == [1, 7]
     assert list(rej["source_row"]) == [2, 3, 4, 5, 6]
@@ -273,7 +278,7 @@ def test_duplicate_indent_ids_raise(tmp_path):
                     "2,5,0,200,2,35000,1.2,30\n"
                     "2,10,0,200,2,35000,1.2,30\n")
     with pytest.raises(InputError, match=r"dup\.csv.*duplicate INDENT id\(s\) \[2\]"):
-        ni.read_export(path, batch="b")
+        mp_indentation.read_export(path, batch="b")
 
 
 # ---------------------------------------------------------------- segmentation, virtual indentation
@@ -282,15 +287,15 @@ def test_segment_phases_recovers_five_grey_levels(rng):
     truth = np.repeat(np.repeat(rng.integers(0, 5, (16, 16)), 10, axis=0), 10, axis=1)
     levels = np.array([25.0, 75.0, 125.0, 175.0, 225.0])
     img = np.clip(levels[truth] + rng.normal(0, 9, truth.shape), 0, 255).astype(np.uint8)
-    labels, info = ni.segment_phases(img, seed=1)
+    labels, info = imaging.segment_phases(img, seed=1)
     assert labels.dtype == np.uint8 and labels.shape == img.shape
     assert (labels == truth).mean() > 0.95
-    assert list(info["phase"]) == list(ni.PHASES)
+    assert list(info["phase"]) == list(phases.PHASES)
     np.testing.assert_allclose(info["grey_mean"], levels, atol=5)
 
 
 def test_regular_grid_keeps_the_margin():
-    g = ni.regular_grid_px((101, 201), 1000.0, 20.0, 10.0)   # 100 x 200 um between pixel centres
+    g = mp_virtual.regular_grid_px((101, 201), 1000.0, 20.0, 10.0)   # 100 x 200 um between pixel centres
     assert (g["row"].max() + 1, g["col"].max() + 1) == (5, 10)
     assert g["x_um"].min() >= 10 and g["x_um"].max() <= 190
     assert g["y_um"].min() >= 10 and g["y_um"].max() <= 90
@@ -300,12 +305,12 @@ def test_regular_grid_keeps_the_margin():
 def test_virtual_indentation_on_the_real_micrograph(real_bse_image, rng):
     # 800 px at 0.5 um/px: 399.5 um between outer pixel centres; margin 10 um each side
     # leaves 379.5 um -> floor(379.5 / 20) + 1 = 19 indents per row and column
-    indents, labels = ni.virtual_indentation(real_bse_image, 500.0, 20.0, rng, margin_um=10.0)
+    indents, labels = mp_virtual.virtual_indentation(real_bse_image, 500.0, 20.0, rng, margin_um=10.0)
     assert len(indents) == 19 * 19
     assert labels.shape == real_bse_image.shape
     assert indents["x_um"].min() >= 10 and indents["x_um"].max() <= 389.5
     means = indents.groupby("phase")["E_GPa"].agg(["mean", "size"])
-    present = [p for p in ni.PHASES if p in means.index and means.loc[p, "size"] >= 3]
+    present = [p for p in phases.PHASES if p in means.index and means.loc[p, "size"] >= 3]
     assert len(present) >= 4
     assert np.all(np.diff(means.loc[present, "mean"].to_numpy()) > 0)
     # BSE contrast: bright clinker -> ACC, dark epoxy/pores -> pore (up to the median smoothing)
@@ -333,7 +338,7 @@ def test_virtual_indentation_script_writes_an_export_in_indenter_coordinates(rea
     labels = np.load(out / "labels.npy")
     assert labels.shape == (800, 800) and labels.dtype == np.uint8
     full = pd.read_csv(out / "full.csv")
-    acc, rej = ni.read_export(out / "v01.csv", batch="v01")
+    acc, rej = mp_indentation.read_export(out / "v01.csv", batch="v01")
     assert len(rej) == 0 and len(acc) == len(full) == 9 * 9   # floor(359.5 / 40) + 1 = 9
     # stage = s * X + d
     np.testing.assert_allclose(1 * acc["x_um"] + 100.0, full["x_um"], atol=1e-6)

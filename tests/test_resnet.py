@@ -2,10 +2,15 @@
 import numpy as np
 import pytest
 import torch
+from microprop.learning.models import (
+    N_PARAMETERS,
+    PAPER_N_PARAMETERS,
+    SeedResNet,
+    Standardise,
+    count_parameters,
+    model_flops,
+)
 from torch import nn
-
-from microprop.resnet import (N_PARAMETERS, PAPER_N_PARAMETERS, SeedResNet, Standardise,
-                              count_parameters, model_flops)
 
 torch.set_num_threads(2)
 TINY = dict(stem_channels=8, stage_channels=(8, 16, 16), hidden=32)

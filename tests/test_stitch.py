@@ -1,4 +1,4 @@
-"""Tests of microprop.stitch against tile sets whose true positions are known."""
+"""Tests of microprop.imaging against tile sets whose true positions are known."""
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import tifffile
 import zarr
-from scipy import ndimage as ndi
-
-from microprop import stitch as S
+from microprop import imaging
 from microprop.errors import InputError
+from microprop.imaging import _tiles
+from scipy import ndimage as ndi
+from tilesets import cut_jittered_tiles
 
 PIXEL_NM = 500.0
 REPO = Path(__file__).resolve().parents[1]
@@ -52,9 +53,9 @@ def mosaic_vs_source(mosaic, table, truth, source, border=10):
 
 def run_stitch(tmp_path, tiles, layout, max_err_um, chunk=256):
     folder = tmp_path / "tiles"
-    S.write_tile_set(folder, tiles, layout)
+    imaging.write_tile_set(folder, tiles, layout)
     out_m, out_t = tmp_path / "mosaic.zarr", tmp_path / "stitch.csv"
-    table = S.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=max_err_um, chunk=chunk)
+    table = imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=max_err_um, chunk=chunk)
     return table, zarr.open_array(str(out_m), mode="r"), pd.read_csv(out_t, dtype={"tile": str})
 
 
@@ -62,7 +63,7 @@ def run_stitch(tmp_path, tiles, layout, max_err_um, chunk=256):
 
 def test_synthetic_grid_with_drift_and_noise(tmp_path, rng):
     img = textured_image((620, 820), rng)
-    tiles, layout, truth = S.cut_tiles(img, 3, 4, (220, 220), 0.12, 5, rng, PIXEL_NM,
+    tiles, layout, truth = cut_jittered_tiles(img, 3, 4, (220, 220), 0.12, 5, rng, PIXEL_NM,
                                        gain_sd=0.05, offset_sd=5.0, counts_per_level=4)
     # the nominal layout alone is off by several px
     nominal_err = position_errors(
@@ -72,13 +73,13 @@ def test_synthetic_grid_with_drift_and_noise(tmp_path, rng):
     table, mosaic, csv = run_stitch(tmp_path, tiles, layout, max_err_um=6.0)
     err = position_errors(table, truth)
     assert np.median(err) <= 1.0 and err.max() <= 3.0, err
-    assert list(csv.columns[:9]) == list(S.TABLE_COLUMNS[:9])
+    assert list(csv.columns[:9]) == list(imaging.TABLE_COLUMNS[:9])
     assert (csv["n_links"] >= 2).all() and (csv["residual_px"] < 1.5).all()
     # mosaic = the mosaic of the same degraded tiles placed at their true positions
     ideal = tmp_path / "ideal.zarr"
     tpos = truth.assign(x_px=truth["x_px"] - truth["x_px"].min(), y_px=truth["y_px"] - truth["y_px"].min(),
                         x_um=0.0, y_um=0.0)
-    S.write_mosaic(S.read_layout(tmp_path / "tiles"), None, tpos, ideal, PIXEL_NM, chunk=256)
+    imaging.write_mosaic(imaging.read_layout(tmp_path / "tiles"), None, tpos, ideal, PIXEL_NM, chunk=256)
     ideal = zarr.open_array(str(ideal), mode="r")[:]
     m, s = mosaic_vs_source(mosaic[:], table, tpos, ideal)
     assert np.corrcoef(m.ravel(), s.ravel())[0, 1] > 0.99
@@ -92,7 +93,7 @@ def test_synthetic_grid_with_drift_and_noise(tmp_path, rng):
 
 def test_clean_tiles_mosaic_equals_source(tmp_path, rng):
     img = textured_image((520, 700), rng)
-    tiles, layout, truth = S.cut_tiles(img, 2, 3, (240, 240), 0.1, 6, rng, PIXEL_NM)
+    tiles, layout, truth = cut_jittered_tiles(img, 2, 3, (240, 240), 0.1, 6, rng, PIXEL_NM)
     table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=7.0, chunk=128)
     assert position_errors(table, truth).max() == 0
     m, s = mosaic_vs_source(mosaic[:], table, truth, img, border=0)
@@ -106,7 +107,7 @@ def test_clean_tiles_mosaic_equals_source(tmp_path, rng):
 
 
 def test_real_micrograph_tiles(tmp_path, rng, real_bse_image):
-    tiles, layout, truth = S.cut_tiles(real_bse_image, 3, 3, (280, 280), 0.1, 6, rng, PIXEL_NM,
+    tiles, layout, truth = cut_jittered_tiles(real_bse_image, 3, 3, (280, 280), 0.1, 6, rng, PIXEL_NM,
                                        gain_sd=0.05, offset_sd=5.0, counts_per_level=4)
     table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=8.0)
     err = position_errors(table, truth)
@@ -116,7 +117,7 @@ def test_real_micrograph_tiles(tmp_path, rng, real_bse_image):
 
 
 def test_real_micrograph_clean_reproduced(tmp_path, rng, real_bse_image):
-    tiles, layout, truth = S.cut_tiles(real_bse_image, 3, 3, (280, 280), 0.1, 6, rng, PIXEL_NM)
+    tiles, layout, truth = cut_jittered_tiles(real_bse_image, 3, 3, (280, 280), 0.1, 6, rng, PIXEL_NM)
     table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=8.0)
     assert position_errors(table, truth).max() <= 1.0
     m, s = mosaic_vs_source(mosaic[:], table, truth, real_bse_image)
@@ -138,11 +139,11 @@ def test_rgb_grey_png_reduced(tmp_path, rng):
     from PIL import Image
 
     Image.fromarray(np.dstack([grey] * 3)).save(tmp_path / "g.png")
-    assert np.array_equal(S.load_tile(tmp_path / "g.png"), grey)
+    assert np.array_equal(imaging.load_tile(tmp_path / "g.png"), grey)
     colour = np.dstack([grey, grey, 255 - grey])
     Image.fromarray(colour).save(tmp_path / "c.png")
     with pytest.raises(InputError, match="c.png"):
-        S.load_tile(tmp_path / "c.png")
+        imaging.load_tile(tmp_path / "c.png")
 
 
 # ----------------------------------------------------------------- pieces
@@ -153,11 +154,11 @@ def test_register_pair_subpixel(rng):
     shifted = ndi.shift(base, (-true_dy, -true_dx), order=3, mode="nearest")
     a = base[10:210, 10:210]
     b = shifted[10:210, 10:210]
-    res = S.register_pair(a, b, nominal_dx=180.0, nominal_dy=0.0, margin_px=6)
+    res = imaging.register_pair(a, b, nominal_dx=180.0, nominal_dy=0.0, margin_px=6)
     assert abs(res["dx"] - true_dx) < 0.2 and abs(res["dy"] - true_dy) < 0.2, res
     assert res["quality"] > 0.9 and not res["at_limit"]
     # an offset beyond the search margin is flagged
-    res = S.register_pair(a, b, nominal_dx=172.0, nominal_dy=0.0, margin_px=4)
+    res = imaging.register_pair(a, b, nominal_dx=172.0, nominal_dy=0.0, margin_px=4)
     assert res["at_limit"]
 
 
@@ -181,7 +182,7 @@ def test_solve_positions_exact_and_gauge(rng):
     true += 0.3  # keeps rounding away from .5 ties
     ids = layout["tile"]
     links = _links([(ids[p], ids[q], *(true[q] - true[p]), rng.uniform(0.5, 1)) for p, q in pairs])
-    pos = S.solve_positions(layout, links, PIXEL_NM)
+    pos = imaging.solve_positions(layout, links, PIXEL_NM)
     placed = pos[["x_px", "y_px"]].to_numpy()
     assert np.array_equal(placed - placed[0], np.rint(true - true[0]))
     assert np.allclose(pos["residual_px"], 0, atol=1e-6) and (pos["n_links"] >= 2).all()
@@ -202,8 +203,8 @@ def test_solve_positions_robust_to_one_wrong_link(rng):
         e = pos[["x_px", "y_px"]].to_numpy() - true
         return np.abs(e - np.median(e, axis=0)).max()
 
-    assert max_err(S.solve_positions(layout, _links(rows), PIXEL_NM, robust_iter=0)) >= 2
-    robust = S.solve_positions(layout, _links(rows), PIXEL_NM)
+    assert max_err(imaging.solve_positions(layout, _links(rows), PIXEL_NM, robust_iter=0)) >= 2
+    robust = imaging.solve_positions(layout, _links(rows), PIXEL_NM)
     assert max_err(robust) <= 1
     res = robust.set_index("tile")["residual_px"]
     assert res[ids[4]] > 2 * res[ids[0]]  # the wrong link shows in its tiles' residuals
@@ -213,7 +214,7 @@ def test_unlinked_tile_keeps_nominal():
     layout = pd.DataFrame(dict(tile=list("abc"), file="", row=[0, 0, 0], col=[0, 1, 2],
                                x_um=[0.0, 50.0, 100.0], y_um=[0.0, 0.0, 0.0]))
     links = _links([("a", "b", 104.6, 3.0, 1.0)])
-    pos = S.solve_positions(layout, links, PIXEL_NM).set_index("tile")
+    pos = imaging.solve_positions(layout, links, PIXEL_NM).set_index("tile")
     # fitted a = -2.3, b = 102.3 px (gauge: their mean stays 50 px), then rounded
     assert pos.loc["b", "x_px"] - pos.loc["a", "x_px"] == 104
     assert pos.loc["c", "n_links"] == 0 and np.isnan(pos.loc["c", "residual_px"])
@@ -224,16 +225,16 @@ def test_unlinked_tile_keeps_nominal():
 
 def test_featureless_tile_link_dropped(tmp_path, rng):
     img = textured_image((300, 580), rng)
-    tiles, layout, truth = S.cut_tiles(img, 1, 3, (200, 200), 0.1, 3, rng, PIXEL_NM)
+    tiles, layout, truth = cut_jittered_tiles(img, 1, 3, (200, 200), 0.1, 3, rng, PIXEL_NM)
     tiles[2] = (rng.random(tiles[2].shape) * 255).astype(np.uint8)  # unrelated noise
     folder = tmp_path / "t"
-    S.write_tile_set(folder, tiles, layout)
-    lay = S.read_layout(folder)
-    links = S.register_pairs(lay, folder, PIXEL_NM, 3.0)
+    imaging.write_tile_set(folder, tiles, layout)
+    lay = imaging.read_layout(folder)
+    links = imaging.register_pairs(lay, folder, PIXEL_NM, 3.0)
     bad = links[(links["tile_b"] == "r000_c002")]
     good = links[(links["tile_b"] == "r000_c001")]
     assert not bad["valid"].any() and good["valid"].all()
-    pos = S.solve_positions(lay, links, PIXEL_NM).set_index("tile")
+    pos = imaging.solve_positions(lay, links, PIXEL_NM).set_index("tile")
     assert pos.loc["r000_c002", "n_links"] == 0
 
 
@@ -242,16 +243,16 @@ def test_featureless_tile_link_dropped(tmp_path, rng):
 @pytest.fixture
 def tile_set(tmp_path, rng):
     img = textured_image((260, 400), rng)
-    tiles, layout, _ = S.cut_tiles(img, 1, 2, (200, 200), 0.1, 2, rng, PIXEL_NM)
+    tiles, layout, _ = cut_jittered_tiles(img, 1, 2, (200, 200), 0.1, 2, rng, PIXEL_NM)
     folder = tmp_path / "tiles"
-    S.write_tile_set(folder, tiles, layout)
+    imaging.write_tile_set(folder, tiles, layout)
     return folder, layout
 
 
 def _assert_fails_cleanly(tmp_path, folder, match):
     out_m, out_t = tmp_path / "out" / "mosaic.zarr", tmp_path / "out" / "stitch.csv"
     with pytest.raises(InputError, match=match):
-        S.stitch(folder, out_m, out_t, PIXEL_NM)
+        imaging.stitch(folder, out_m, out_t, PIXEL_NM)
     assert not out_m.exists() and not out_t.exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -322,26 +323,26 @@ def test_rule_script_mock(tmp_path, tile_set):
 
 def test_small_tile_cache_gives_same_mosaic(tmp_path, rng, monkeypatch):
     img = textured_image((420, 600), rng)
-    tiles, layout, _ = S.cut_tiles(img, 2, 3, (200, 200), 0.1, 4, rng, PIXEL_NM,
+    tiles, layout, _ = cut_jittered_tiles(img, 2, 3, (200, 200), 0.1, 4, rng, PIXEL_NM,
                                    gain_sd=0.05, offset_sd=5.0)
     folder = tmp_path / "t"
-    S.write_tile_set(folder, tiles, layout)
-    lay = S.read_layout(folder)
-    pos = S.solve_positions(lay, S.register_pairs(lay, folder, PIXEL_NM, 5.0), PIXEL_NM)
-    big = S.write_mosaic(lay, folder, pos, tmp_path / "a.zarr", PIXEL_NM, chunk=64, cache_size=16)[:]
+    imaging.write_tile_set(folder, tiles, layout)
+    lay = imaging.read_layout(folder)
+    pos = imaging.solve_positions(lay, imaging.register_pairs(lay, folder, PIXEL_NM, 5.0), PIXEL_NM)
+    big = imaging.write_mosaic(lay, folder, pos, tmp_path / "a.zarr", PIXEL_NM, chunk=64, cache_size=16)[:]
     # count tiles alive in the cache: never more than cache_size
     live = []
-    orig = S._TileCache.get
+    orig = _tiles._TileCache.get
 
     def get(self, file):
         out = orig(self, file)
         live.append(len(self._cache))
         return out
 
-    monkeypatch.setattr(S._TileCache, "get", get)
-    small = S.write_mosaic(lay, folder, pos, tmp_path / "b.zarr", PIXEL_NM, chunk=64, cache_size=1)[:]
+    monkeypatch.setattr(_tiles._TileCache, "get", get)
+    small = imaging.write_mosaic(lay, folder, pos, tmp_path / "b.zarr", PIXEL_NM, chunk=64, cache_size=1)[:]
     assert np.array_equal(big, small) and max(live) == 1
-    last = S.write_mosaic(lay, folder, pos, tmp_path / "c.zarr", PIXEL_NM, chunk=64, blend="last")[:]
+    last = imaging.write_mosaic(lay, folder, pos, tmp_path / "c.zarr", PIXEL_NM, chunk=64, blend="last")[:]
     # last-wins: the bottom-right tile's pixels appear unchanged in the mosaic
     x, y = pos["x_px"].iloc[-1], pos["y_px"].iloc[-1]
     assert np.array_equal(last[y:y + 200, x:x + 200], tiles[-1])
@@ -351,15 +352,15 @@ def test_small_tile_cache_gives_same_mosaic(tmp_path, rng, monkeypatch):
 
 def test_crop_region_window_and_errors(rng):
     img = (rng.random((30, 40)) * 255).astype(np.uint8)
-    win = S.crop_region(img, [5, 7, 10, 20])
+    win = imaging.crop_region(img, [5, 7, 10, 20])
     assert win.shape == (10, 20) and win.flags["C_CONTIGUOUS"]
     assert np.array_equal(win, img[5:15, 7:27])
-    assert S.crop_region(img, None) is img
+    assert imaging.crop_region(img, None) is img
     for bad in ([25, 0, 10, 10], [0, 35, 10, 10], [0, 0, 0, 5], [-1, 0, 5, 5]):
         with pytest.raises(InputError, match=r"micrograph\.png.*30 x 40"):
-            S.crop_region(img, bad, path="micrograph.png")
+            imaging.crop_region(img, bad, path="micrograph.png")
     with pytest.raises(InputError, match="4 integers"):
-        S.crop_region(img, [0, 0, 5], path="micrograph.png")
+        imaging.crop_region(img, [0, 0, 5], path="micrograph.png")
 
 
 def test_image_layout_region_gives_the_window_as_mosaic(tmp_path, rng):
@@ -374,14 +375,14 @@ def test_image_layout_region_gives_the_window_as_mosaic(tmp_path, rng):
         folder = tmp_path / name
         run_script("image_layout", {"input": {"image": str(src)}, "params": {"region_px": region},
                                     "output": {"layout": str(folder)}}, tmp_path)
-        lay = S.read_layout(folder)
+        lay = imaging.read_layout(folder)
         assert lay.loc[0, "file"] == "region.tif"
-        S.stitch(folder, tmp_path / f"{name}.zarr", tmp_path / f"{name}.csv", PIXEL_NM,
+        imaging.stitch(folder, tmp_path / f"{name}.zarr", tmp_path / f"{name}.csv", PIXEL_NM,
                  max_stage_error_um=5.0, chunk=64)
         mosaics.append(zarr.open_array(str(tmp_path / f"{name}.zarr"), mode="r")[:])
     assert np.array_equal(np.vstack(mosaics), img)
     # the original is referenced, never rewritten, when no region is asked for
     run_script("image_layout", {"input": {"image": str(src)}, "params": {"region_px": None},
                                 "output": {"layout": str(tmp_path / "whole")}}, tmp_path)
-    assert S.read_layout(tmp_path / "whole").loc[0, "file"] == str(src.resolve())
+    assert imaging.read_layout(tmp_path / "whole").loc[0, "file"] == str(src.resolve())
     assert not (tmp_path / "whole" / "region.tif").exists()

@@ -5,11 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
+from microprop.data import read_split
 from microprop.errors import InputError
-from microprop.train import (METRIC_COLUMNS, TrainingStopped, d4_apply, d4_index_maps,
-                             downsample_images, load_model, member_seed, predict,
-                             quantize_uint8, read_split, train, write_synthetic_dataset)
+from microprop.learning import (
+    METRIC_COLUMNS,
+    TrainingStopped,
+    d4_apply,
+    d4_index_maps,
+    downsample_images,
+    load_model,
+    member_seed,
+    predict,
+    quantize_uint8,
+    train,
+)
+from microprop.virtual import write_synthetic_dataset
 from script_runner import REPO, run_script
 
 torch.set_num_threads(2)
@@ -230,7 +240,7 @@ KILL_CHILD = """
 import json, os, signal, sys
 import torch
 torch.set_num_threads(2)
-from microprop.train import train
+from microprop.learning import train
 steps, orig, kill_at = [0], torch.optim.Adam.step, int(sys.argv[3])
 def step(self, *args, **kwargs):
     out = orig(self, *args, **kwargs)

@@ -27,6 +27,7 @@ def _zarr():
 
     return zarr
 
+
 DEFAULT_CHUNK = 1024
 
 

@@ -21,8 +21,7 @@ from types import SimpleNamespace
 
 import yaml
 
-log = logging.getLogger("microprop")
-
+log = logging.getLogger(__name__)
 
 class _Named(SimpleNamespace):
     """Attribute and index access, like Snakemake's ``Namedlist``."""
@@ -110,17 +109,3 @@ def setup_script(namespace):
         os.environ.setdefault(var, threads)
     log.info("rule %s started", getattr(smk, "rule", "?"))
     return smk
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm progress bar on stderr that stays quiet when not on a terminal.
-
-    On a non-interactive stderr (Snakemake logs, CI) it updates at most every
-    30 s so that logs stay readable.
-    """
-    from tqdm.auto import tqdm
-
-    if not sys.stderr.isatty():
-        kwargs.setdefault("mininterval", 30.0)
-    kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)

@@ -1,0 +1,55 @@
+"""The dataset: crops around indents, per-batch HDF5 shards, splits, the
+assembly of ``dataset.h5`` and its one reader (:func:`open_dataset`,
+:func:`read_split`, :func:`read_crops`).
+"""
+from ._assemble import (  # noqa: F401
+    assemble,
+)
+from ._crops import (  # noqa: F401
+    SKIP_NO_POSITION,
+    SKIP_NO_TARGET,
+    SKIP_OUTSIDE,
+    crop_indents,
+    crop_size_px,
+)
+from ._reader import (  # noqa: F401
+    read_split,
+    read_splits,
+)
+from ._shards import (  # noqa: F401
+    CONSISTENT_ATTRS,
+    META_COLUMNS,
+    META_STR,
+    TARGETS,
+    read_shard,
+    write_shard,
+)
+from ._splits import (  # noqa: F401
+    SPLIT_SCHEMES,
+    SPLITS,
+    block_ids,
+    blocked_split,
+    random_split,
+)
+
+__all__ = [
+    "assemble",
+    "SKIP_OUTSIDE",
+    "SKIP_NO_POSITION",
+    "SKIP_NO_TARGET",
+    "crop_size_px",
+    "crop_indents",
+    "read_splits",
+    "read_split",
+    "META_STR",
+    "META_COLUMNS",
+    "TARGETS",
+    "CONSISTENT_ATTRS",
+    "write_shard",
+    "read_shard",
+    "SPLITS",
+    "SPLIT_SCHEMES",
+    "random_split",
+    "block_ids",
+    "blocked_split",
+]

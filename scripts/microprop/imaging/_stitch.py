@@ -1,0 +1,544 @@
+"""Stitching of overlapping BSE tiles into one chunked mosaic.
+
+The pipeline has four steps, each a function on tables and arrays:
+
+1. :func:`read_layout` reads ``layout.csv`` of a tile folder and validates
+   every tile (present, decodable, same shape and dtype) before anything is
+   written.
+2. :func:`register_pairs` measures the offset between each pair of
+   neighbouring tiles (nominal footprints overlap) by normalised
+   cross-correlation (NCC) of their overlap strips
+   (:func:`skimage.feature.match_template`), searched only within the stage
+   error margin, with a parabolic sub-pixel refinement of the peak.
+3. :func:`solve_positions` places all tiles by weighted linear least squares
+   over the pairwise offsets (the global optimisation of Preibisch et al.
+   2009, Bioinformatics 25:1463, and of MIST, Chalfoun et al. 2017, Sci. Rep.
+   7:4988, without their non-linear parts), with one robust (Cauchy)
+   reweighting pass. The gauge is fixed per connected group of tiles: the mean
+   placed position equals the mean nominal position.
+4. :func:`write_mosaic` writes the mosaic chunk by chunk into a zarr store,
+   reading only the tiles that overlap a chunk (a small LRU cache), placed at
+   rounded integer positions and blended by linear feathering.
+
+:func:`stitch` runs all of it; :func:`cut_tiles` and :func:`write_tile_set`
+build tile sets with known truth for tests and demos.
+
+Frames: a tile's nominal stage position ``(x_um, y_um)`` is the stage
+position of its pixel ``[0, 0]``; ``x_um * 1000 / pixel_size_nm`` is the
+same position in "stage pixels". The mosaic attribute ``origin_um`` is the
+stage position of mosaic pixel ``[0, 0]``, so that
+``stage_um = origin_um + p_px * pixel_size_nm / 1000``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..io import atomic_path, create_image_store, iter_chunks, write_table
+from ..progress import progress
+from ._tiles import _tile_shape, _TileCache, load_tile, read_layout
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ("tile", "row", "col", "x_px", "y_px", "nominal_x_px", "nominal_y_px",
+                 "residual_px", "n_links", "x_um", "y_um")
+
+
+LINK_COLUMNS = ("tile_a", "tile_b", "nominal_dx_px", "nominal_dy_px", "dx_px", "dy_px",
+                "quality", "weight", "valid", "reason")
+
+
+def _check_positive(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}={value!r}: expected a positive number") from None
+    if not np.isfinite(v) or v <= 0:
+        raise InputError(f"{name}={value!r}: expected a positive number")
+    return v
+
+
+def _nominal_px(layout, pixel_size_nm):
+    """Nominal tile positions in stage pixels, shape (n, 2) as (x, y)."""
+    return layout[["x_um", "y_um"]].to_numpy(float) * 1000.0 / float(pixel_size_nm)
+
+
+def _subpixel(c, i):
+    """Parabolic vertex offset of 1D samples c around index i (in -0.5..0.5)."""
+    if i <= 0 or i >= len(c) - 1:
+        return 0.0
+    a, b, d = c[i - 1], c[i], c[i + 1]
+    den = a - 2 * b + d
+    if not np.isfinite(den) or den >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
+
+
+def overlap_ncc(a, b, dx, dy):
+    """Pearson correlation of two tiles over their overlap.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray, shape (H, W)
+        Tiles; ``b``'s pixel ``[0, 0]`` lies on ``a``'s pixel ``[dy, dx]``.
+    dx, dy : int
+        Integer offset of ``b`` relative to ``a`` in px.
+
+    Returns
+    -------
+    float
+        Correlation coefficient in [-1, 1]; 0 when the overlap is empty or
+        flat.
+    """
+    ha, wa = a.shape
+    hb, wb = b.shape
+    x0, x1 = max(0, dx), min(wa, dx + wb)
+    y0, y1 = max(0, dy), min(ha, dy + hb)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0.0
+    pa = a[y0:y1, x0:x1].astype(np.float64).ravel()
+    pb = b[y0 - dy:y1 - dy, x0 - dx:x1 - dx].astype(np.float64).ravel()
+    pa -= pa.mean()
+    pb -= pb.mean()
+    den = np.sqrt((pa @ pa) * (pb @ pb))
+    return float(pa @ pb / den) if den > 0 else 0.0
+
+
+def register_pair(a, b, nominal_dx, nominal_dy, margin_px, min_template_px=8):
+    """Offset of tile ``b`` relative to tile ``a`` by NCC template matching.
+
+    The part of ``b`` inside the nominal overlap (shrunk where the search
+    would leave ``a``) is the template; it is searched in ``a`` over all
+    shifts within ``margin_px`` of the nominal offset with
+    :func:`skimage.feature.match_template` (normalised cross-correlation,
+    Lewis 1995, "Fast normalized cross-correlation"), so tile brightness and
+    contrast drift do not matter. The integer peak is refined to sub-pixel by
+    a parabola through the peak and its neighbours along each axis.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray, shape (H, W)
+        Two tiles of the same shape (any real dtype).
+    nominal_dx, nominal_dy : float
+        Nominal position of ``b``'s pixel ``[0, 0]`` in ``a``'s pixels.
+    margin_px : int
+        Largest deviation searched from the nominal offset, per axis (px).
+    min_template_px : int
+        Smallest template edge; a smaller overlap returns ``None``.
+
+    Returns
+    -------
+    dict or None
+        ``dx, dy`` (measured offset of ``b`` relative to ``a``, px, float),
+        ``quality`` (Pearson correlation of the two tiles over their overlap
+        at the rounded measured offset), ``at_limit`` (bool: the peak lies on
+        the border of the search range, so the true offset may lie beyond).
+        ``None`` when the overlap is too small for the margin.
+    """
+    from skimage.feature import match_template
+
+    h, w = a.shape
+    m = int(max(0, np.ceil(margin_px)))
+    ndx, ndy = int(round(nominal_dx)), int(round(nominal_dy))
+    # template region in a's coordinates: inside b, and inside a with the margin
+    tx0, tx1 = max(ndx, m), min(ndx + w, w - m)
+    ty0, ty1 = max(ndy, m), min(ndy + h, h - m)
+    if tx1 - tx0 < min_template_px or ty1 - ty0 < min_template_px:
+        return None
+    tmpl = b[ty0 - ndy:ty1 - ndy, tx0 - ndx:tx1 - ndx].astype(np.float32)
+    search = a[ty0 - m:ty1 + m, tx0 - m:tx1 + m].astype(np.float32)
+    if tmpl.std() == 0 or search.std() == 0:
+        return {"dx": float(ndx), "dy": float(ndy), "quality": 0.0, "at_limit": False}
+    ncc = match_template(search, tmpl)  # shape (2m+1, 2m+1); index m = nominal
+    ncc = np.nan_to_num(ncc, nan=-1.0)
+    iy, ix = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+    ey = iy - m + _subpixel(ncc[:, ix], iy)
+    ex = ix - m + _subpixel(ncc[iy, :], ix)
+    at_limit = m > 0 and (iy in (0, 2 * m) or ix in (0, 2 * m))
+    dx, dy = ndx + ex, ndy + ey
+    q = overlap_ncc(a, b, int(round(dx)), int(round(dy)))
+    return {"dx": float(dx), "dy": float(dy), "quality": q, "at_limit": bool(at_limit)}
+
+
+def neighbour_pairs(layout, tile_shape, pixel_size_nm, min_overlap_frac=0.02):
+    """Pairs of tiles whose nominal footprints overlap.
+
+    Parameters
+    ----------
+    layout : pandas.DataFrame
+        From :func:`read_layout`.
+    tile_shape : tuple of int
+        ``(H, W)`` px.
+    pixel_size_nm : float
+    min_overlap_frac : float
+        Smallest overlap area as a fraction of a tile's area; corner
+        (diagonal) contacts below it are left out.
+
+    Returns
+    -------
+    list of tuple (int, int, float, float)
+        ``(i, j, dx, dy)``: row indices into ``layout`` with ``i < j`` and the
+        nominal offset of tile ``j`` relative to tile ``i`` in px.
+    """
+    h, w = tile_shape
+    pos = _nominal_px(layout, pixel_size_nm)
+    pairs = []
+    for i in range(len(pos)):
+        d = pos[i + 1:] - pos[i]
+        ox = w - np.abs(d[:, 0])
+        oy = h - np.abs(d[:, 1])
+        ok = (ox > 0) & (oy > 0) & (ox * oy >= min_overlap_frac * h * w)
+        for k in np.nonzero(ok)[0]:
+            pairs.append((i, i + 1 + int(k), float(d[k, 0]), float(d[k, 1])))
+    return pairs
+
+
+def register_pairs(layout, folder=None, pixel_size_nm=None, max_stage_error_um=5.0,
+                   min_quality=0.25, min_overlap_frac=0.02, cache_size=8):
+    """Measure the offsets between all neighbouring tiles.
+
+    Parameters
+    ----------
+    layout : pandas.DataFrame
+        From :func:`read_layout`.
+    folder : path-like, optional
+        Tile folder; defaults to ``layout.attrs["folder"]``.
+    pixel_size_nm : float
+        Pixel size (nm/px), same in x and y.
+    max_stage_error_um : float
+        Largest error (um, per axis) of the offset between two neighbouring
+        tiles relative to the nominal layout. The search covers it; a link
+        whose best match lies at its border is dropped.
+    min_quality : float
+        Links whose overlap correlation is below this are dropped.
+    min_overlap_frac : float
+        See :func:`neighbour_pairs`.
+    cache_size : int
+        Tiles held in memory at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per neighbouring pair, columns ``tile_a, tile_b``,
+        ``nominal_dx_px, nominal_dy_px`` (nominal offset of b relative to a),
+        ``dx_px, dy_px`` (measured; NaN when not measured), ``quality``
+        (overlap correlation), ``weight`` (least-squares weight, 0 for an
+        invalid link), ``valid`` (bool), ``reason`` ("" or why dropped).
+
+    Raises
+    ------
+    InputError
+        If ``pixel_size_nm`` or ``max_stage_error_um`` is not positive/finite.
+    """
+
+    pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm")
+    if not np.isfinite(max_stage_error_um) or max_stage_error_um < 0:
+        raise InputError(f"max_stage_error_um={max_stage_error_um!r}: expected a finite value >= 0")
+    folder = Path(folder if folder is not None else layout.attrs["folder"])
+    shape = _tile_shape(layout, folder)
+    margin = float(max_stage_error_um) * 1000.0 / pixel_size_nm
+    pairs = neighbour_pairs(layout, shape, pixel_size_nm, min_overlap_frac)
+    cache = _TileCache(folder, cache_size)
+    files, ids = list(layout["file"]), list(layout["tile"])
+    rows = []
+    for i, j, ndx, ndy in progress(pairs, desc="register tiles", unit="pair"):
+        rec = dict(tile_a=ids[i], tile_b=ids[j], nominal_dx_px=ndx, nominal_dy_px=ndy,
+                   dx_px=np.nan, dy_px=np.nan, quality=0.0, weight=0.0, valid=False, reason="")
+        a, b = cache.get(files[i]), cache.get(files[j])
+        res = register_pair(a, b, ndx, ndy, margin)
+        if res is None:
+            rec["reason"] = "overlap too small for the stage error margin"
+        else:
+            rec.update(dx_px=res["dx"], dy_px=res["dy"], quality=res["quality"])
+            dev = max(abs(res["dx"] - ndx), abs(res["dy"] - ndy))
+            if res["at_limit"] or dev > margin + 0.5:
+                rec["reason"] = f"shift off nominal by >= {dev * pixel_size_nm / 1000:.2f} um"
+            elif res["quality"] < min_quality:
+                rec["reason"] = f"overlap correlation {res['quality']:.2f} < {min_quality}"
+            else:
+                rec.update(valid=True, weight=float(res["quality"]))
+        if not rec["valid"]:
+            log.info("link %s-%s dropped: %s", ids[i], ids[j], rec["reason"])
+        rows.append(rec)
+    links = pd.DataFrame(rows, columns=list(LINK_COLUMNS))
+    links["valid"] = links["valid"].astype(bool)
+    log.info("registered %d tile pairs: %d valid (pixel %.4g nm, margin %.1f px)",
+             len(links), int(links["valid"].sum()), pixel_size_nm, margin)
+    return links
+
+
+def _lsq_positions(n, ia, ib, d, w, nominal):
+    """Weighted least squares of p[ib] - p[ia] = d, gauge: mean per component."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse.linalg import lsqr
+
+    m = len(ia)
+    graph = sparse.coo_matrix((np.ones(m), (ia, ib)), shape=(n, n))
+    ncomp, comp = connected_components(graph, directed=False)
+    sw = np.sqrt(w)
+    rows = np.concatenate([np.repeat(np.arange(m), 2), m + comp])
+    cols = np.concatenate([np.column_stack([ia, ib]).ravel(), np.arange(n)])
+    counts = np.bincount(comp, minlength=ncomp)
+    vals = np.concatenate([np.column_stack([-sw, sw]).ravel(), 1.0 / counts[comp]])
+    A = sparse.csr_matrix((vals, (rows, cols)), shape=(m + ncomp, n))
+    out = np.empty((n, 2))
+    for k in range(2):
+        gauge = np.bincount(comp, weights=nominal[:, k], minlength=ncomp) / counts
+        rhs = np.concatenate([sw * d[:, k], gauge])
+        out[:, k] = lsqr(A, rhs, atol=1e-12, btol=1e-12, iter_lim=20 * n + 100)[0]
+    return out, comp
+
+
+def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px=1.5):
+    """Place all tiles by weighted least squares over the pairwise offsets.
+
+    Minimises ``sum_links w_ab |p_b - p_a - d_ab|^2`` over tile positions
+    ``p`` (px), separately in x and y (Preibisch et al. 2009, eq. for the
+    global optimisation with translation models). Each connected group of
+    linked tiles has its mean placed position fixed to its mean nominal
+    position; a tile without a valid link keeps its nominal position. Then
+    ``robust_iter`` passes of iteratively reweighted least squares multiply
+    each link's weight by the Cauchy factor ``1 / (1 + (r / robust_scale_px)^2)``
+    of its current residual ``r`` (px), so that a wrong link that other
+    links contradict loses its pull (a wrong link in no closed loop of links
+    cannot be detected).
+
+    Parameters
+    ----------
+    layout : pandas.DataFrame
+        From :func:`read_layout`.
+    links : pandas.DataFrame
+        From :func:`register_pairs`; only rows with ``valid`` are used.
+    pixel_size_nm : float
+    robust_iter : int
+        Reweighting passes; 0 gives plain weighted least squares.
+    robust_scale_px : float
+        Residual scale of the Cauchy weights (px).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tile in layout order: ``tile, row, col``; ``x_px, y_px``
+        (int, placed position in the mosaic, rounded; the top-left tile edge
+        is 0); ``nominal_x_px, nominal_y_px`` (float, nominal position in the
+        same mosaic frame); ``residual_px`` (RMS length of the misfit
+        vectors of the tile's valid links after the solve; NaN without
+        links); ``n_links`` (int); ``x_um, y_um`` (placed stage position of
+        the tile's pixel ``[0, 0]``, um, = ``origin_um + x_px * pixel_size``).
+        ``attrs["origin_um"]`` = ``[x, y]`` stage position of mosaic pixel
+        ``[0, 0]``.
+    """
+    pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm")
+    n = len(layout)
+    nominal = _nominal_px(layout, pixel_size_nm)
+    index = {t: k for k, t in enumerate(layout["tile"])}
+    ok = links[links["valid"].astype(bool)] if len(links) else links
+    pos = nominal.copy()
+    resid = np.full(n, np.nan)
+    nlinks = np.zeros(n, int)
+    if len(ok):
+        ia = ok["tile_a"].map(index).to_numpy(int)
+        ib = ok["tile_b"].map(index).to_numpy(int)
+        d = ok[["dx_px", "dy_px"]].to_numpy(float)
+        w = ok["weight"].to_numpy(float).clip(1e-6, None)
+        pos, _ = _lsq_positions(n, ia, ib, d, w, nominal)
+        r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
+        for _ in range(int(robust_iter)):
+            w2 = w / (1.0 + (r / robust_scale_px) ** 2)
+            pos, _ = _lsq_positions(n, ia, ib, d, w2, nominal)
+            r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
+        nlinks = np.bincount(ia, minlength=n) + np.bincount(ib, minlength=n)
+        ss = np.bincount(ia, weights=r ** 2, minlength=n) + np.bincount(ib, weights=r ** 2, minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resid = np.where(nlinks > 0, np.sqrt(ss / np.maximum(nlinks, 1)), np.nan)
+        log.info("global solve: %d links, link residual RMS %.2f px, max %.2f px",
+                 len(r), float(np.sqrt(np.mean(r ** 2))), float(r.max()))
+    lonely = list(layout["tile"][nlinks == 0])
+    if lonely and n > 1:
+        log.warning("tiles without a valid link keep their nominal position: %s", lonely)
+    placed = np.rint(pos).astype(np.int64)
+    origin = placed.min(axis=0)
+    ps_um = pixel_size_nm / 1000.0
+    out = pd.DataFrame({
+        "tile": layout["tile"].to_numpy(), "row": layout["row"].to_numpy(), "col": layout["col"].to_numpy(),
+        "x_px": placed[:, 0] - origin[0], "y_px": placed[:, 1] - origin[1],
+        "nominal_x_px": nominal[:, 0] - origin[0], "nominal_y_px": nominal[:, 1] - origin[1],
+        "residual_px": resid, "n_links": nlinks.astype(int),
+        "x_um": placed[:, 0] * ps_um, "y_um": placed[:, 1] * ps_um,
+    })
+    out.attrs["origin_um"] = [float(origin[0] * ps_um), float(origin[1] * ps_um)]
+    return out
+
+
+def feather_weights(shape):
+    """Linear feathering weights of a tile.
+
+    ``w[y, x] = min(y + 1, H - y) * min(x + 1, W - x)``: highest in the
+    tile centre, falling linearly to 1 at its edges, so that overlapping
+    tiles cross-fade over their overlap.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (H, W), float32
+    """
+    h, w = shape
+    wy = np.minimum(np.arange(h) + 1, h - np.arange(h)).astype(np.float32)
+    wx = np.minimum(np.arange(w) + 1, w - np.arange(w)).astype(np.float32)
+    return np.outer(wy, wx)
+
+
+def mosaic_shape(positions, tile_shape):
+    """``(H, W)`` of the mosaic covering all placed tiles."""
+    h, w = tile_shape
+    return (int(positions["y_px"].max()) + h, int(positions["x_px"].max()) + w)
+
+
+def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
+                 blend="feather", cache_size=8):
+    """Write the stitched mosaic into a chunked zarr array, chunk by chunk.
+
+    For each output chunk only the tiles overlapping it are read (through an
+    LRU cache of ``cache_size`` tiles), so memory is bounded by a few tiles
+    and one chunk, not by the mosaic.
+
+    Parameters
+    ----------
+    layout : pandas.DataFrame
+        From :func:`read_layout` (``tile``, ``file``).
+    folder : path-like or None
+        Tile folder; defaults to ``layout.attrs["folder"]``.
+    positions : pandas.DataFrame
+        From :func:`solve_positions`: ``tile``, integer ``x_px, y_px`` in
+        the mosaic, ``x_um, y_um``.
+    out_path : path-like
+        zarr store to create (overwritten). Use :func:`microprop.io.atomic_path`
+        around it for an all-or-nothing write.
+    pixel_size_nm : float
+    chunk : int
+        Square chunk edge (px).
+    blend : {"feather", "last"}
+        ``feather``: weighted mean with :func:`feather_weights` (cross-fade
+        over the overlaps); ``last``: the tile later in the layout wins.
+    cache_size : int
+
+    Returns
+    -------
+    zarr.Array
+        dtype of the tiles; pixels no tile covers are 0. attrs
+        ``pixel_size_nm``, ``origin_um`` ([x, y] stage position of pixel
+        ``[0, 0]``, um), ``n_tiles``, ``blend``.
+    """
+
+    if blend not in ("feather", "last"):
+        raise ValueError(f"blend={blend!r}: expected 'feather' or 'last'")
+    pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm")
+    folder = Path(folder if folder is not None else layout.attrs["folder"])
+    pos = positions.set_index("tile").loc[list(layout["tile"])]
+    shape = _tile_shape(layout, folder)
+    th, tw = shape
+    first = load_tile(folder / layout["file"].iloc[0])
+    dtype = first.dtype
+    del first
+    H, W = mosaic_shape(pos, shape)
+    origin = [float(pos["x_um"].min()), float(pos["y_um"].min())]
+    if H * W > 10 * th * tw * len(layout):
+        raise InputError(f"{folder}: the placed tiles span {W}x{H} px, more than 10x the total tile "
+                         f"area; check the layout's x_um/y_um units and pixel_size_nm={pixel_size_nm}")
+    arr = create_image_store(out_path, (H, W), dtype, chunk=chunk, attrs=dict(
+        pixel_size_nm=pixel_size_nm, origin_um=origin, n_tiles=len(layout), blend=blend))
+    xs, ys = pos["x_px"].to_numpy(np.int64), pos["y_px"].to_numpy(np.int64)
+    files = list(layout["file"])
+    wmap = feather_weights(shape) if blend == "feather" else None
+    cache = _TileCache(folder, cache_size)
+    maxval = np.iinfo(dtype).max
+    chunks = list(iter_chunks((H, W), chunk))
+    for sy, sx in progress(chunks, desc="write mosaic", unit="chunk"):
+        y0, y1, x0, x1 = sy.start, sy.stop, sx.start, sx.stop
+        hit = np.nonzero((xs < x1) & (xs + tw > x0) & (ys < y1) & (ys + th > y0))[0]
+        if not len(hit):
+            continue
+        if blend == "feather":
+            acc = np.zeros((y1 - y0, x1 - x0), np.float64)
+            wsum = np.zeros((y1 - y0, x1 - x0), np.float64)
+        else:
+            out = np.zeros((y1 - y0, x1 - x0), dtype)
+        for k in hit:
+            img = cache.get(files[k])
+            cy0, cy1 = max(y0, ys[k]), min(y1, ys[k] + th)
+            cx0, cx1 = max(x0, xs[k]), min(x1, xs[k] + tw)
+            src = (slice(cy0 - ys[k], cy1 - ys[k]), slice(cx0 - xs[k], cx1 - xs[k]))
+            dst = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+            if blend == "feather":
+                wk = wmap[src]
+                acc[dst] += wk * img[src]
+                wsum[dst] += wk
+            else:
+                out[dst] = img[src]
+        if blend == "feather":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                val = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), 0)
+            out = np.clip(np.rint(val), 0, maxval).astype(dtype)
+        arr[y0:y1, x0:x1] = out
+    log.info("mosaic %dx%d px from %d tiles (%d tile reads, cache %d)", W, H, len(layout),
+             cache.loads, cache_size)
+    return arr
+
+
+def stitch(folder, out_mosaic, out_table, pixel_size_nm, max_stage_error_um=5.0, chunk=1024,
+           blend="feather", min_quality=0.25, cache_size=8):
+    """Stitch a tile folder into a zarr mosaic and a per-tile table.
+
+    Validates all tiles first (:func:`read_layout`), then registers
+    (:func:`register_pairs`), solves (:func:`solve_positions`) and writes
+    (:func:`write_mosaic`). Both outputs are written atomically: on an error
+    neither is left behind.
+
+    Parameters
+    ----------
+    folder : path-like
+        Tile folder or its ``layout.csv``.
+    out_mosaic : path-like
+        zarr store (``*.zarr``).
+    out_table : path-like
+        CSV of :func:`solve_positions` (columns ``TABLE_COLUMNS``).
+    pixel_size_nm : float
+    max_stage_error_um : float
+    chunk : int
+    blend : {"feather", "last"}
+    min_quality : float
+    cache_size : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        The per-tile table (as written).
+
+    Raises
+    ------
+    InputError
+        Bad layout or tiles (see :func:`read_layout`), bad parameters.
+    """
+
+    pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm")
+    layout = read_layout(folder)
+    folder = Path(layout.attrs["folder"])
+    log.info("%s: %d tiles of %s %s", folder, len(layout), layout.attrs["tile_shape"],
+             layout.attrs["dtype"])
+    links = register_pairs(layout, folder, pixel_size_nm, max_stage_error_um,
+                           min_quality=min_quality, cache_size=cache_size)
+    table = solve_positions(layout, links, pixel_size_nm)
+    with atomic_path(out_mosaic) as tmp:
+        write_mosaic(layout, folder, table, tmp, pixel_size_nm, chunk=chunk, blend=blend,
+                     cache_size=cache_size)
+        write_table(table[list(TABLE_COLUMNS)], out_table)
+    return table

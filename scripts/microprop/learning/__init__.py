@@ -1,0 +1,108 @@
+"""Property learning: the device, data augmentation, checkpoints, the training
+loop, prediction, ensembles and prediction intervals, evaluation, the
+baseline ladder and the mapping of whole areas; the networks are in
+:mod:`microprop.learning.models`.
+"""
+from ._augment import (  # noqa: F401
+    d4_apply,
+    d4_index_maps,
+    downsample_images,
+    quantize_uint8,
+)
+from ._checkpoint import (  # noqa: F401
+    RESUME_DEFAULTS,
+    RESUME_KEYS,
+    load_model,
+    member_seed,
+)
+from ._device import (  # noqa: F401
+    resolve_device,
+)
+from ._evaluate import (  # noqa: F401
+    PREDICTION_COLUMNS,
+    ensemble_predict,
+    evaluate,
+    pick_examples,
+)
+from ._intervals import (  # noqa: F401
+    SPREAD_FLOOR,
+    conformal_quantile,
+    coverage_confidence_interval,
+    empirical_coverage,
+    prediction_interval,
+    regression_metrics,
+    spread_floor,
+)
+from ._ladder import (  # noqa: F401
+    ALPHAS,
+    MODELS,
+    N_COMPONENTS,
+    crop_means_from,
+    fit_boosting,
+    fit_pca_ridge,
+    ladder,
+    predict_pca_ridge,
+)
+from ._mapping import (  # noqa: F401
+    INDENTATION,
+    STRIP_PX,
+    compare_statistics,
+    predict_map,
+    table_model_map,
+    window_centres,
+    window_means,
+)
+from ._predict import (  # noqa: F401
+    predict,
+)
+from ._train import (  # noqa: F401
+    COMPILE_MODES,
+    METRIC_COLUMNS,
+    MIN_INPUT_PX,
+    TrainingStopped,
+    train,
+)
+
+__all__ = [
+    "d4_index_maps",
+    "d4_apply",
+    "downsample_images",
+    "quantize_uint8",
+    "RESUME_KEYS",
+    "RESUME_DEFAULTS",
+    "member_seed",
+    "load_model",
+    "resolve_device",
+    "PREDICTION_COLUMNS",
+    "ensemble_predict",
+    "evaluate",
+    "pick_examples",
+    "SPREAD_FLOOR",
+    "regression_metrics",
+    "conformal_quantile",
+    "spread_floor",
+    "prediction_interval",
+    "empirical_coverage",
+    "coverage_confidence_interval",
+    "MODELS",
+    "N_COMPONENTS",
+    "ALPHAS",
+    "fit_pca_ridge",
+    "predict_pca_ridge",
+    "fit_boosting",
+    "ladder",
+    "crop_means_from",
+    "STRIP_PX",
+    "INDENTATION",
+    "window_centres",
+    "predict_map",
+    "window_means",
+    "table_model_map",
+    "compare_statistics",
+    "predict",
+    "METRIC_COLUMNS",
+    "MIN_INPUT_PX",
+    "COMPILE_MODES",
+    "TrainingStopped",
+    "train",
+]

@@ -1,0 +1,140 @@
+"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+
+The embedded default input of the workflow is a *virtual* hydrated cement
+paste whose truth is known: a label map of the five phases (``PHASES``), an
+"ideal" backscattered-electron (BSE) image rendered from it with the phases'
+backscatter coefficients eta, and the overlapping SEM tiles a microscope
+would record of it (stage errors, brightness/contrast drift, shot noise).
+
+Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
+``(y, x)``; a pixel ``p`` of the generated field lies at stage position
+``p * pixel_size_nm / 1000`` um (the "specimen frame"). All morphological
+lengths are given in micrometres and converted through ``pixel_size_nm``, so
+that the look of a specimen does not depend on the pixel size.
+
+Morphology (after Scrivener, "Backscattered electron imaging of cementitious
+microstructures", Cem. Concr. Compos. 26 (2004) 935-945, and Richardson,
+Cem. Concr. Res. 29 (1999) 1131-1147, for inner/outer product): angular
+anhydrous clinker grains (ACC) with a hydration rim of inner product
+(HD-C-S-H), fully hydrated small grains of inner product, portlandite (CH) as
+angular plates and massive crystals in the outer product, porous outer
+product (LD-C-S-H) with capillary pores.
+
+The microstructure is built as level sets: for each phase a smooth field is
+computed on a coarse grid (``coarse_um``, default 0.2 um) whose positive part
+is the phase; the fields are interpolated bilinearly to full resolution strip
+by strip and thresholded, so that boundaries are smooth at any pixel size and
+memory stays at a few label images. Each threshold is set from the fields'
+quantiles so that the requested area fractions are met.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import InputError
+
+#: Phase names; the index is the label id in label maps.
+PHASES = ("pore", "LD-C-S-H", "HD-C-S-H", "CH", "ACC")
+
+
+PHASE_IDS = {name: i for i, name in enumerate(PHASES)}
+
+
+PORE, LD, HD, CH, ACC = range(5)
+
+
+#: Default area fractions of the demo specimen (w/c ~ 0.45, a few weeks old).
+DEFAULT_FRACTIONS = {"pore": 0.05, "LD-C-S-H": 0.38, "HD-C-S-H": 0.25, "CH": 0.15, "ACC": 0.17}
+
+
+SOLID_PHASES = ("LD-C-S-H", "HD-C-S-H", "CH", "ACC")
+
+
+_REF_CU = ("Constantinides & Ulm, Cem. Concr. Res. 34 (2004) 67-80; "
+           "Constantinides & Ulm, J. Mech. Phys. Solids 55 (2007) 64-90")
+
+
+PHASE_PROPERTIES = pd.DataFrame(
+    {
+        "E_mean_GPa": [5.0, 26.5, 34.8, 52.0, 122.0],
+        "E_std_GPa": [2.0, 4.1, 6.8, 17.0, 27.0],
+        "H_mean_GPa": [0.2, 0.93, 1.22, 1.6, 8.0],
+        "H_std_GPa": [0.1, 0.11, 0.15, 0.4, 2.0],
+        "source": [
+            "ASSUMPTION: epoxy-filled pore, soft (no literature value used)",
+            f"E and H: values of the project spec, in the range reported for LD C-S-H by {_REF_CU}",
+            f"E and H: values of the project spec, in the range reported for HD C-S-H by {_REF_CU}",
+            "E: project spec (portlandite, wide scatter); H: mid of the 1.3-2 GPa range "
+            f"reported for CH, e.g. {_REF_CU}",
+            "E and H: anhydrous clinker phases (C3S, C2S, C3A, C4AF), Velez et al., "
+            "Cem. Concr. Res. 31 (2001) 555-561 (E 125-145 GPa, H 8-11 GPa)",
+        ],
+    },
+    index=pd.Index(list(PHASES), name="phase"),
+)
+"""Literature distributions of the phases' indentation properties.
+
+Indexed by phase name in label-id order. Columns ``E_mean_GPa, E_std_GPa,
+H_mean_GPa, H_std_GPa`` (GPa) and ``source``. The pore row is an assumption
+(epoxy-impregnated pore), not a measurement.
+"""
+
+
+#: Literature phase means of the indentation modulus, GPa (Constantinides &
+#: Ulm 2004, Cem. Concr. Res. 34: LD-C-S-H 21.7, HD-C-S-H 29.4; Ulm et al.
+#: 2007 / Vandamme 2008: LD 26.5, HD 34.8 (grid indentation of cement paste);
+#: CH ~ 38-52 (Constantinides & Ulm 2004; Wittmann); clinker ~ 120-130
+#: (Velez et al. 2001, Cem. Concr. Res. 31)). These are the reference values of
+#: the issue; the phase naming depends only on their order and ratios.
+E_PHASE_MEANS_GPA = {"LD-C-S-H": 26.5, "HD-C-S-H": 34.8, "CH": 52.0, "ACC": 122.0}
+
+
+#: Fallback literature hardness means, GPa (Constantinides & Ulm 2007,
+#: J. Mech. Phys. Solids 55: LD 0.8-0.9, HD 1.2; CH ~1.8; clinker ~8 (Velez
+#: et al. 2001)), used when :mod:`microprop.nanoindentation` does not provide
+#: ``PHASE_PROPERTIES``.
+H_PHASE_MEANS_GPA = {"LD-C-S-H": 0.9, "HD-C-S-H": 1.2, "CH": 1.8, "ACC": 8.0}
+
+
+def check_fractions(fractions, where="fractions"):
+    """Validate phase area fractions.
+
+    Parameters
+    ----------
+    fractions : dict
+        Phase name -> area fraction (0..1). All five ``PHASES`` are required.
+    where : str
+        Name of the input (file or config key) used in error messages.
+
+    Returns
+    -------
+    dict
+        The fractions as floats in ``PHASES`` order, normalised to sum 1.
+
+    Raises
+    ------
+    InputError
+        On an unknown or missing phase, a value outside [0, 1], or a sum that
+        differs from 1 by more than 0.01.
+    """
+    if not isinstance(fractions, dict):
+        raise InputError(f"{where}: expected a mapping phase -> area fraction, got {type(fractions).__name__}")
+    unknown = [k for k in fractions if k not in PHASE_IDS]
+    if unknown:
+        raise InputError(f"{where}: unknown phase(s) {unknown}; expected the phases {list(PHASES)}")
+    missing = [p for p in PHASES if p not in fractions]
+    if missing:
+        raise InputError(f"{where}: missing area fraction(s) for {missing}; all of {list(PHASES)} are required")
+    out = {}
+    for p in PHASES:
+        try:
+            v = float(fractions[p])
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: fraction of {p!r} is {fractions[p]!r}, expected a number") from None
+        if not 0.0 <= v <= 1.0:
+            raise InputError(f"{where}: fraction of {p!r} is {v}, expected a value in [0, 1]")
+        out[p] = v
+    total = sum(out.values())
+    if abs(total - 1.0) > 0.01:
+        raise InputError(f"{where}: area fractions sum to {total:.4f}, expected 1")
+    return {p: v / total for p, v in out.items()}

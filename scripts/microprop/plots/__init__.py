@@ -1,0 +1,62 @@
+"""All figure code: matplotlib ``Figure`` objects (no pyplot state), written by
+the rule scripts with :func:`save_png`. Imported by no computing module.
+"""
+from ._common import (  # noqa: F401
+    DPI,
+    FIGSIZE,
+    add_scale_bar,
+    nice_length,
+    quantity_label,
+    robust_limits,
+    save_png,
+)
+from ._learning import (  # noqa: F401
+    CROPS_FIGSIZE,
+    example_crops,
+    predicted_vs_measured,
+    r2_figure,
+    training_history,
+)
+from ._maps import (  # noqa: F401
+    FIGSIZE_PANEL,
+    FIGSIZE_TRIPTYCH,
+    grid_extent,
+    map_histograms,
+    map_triptych,
+)
+from ._overview import (  # noqa: F401
+    modulus_map,
+    mosaic_overview,
+)
+from ._stats import (  # noqa: F401
+    bic_plot,
+    draw_components,
+    histogram_components,
+    table_model_scatter,
+)
+
+__all__ = [
+    "DPI",
+    "FIGSIZE",
+    "quantity_label",
+    "save_png",
+    "nice_length",
+    "add_scale_bar",
+    "robust_limits",
+    "CROPS_FIGSIZE",
+    "training_history",
+    "predicted_vs_measured",
+    "example_crops",
+    "r2_figure",
+    "FIGSIZE_TRIPTYCH",
+    "FIGSIZE_PANEL",
+    "grid_extent",
+    "map_triptych",
+    "map_histograms",
+    "mosaic_overview",
+    "modulus_map",
+    "draw_components",
+    "histogram_components",
+    "table_model_scatter",
+    "bic_plot",
+]

@@ -1,0 +1,247 @@
+"""Property maps of whole areas and their statistics against indentation.
+
+The seed paper's out-of-bag test (its Fig. 15-17 and Table 1): a trained
+model maps E over an area that was never indented, and the phase statistics
+of the map (Gaussian-mixture deconvolution: fraction, mean, std per phase)
+are compared with those of the grid-indentation test.
+
+* :func:`window_centres` -- the crop centres of a sliding window at a step.
+* :func:`predict_map` -- sliding-window inference with any crop predictor
+  (a ResNet ensemble in the workflow), read from the map in strips so that
+  memory stays bounded.
+* :func:`window_means` / :func:`table_model_map` -- the same windows reduced
+  to their mean grey (integral image), then the seed's table model.
+* :func:`compare_statistics` -- Table-1-like comparison of GMM phase
+  statistics of the indents and of the maps.
+* :func:`map_triptych`, :func:`map_histograms` -- Fig. 15 and Fig. 16-17.
+
+Window convention (same as :func:`microprop.dataset.crop_indents`): a window
+centred at pixel ``(cy, cx)`` covers rows ``cy - S//2 .. cy - S//2 + S - 1``
+and the same columns, so that a map value at a window centre is what the
+model predicts for an indent located at that pixel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..errors import InputError
+from ..learning import INDENTATION
+from ..learning._mapping import _finite
+from ._common import DPI, add_scale_bar, quantity_label, robust_limits
+from ._stats import draw_components
+
+#: Figure sizes in inches (at :data:`microprop.figures.DPI`).
+FIGSIZE_TRIPTYCH = (16.0, 5.5)
+
+
+FIGSIZE_PANEL = (5.5, 4.5)
+
+
+def grid_extent(shape, step_um, first_centre_um):
+    """imshow extent (left, right, bottom, top) of a window grid, um, y down.
+
+    Cell ``(i, j)`` is a ``step_um`` square centred at
+    ``first_centre_um + (j, i) * step_um``.
+    """
+    ny, nx = shape
+    x0, y0 = (float(v) for v in first_centre_um)
+    st = float(step_um)
+    return (x0 - st / 2, x0 + (nx - 0.5) * st, y0 + (ny - 0.5) * st, y0 - st / 2)
+
+
+def map_triptych(bse_downsampled, pixel_size_nm, resnet_grid, table_grid, step_um,
+                 first_centre_um=None, downsample_factor=1, quantity="E_GPa",
+                 names=("ResNet", "table model"), vlim=None, title=None):
+    """BSE image beside the model maps of the same area (seed paper Fig. 15).
+
+    Three panels share the um axes of the before-mosaic frame (pixel
+    ``[0, 0]`` of the full-resolution map centred at 0 um, x right, y down);
+    the two maps share one colour scale (2nd-98th percentile of both,
+    unless ``vlim`` is given) and one colourbar.
+
+    Parameters
+    ----------
+    bse_downsampled : array-like, shape (h, w)
+        BSE mosaic block-mean downsampled by ``downsample_factor``
+        (:func:`microprop.io.downsample`).
+    pixel_size_nm : float
+        Pixel size of ``bse_downsampled``, nm.
+    resnet_grid : array-like, shape (ny, nx)
+        Model map (GPa), NaN drawn as background.
+    table_grid : array-like, shape (ny, nx), or None
+        Table-model map on the same windows; ``None`` draws two panels.
+    step_um : float
+        Window step of the grids, um (cell width).
+    first_centre_um : (float, float), optional
+        ``(x, y)`` um of the centre of window ``[0, 0]``; default
+        ``(step_um / 2, step_um / 2)`` less half a full-resolution pixel.
+    downsample_factor : int
+        Factor by which ``bse_downsampled`` was reduced (places its block
+        edges on full-resolution pixel edges).
+    quantity : str
+        ``E_GPa`` or ``H_GPa`` (colourbar label).
+    names : (str, str)
+        Panel titles of the two maps.
+    vlim : (float, float), optional
+        Colour limits, GPa.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size :data:`FIGSIZE_TRIPTYCH` at :data:`microprop.figures.DPI`.
+
+    Raises
+    ------
+    InputError
+        If an image is not 2D, the grids differ in shape, or the pixel size or
+        step is not positive.
+    """
+    img = np.asarray(bse_downsampled, dtype=float)
+    grids = [np.asarray(resnet_grid, dtype=float)]
+    if table_grid is not None:
+        grids.append(np.asarray(table_grid, dtype=float))
+    if img.ndim != 2 or any(g.ndim != 2 for g in grids):
+        raise InputError("map_triptych: the BSE image and the grids must be 2D")
+    if len(grids) == 2 and grids[0].shape != grids[1].shape:
+        raise InputError(f"map_triptych: grids differ in shape {grids[0].shape} vs "
+                         f"{grids[1].shape}")
+    if not float(pixel_size_nm) > 0 or not float(step_um) > 0:
+        raise InputError(f"map_triptych: pixel_size_nm ({pixel_size_nm}) and step_um "
+                         f"({step_um}) must be > 0")
+    ps_um = float(pixel_size_nm) / 1000.0
+    half_full = 0.5 * ps_um / max(int(downsample_factor), 1)
+    h, w = img.shape
+    bse_extent = (-half_full, -half_full + w * ps_um, -half_full + h * ps_um, -half_full)
+    if first_centre_um is None:
+        first_centre_um = (step_um / 2 - half_full, step_um / 2 - half_full)
+    extent = grid_extent(grids[0].shape, step_um, first_centre_um)
+    vmin, vmax = vlim if vlim is not None else robust_limits(np.concatenate(
+        [g.ravel() for g in grids]))
+    fig = Figure(figsize=FIGSIZE_TRIPTYCH, dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 1 + len(grids), sharex=True, sharey=True)
+    glo, ghi = robust_limits(img, (0.5, 99.5))
+    axes[0].imshow(img, cmap="gray", vmin=glo, vmax=ghi, extent=bse_extent,
+                   interpolation="antialiased")
+    axes[0].set_title("BSE image\n(before indentation)")
+    add_scale_bar(axes[0], w * ps_um)
+    sym = quantity.split("_")[0]
+    for ax, g, name in zip(axes[1:], grids, names):
+        ax.set_facecolor("0.85")
+        im = ax.imshow(np.ma.masked_invalid(g), cmap="viridis", vmin=vmin, vmax=vmax,
+                       extent=extent, interpolation="nearest")
+        ax.set_title(f"{name} map of {sym}\n{g.shape[0]} x {g.shape[1]} windows, "
+                     f"step {step_um:.3g} um")
+    for ax in axes:
+        ax.set_xlim(bse_extent[0], bse_extent[1])
+        ax.set_ylim(bse_extent[2], bse_extent[3])
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (um)")
+    axes[0].set_ylabel("y (um)")
+    cb = fig.colorbar(im, ax=list(axes), shrink=0.9, extend="both", pad=0.01)
+    cb.set_label(quantity_label(quantity))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _components_table(tables, source):
+    if isinstance(tables, pd.DataFrame):
+        if "source" not in tables.columns:
+            raise InputError(f"map_histograms: the statistics table lacks a 'source' column; "
+                             f"found {list(tables.columns)}")
+        t = tables[tables["source"] == source]
+    else:
+        t = tables.get(source)
+    if t is None or len(t) == 0:
+        raise InputError(f"map_histograms: no mixture components for source {source!r}")
+    return t
+
+
+def _draw_histogram(ax, x, table, quantity, bins, xlim, label):
+    """Density histogram, weighted Gaussian components and their sum on one axes.
+
+    The components are drawn by :func:`microprop.figures.draw_components`,
+    as in :func:`microprop.figures.histogram_components`, on a given axes so
+    that several sources fit one figure.
+    """
+    # density relative to all N values (values beyond xlim are counted, not drawn)
+    width = (xlim[1] - xlim[0]) / bins
+    ax.hist(x, bins=bins, range=xlim, weights=np.full(x.size, 1.0 / (x.size * width)),
+            color="0.75", edgecolor="0.6", label=f"{label} (N={x.size})")
+    draw_components(ax, np.linspace(xlim[0], xlim[1], 800), table, quantity, lw=1.6)
+    ax.set_xlim(*xlim)
+    ax.legend(fontsize=7)
+
+
+def map_histograms(indent_E, grids, tables, quantity="E_GPa", bins=60, title=None):
+    """Histograms with GMM components, one panel per source (seed Fig. 16-17).
+
+    Panel order: the indents, then the maps in ``grids`` order; all panels
+    share the x range (0.5th-99.5th percentile of all values, widened to
+    the components' mean +- 3 std) and the bin edges, so that the peaks can
+    be compared by eye. Each panel draws what
+    :func:`microprop.figures.histogram_components` draws for one source.
+
+    Parameters
+    ----------
+    indent_E : array-like, shape (N,)
+        Property of the indents (GPa).
+    grids : dict
+        Source name -> map values (any shape).
+    tables : pandas.DataFrame or dict
+        :func:`compare_statistics` output (rows selected by ``source``), or
+        source name -> a :func:`microprop.stats.deconvolve` table.
+    quantity : str
+        ``E_GPa`` or ``H_GPa``.
+    bins : int
+        Number of equal-width bins over the shared range.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Panels of :data:`FIGSIZE_PANEL` each, at most 3 per row.
+
+    Raises
+    ------
+    InputError
+        If a source has no finite value or no components in ``tables``.
+    """
+    sources = [(INDENTATION, _finite(indent_E))] + [(str(k), _finite(v)) for k, v in grids.items()]
+    for name, x in sources:
+        if x.size == 0:
+            raise InputError(f"map_histograms: no finite {quantity} values for {name!r}")
+    comps = {name: _components_table(tables, name) for name, _ in sources}
+    allv = np.concatenate([x for _, x in sources])
+    lo, hi = np.percentile(allv, [0.5, 99.5])
+    for t in comps.values():
+        lo = min(lo, float((t["mean"] - 3 * t["std"]).min()))
+        hi = max(hi, float((t["mean"] + 3 * t["std"]).max()))
+    lo = max(lo, float(allv.min()))
+    hi = min(hi, float(allv.max()))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    n = len(sources)
+    ncol = min(n, 3)
+    nrow = math.ceil(n / ncol)
+    fig = Figure(figsize=(FIGSIZE_PANEL[0] * ncol, FIGSIZE_PANEL[1] * nrow), dpi=DPI)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    for ax, (name, x) in zip(axes, sources):
+        _draw_histogram(ax, x, comps[name], quantity, int(bins), (lo, hi),
+                        "indents" if name == INDENTATION else "map windows")
+        w1 = comps[name]["w1_GPa"].iloc[0] if "w1_GPa" in comps[name].columns else None
+        if name != INDENTATION and w1 is not None and np.isfinite(w1):
+            ax.set_title(f"{name}\n(Wasserstein distance to the indents: {w1:.1f} GPa)")
+        else:
+            ax.set_title(name)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title or f"Gaussian mixture deconvolution of {quantity.split('_')[0]}: "
+                 "indentation and maps")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,188 @@
+"""Figures for the Snakemake report (matplotlib, Agg backend).
+
+Each function takes arrays/tables and returns a :class:`matplotlib.figure.Figure`
+of a fixed size (``FIGSIZE`` inches at ``DPI``), so that the saved PNG has a
+known pixel size; :func:`save_png` writes one atomically. Every axis carries
+its unit, colourbars are labelled, and images have a scale bar in um.
+Positions follow the project convention: ``x`` right, ``y`` down, in um in
+the before-mosaic frame (``x_um = x_px * pixel_size_nm / 1000``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..errors import InputError
+from ..stats import component_curves, table_model_fit
+from ._common import DPI, FIGSIZE, _need, quantity_label
+
+
+def draw_components(ax, grid, table, quantity="E_GPa", lw=1.8):
+    """Draw each weighted Gaussian component and their sum on ``ax``.
+
+    Labels give phase, fraction and mean +- std (two significant digits of
+    the std set the decimals); axis labels carry the unit.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    grid : numpy.ndarray, shape (M,)
+        Abscissae, in the unit of ``quantity``.
+    table : pandas.DataFrame
+        ``phase, fraction, mean, std`` (:func:`microprop.stats.deconvolve`).
+    quantity : str
+    lw : float
+        Line width of the components (the mixture is drawn thinner, dashed).
+
+    Returns
+    -------
+    numpy.ndarray, shape (k, M)
+        The plotted component densities.
+    """
+    curves = component_curves(grid, table)
+    unit = "GPa" if quantity.endswith("GPa") else ""
+    for i, row in enumerate(table.itertuples()):
+        dec = max(0, 1 - math.floor(math.log10(row.std))) if row.std > 0 else 2
+        ax.plot(grid, curves[i], lw=lw, label=(
+            f"{row.phase}: f={row.fraction:.2f}, {row.mean:.{dec}f} ± {row.std:.{dec}f} {unit}"))
+    ax.plot(grid, curves.sum(axis=0), "k--", lw=lw * 0.82, label="mixture")
+    ax.set_xlabel(quantity_label(quantity))
+    ax.set_ylabel(f"probability density (1/{unit})" if unit else "probability density")
+    return curves
+
+
+def histogram_components(values, table, quantity="E_GPa", bins=None, title=None):
+    """Density histogram with the fitted Gaussian components and their sum.
+
+    Parameters
+    ----------
+    values : array-like, shape (N,)
+        Measured property (GPa); non-finite values are ignored.
+    table : pandas.DataFrame
+        Output of :func:`microprop.stats.deconvolve` (``phase``,
+        ``fraction``, ``mean``, ``std``).
+    quantity : str
+        ``E_GPa`` or ``H_GPa`` (axis label).
+    bins : int, optional
+        Number of equal-width bins; default ``N // 10`` clipped to 30..150
+        (narrow C-S-H peaks beside the broad clinker peak need many).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size ``FIGSIZE["single"]`` at :data:`DPI`; component ``i``'s curve is
+        ``fraction_i * N(x; mean_i, std_i)`` (see
+        :func:`microprop.stats.component_curves`), the black curve their sum.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        raise InputError(f"histogram_components: no finite {quantity} values")
+    _need(table, ["phase", "fraction", "mean", "std"], "histogram_components GMM table")
+    if bins is None:
+        bins = int(np.clip(x.size // 10, 30, 150))
+    fig = Figure(figsize=FIGSIZE["single"], dpi=DPI)
+    ax = fig.add_subplot()
+    ax.hist(x, bins=bins, density=True, color="0.75", edgecolor="0.6", label=f"measured (N={x.size})")
+    lo = min(x.min(), (table["mean"] - 4 * table["std"]).min())
+    hi = max(x.max(), (table["mean"] + 4 * table["std"]).max())
+    draw_components(ax, np.linspace(lo, hi, 1000), table, quantity)
+    ax.set_xlim(lo, hi)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"Gaussian mixture deconvolution of {quantity.split('_')[0]}")
+    fig.tight_layout()
+    return fig
+
+
+def table_model_scatter(mean_grey, measured, predicted, metrics, quantity="E_GPa",
+                        table=None, grey_label="mean crop grey (eta)", model="table model",
+                        title=None):
+    """Predicted against measured property, and the bin means against grey.
+
+    Parameters
+    ----------
+    mean_grey, measured, predicted : array-like, shape (N,)
+        Test samples: crop mean grey, measured and predicted property (GPa).
+    metrics : dict
+        ``R2``, ``MAE`` (and ``MSE``) of the predictions
+        (:func:`microprop.stats.metrics`).
+    quantity : str
+    table : pandas.DataFrame, optional
+        Bins of :func:`microprop.stats.table_model_fit` (``grey_lo``,
+        ``grey_hi``, ``y_mean``) drawn as steps in the second panel; computed
+        from the given samples (10 equal-count bins) if omitted.
+    grey_label : str
+        Axis label of the grey (with its unit or "(eta)"/"(porosity)").
+    model : str
+        Name in the legend.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size ``FIGSIZE["double"]`` at :data:`DPI`.
+    """
+    g = np.asarray(mean_grey, dtype=float).ravel()
+    m = np.asarray(measured, dtype=float).ravel()
+    p = np.asarray(predicted, dtype=float).ravel()
+    if not (g.shape == m.shape == p.shape):
+        raise InputError("table_model_scatter: mean_grey, measured and predicted differ in length")
+    fig = Figure(figsize=FIGSIZE["double"], dpi=DPI)
+    ax1, ax2 = fig.subplots(1, 2)
+    unit = "GPa" if quantity.endswith("GPa") else ""
+    ax1.scatter(m, p, s=8, alpha=0.5, label=(
+        f"{model}: R² = {metrics['R2']:.3f}, MAE = {metrics['MAE']:.3g} {unit}"))
+    finite = np.concatenate([m[np.isfinite(m)], p[np.isfinite(p)]])
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    ax1.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
+    sym = quantity.split("_")[0]
+    ax1.set_xlabel(f"measured {sym} ({unit})")
+    ax1.set_ylabel(f"predicted {sym} ({unit})")
+    ax1.legend(fontsize=9, loc="upper left")
+    ax1.set_title("test samples")
+    if table is None:
+        ok = np.isfinite(g) & np.isfinite(m)
+        table = table_model_fit(g[ok], m[ok], n_bins=10)
+    ax2.scatter(g, m, s=6, alpha=0.3, color="0.5", label="measured")
+    edges = np.append(table["grey_lo"].to_numpy(float), table["grey_hi"].to_numpy(float)[-1])
+    ax2.stairs(table["y_mean"].to_numpy(float), edges, baseline=None, color="tab:red", lw=2,
+               label="bin mean (table model)")
+    ax2.set_xlabel(grey_label)
+    ax2.set_ylabel(quantity_label(quantity))
+    ax2.legend(fontsize=9)
+    ax2.set_title("table model bins")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def bic_plot(table, title=None):
+    """BIC and AIC of Gaussian mixtures against the number of components.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`microprop.stats.bic_table` (``k``, ``bic``, ``aic``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size ``FIGSIZE["single"]`` at :data:`DPI`; the minimum BIC is marked.
+    """
+    _need(table, ["k", "bic", "aic"], "bic_plot table")
+    fig = Figure(figsize=FIGSIZE["single"], dpi=DPI)
+    ax = fig.add_subplot()
+    ax.plot(table["k"], table["bic"], "o-", label="BIC")
+    ax.plot(table["k"], table["aic"], "s--", label="AIC")
+    best = table.loc[table["bic"].idxmin()]
+    ax.plot([best["k"]], [best["bic"]], "r*", ms=16, label=f"minimum BIC: k = {int(best['k'])}")
+    ax.set_xlabel("number of Gaussian components k (-)")
+    ax.set_ylabel("information criterion (-)")
+    ax.set_xticks(table["k"].astype(int))
+    ax.legend()
+    ax.set_title(title or "Model selection for the mixture")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,125 @@
+"""Statistics of grid nanoindentation: deconvolution, hydration, baselines.
+
+* :func:`deconvolve` -- statistical deconvolution of a property histogram
+  (indentation modulus ``E_GPa`` or hardness ``H_GPa``) into Gaussian
+  components, one per mechanical phase (grid indentation technique:
+  Constantinides, Ravi Chandran, Ulm & Van Vliet 2006, Mater. Sci. Eng. A 430;
+  Ulm et al. 2007, J. Am. Ceram. Soc. 90). The mixture is fitted by maximum
+  likelihood with scikit-learn's :class:`~sklearn.mixture.GaussianMixture`
+  (EM) and the components are named by optimal assignment of their means to
+  literature phase means.
+* :func:`bic_table` -- Bayesian/Akaike information criteria against the
+  number of components (Schwarz 1978; Akaike 1974).
+* :func:`hydration` -- degree of hydration from the clinker volume fraction
+  (Powers' model) and the LD/(LD+HD) C-S-H ratio (Tennis & Jennings 2000).
+* :func:`table_model_fit` / :func:`table_model_predict` /
+  :func:`table_model` -- the seed's "table model": mean grey of a crop, binned,
+  and the mean property of each bin as the prediction.
+* :func:`linear_model` -- ordinary least squares of the property on the mean
+  grey, the other baseline; :func:`metrics` -- MSE, MAE, R^2.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Specific volume ratio rho_w / rho_c of Powers' model: water 1.0 g/cm^3,
+#: Portland cement 3.15 g/cm^3, so 1/3.15 = 0.317 ~ 0.32.
+POWERS_CEMENT_VOLUME = 0.32
+
+
+def hydration(fractions, w_c, clip=True):
+    """Degree of hydration and LD/(LD+HD) ratio from phase volume fractions.
+
+    These standard forms stand in for the seed paper's eqs. 9-10.
+
+    Degree of hydration (Powers & Brownyard 1947; Hansen 1986, Cem. Concr.
+    Res. 16): a paste of water/cement mass ratio ``w/c`` initially holds the
+    cement volume fraction ``p_c = 0.32 / (w/c + 0.32)`` (``0.32 ~ 1/3.15``,
+    cement specific gravity 3.15, water 1.0). Assuming the paste volume
+    stays constant (no chemical shrinkage voids counted apart; sealed
+    curing), a degree of hydration ``alpha`` leaves
+    ``f_ACC = (1 - alpha) p_c`` of unhydrated clinker, so::
+
+        alpha = 1 - f_ACC (w/c + 0.32) / 0.32
+
+    The C-S-H mass ratio of Tennis & Jennings (2000, Cem. Concr. Res. 30,
+    855-863, eq. for M_r of LD-C-S-H to total C-S-H), fitted for
+    Portland cement pastes with 0.35 <= w/c <= 0.6 over the measured range of
+    alpha::
+
+        Mr = 3.017 (w/c) alpha - 1.347 alpha + 0.538
+
+    Beside it the measured ratio ``f_LD / (f_LD + f_HD)`` of the given
+    fractions is reported (``Mr_measured``); it is a volume (number) ratio and
+    equals the mass ratio only if LD- and HD-C-S-H have equal density, and it
+    is comparable to Mr only when the C-S-H phases are resolved as two
+    components.
+
+    Parameters
+    ----------
+    fractions : dict
+        Phase name -> volume fraction (0..1) in the paste, e.g. the GMM
+        fractions; must contain ``ACC``. ``LD-C-S-H`` and ``HD-C-S-H`` are
+        needed for ``Mr_measured``. The GMM fractions are fractions of the
+        indented solid; pores that gave no indentation result are not counted.
+    w_c : float
+        Water/cement mass ratio (> 0).
+    clip : bool
+        Clip alpha to [0, 1] (``alpha_raw`` keeps the unclipped value).
+
+    Returns
+    -------
+    dict
+        ``alpha``, ``alpha_raw``, ``Mr_model`` (Tennis-Jennings, from
+        ``alpha`` and ``w_c``), ``Mr_measured`` (or None), ``w_c``,
+        ``f_ACC``, ``f_LD``, ``f_HD``, ``cement_volume_fraction_initial``,
+        ``notes``.
+
+    Raises
+    ------
+    InputError
+        If ``w_c <= 0``, ``ACC`` is missing, or a fraction is outside [0, 1].
+    """
+    w_c = float(w_c)
+    if not w_c > 0:
+        raise InputError(f"hydration: w/c must be > 0, got {w_c}")
+    if "ACC" not in fractions:
+        raise InputError(f"hydration: phase fractions lack 'ACC' (clinker); found {sorted(fractions)}")
+    for phase, f in fractions.items():
+        if not (0.0 <= float(f) <= 1.0):
+            raise InputError(f"hydration: fraction of {phase!r} is {f}; expected 0..1")
+    f_acc = float(fractions["ACC"])
+    p_c = POWERS_CEMENT_VOLUME / (w_c + POWERS_CEMENT_VOLUME)
+    alpha_raw = 1.0 - f_acc / p_c
+    alpha = float(np.clip(alpha_raw, 0.0, 1.0)) if clip else alpha_raw
+    notes = []
+    if alpha != alpha_raw:
+        notes.append(f"alpha clipped from {alpha_raw:.3f}: f_ACC={f_acc:.3f} is outside "
+                     f"0..{p_c:.3f} for w/c={w_c}")
+        log.warning("hydration: %s", notes[-1])
+    if not 0.35 <= w_c <= 0.6:
+        notes.append(f"w/c={w_c} outside the 0.35-0.6 range of the Tennis-Jennings fit")
+    mr_model = 3.017 * w_c * alpha - 1.347 * alpha + 0.538
+    f_ld = fractions.get("LD-C-S-H")
+    f_hd = fractions.get("HD-C-S-H")
+    mr_meas = None
+    if f_ld is not None and f_hd is not None and float(f_ld) + float(f_hd) > 0:
+        mr_meas = float(f_ld) / (float(f_ld) + float(f_hd))
+    return {
+        "alpha": alpha, "alpha_raw": alpha_raw, "Mr_model": mr_model, "Mr_measured": mr_meas,
+        "w_c": w_c, "f_ACC": f_acc,
+        "f_LD": None if f_ld is None else float(f_ld),
+        "f_HD": None if f_hd is None else float(f_hd),
+        "cement_volume_fraction_initial": p_c, "notes": notes,
+        "equations": {
+            "alpha": "1 - f_ACC (w/c + 0.32)/0.32 (Powers & Brownyard 1947; Hansen 1986)",
+            "Mr_model": "3.017 (w/c) alpha - 1.347 alpha + 0.538 (Tennis & Jennings 2000)",
+            "Mr_measured": "f_LD / (f_LD + f_HD) (GMM volume fractions)",
+        },
+    }

@@ -1,0 +1,211 @@
+"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+
+The embedded default input of the workflow is a *virtual* hydrated cement
+paste whose truth is known: a label map of the five phases (``PHASES``), an
+"ideal" backscattered-electron (BSE) image rendered from it with the phases'
+backscatter coefficients eta, and the overlapping SEM tiles a microscope
+would record of it (stage errors, brightness/contrast drift, shot noise).
+
+Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
+``(y, x)``; a pixel ``p`` of the generated field lies at stage position
+``p * pixel_size_nm / 1000`` um (the "specimen frame"). All morphological
+lengths are given in micrometres and converted through ``pixel_size_nm``, so
+that the look of a specimen does not depend on the pixel size.
+
+Morphology (after Scrivener, "Backscattered electron imaging of cementitious
+microstructures", Cem. Concr. Compos. 26 (2004) 935-945, and Richardson,
+Cem. Concr. Res. 29 (1999) 1131-1147, for inner/outer product): angular
+anhydrous clinker grains (ACC) with a hydration rim of inner product
+(HD-C-S-H), fully hydrated small grains of inner product, portlandite (CH) as
+angular plates and massive crystals in the outer product, porous outer
+product (LD-C-S-H) with capillary pores.
+
+The microstructure is built as level sets: for each phase a smooth field is
+computed on a coarse grid (``coarse_um``, default 0.2 um) whose positive part
+is the phase; the fields are interpolated bilinearly to full resolution strip
+by strip and thresholded, so that boundaries are smooth at any pixel size and
+memory stays at a few label images. Each threshold is set from the fields'
+quantiles so that the requested area fractions are met.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ._bse import bse_gain_offset
+from ._microstructure import DEFAULT_PHASE_ETA
+
+log = logging.getLogger(__name__)
+
+def tile_grid(field_shape_px, tile_shape, overlap_frac):
+    """Number of tiles and step that cover a field with a given overlap.
+
+    Parameters
+    ----------
+    field_shape_px : (int, int)
+        ``(H, W)`` of the field to cover.
+    tile_shape : (int, int)
+        ``(h, w)`` of one tile.
+    overlap_frac : float
+        Overlap of neighbouring tiles as a fraction of the tile size, in [0, 1).
+
+    Returns
+    -------
+    n_rows, n_cols, step_y, step_x : int
+        The tiles' nominal top-left corners are ``(row * step_y, col * step_x)``
+        and cover at least ``field_shape_px``.
+    """
+    if not 0 <= overlap_frac < 1:
+        raise InputError(f"tile_grid: overlap_frac={overlap_frac}, expected a value in [0, 1)")
+    out = []
+    for n_field, n_tile in zip(field_shape_px, tile_shape):
+        step = max(1, int(round(n_tile * (1 - overlap_frac))))
+        n = 1 if n_field <= n_tile else int(math.ceil((n_field - n_tile) / step)) + 1
+        out.append((n, step))
+    (nr, sy), (nc, sx) = out
+    return nr, nc, sy, sx
+
+
+def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rng=None, *,
+              field_origin_px=(0, 0), field_shape_px=None, offset_um=(0.0, 0.0),
+              brightness_drift=0.01, contrast_drift=0.02, electrons_per_px=5000.0,
+              gain=None, offset=None, dtype=np.uint8, file_pattern="{tile}.tif"):
+    """Cut overlapping SEM tiles from an ideal grey image, as a stage would record them.
+
+    Nominal tile corners form a regular grid with the requested overlap that
+    covers the field; each tile is cut at its true position, nominal +
+    ``offset_um`` + N(0, ``stage_error_um``) per axis (rounded to whole
+    pixels), then gets its own contrast and brightness drift and shot noise::
+
+        counts ~ Poisson(electrons_per_px * eta),   eta = (grey - offset) / gain
+        tile = (1 + c) * (offset + gain * counts / electrons_per_px) + b * full_scale
+
+    with ``c ~ N(0, contrast_drift)``, ``b ~ N(0, brightness_drift)``; for
+    means above 50 counts the Poisson draw uses its normal approximation.
+    Values are rounded and clipped to ``dtype``'s range (the image's 8-bit
+    scale is multiplied by 257 for ``uint16``).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W), float
+        Ideal grey image on the 8-bit scale (:func:`render_bse`), in the
+        specimen frame; it must hold the jittered tiles (generate it with a
+        margin). Tiles that would leave it are clipped to its edge, with a
+        warning (their truth records where they were cut).
+    tile_shape : (int, int)
+        ``(h, w)`` of a tile in px.
+    overlap_frac : float
+        Nominal overlap of neighbours, fraction of the tile size.
+    stage_error_um : float
+        Standard deviation of the stage positioning error per axis (um).
+    pixel_size_nm : float
+    rng : numpy.random.Generator or int, optional
+    field_origin_px : (int, int)
+        ``(x, y)`` of the nominal top-left corner of the tile grid in ``image``.
+    field_shape_px : (int, int), optional
+        ``(H, W)`` of the nominal field to cover; default the image minus the origin.
+    offset_um : (float, float)
+        ``(x, y)`` common shift of the whole set (e.g. the after-indentation
+        set of a remounted specimen), um.
+    brightness_drift, contrast_drift : float
+        Standard deviations of the per-tile brightness (fraction of full
+        scale) and contrast (relative gain) changes.
+    electrons_per_px : float
+        Primary electrons per pixel dwell; sets the shot noise. Zero or None:
+        no shot noise.
+    gain, offset : float, optional
+        Detector setting used by the render (grey per unit eta, grey at eta 0);
+        default ``bse_gain_offset(DEFAULT_PHASE_ETA)``.
+    dtype : numpy dtype
+        ``uint8`` or ``uint16``.
+    file_pattern : str
+        File name of a tile, formatted with ``tile``, ``row``, ``col``.
+
+    Returns
+    -------
+    tiles : list of ndarray, each ``tile_shape``, ``dtype``
+        In the order of ``layout``.
+    layout : pandas.DataFrame
+        ``tile, file, row, col, x_um, y_um``: nominal stage position of each
+        tile's top-left pixel (um, specimen frame).
+    truth : pandas.DataFrame
+        ``tile, x_px, y_px``: where each tile was actually cut (specimen frame).
+
+    Raises
+    ------
+    InputError
+        If the image is not 2D, smaller than a tile, or the nominal field does
+        not fit in it.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InputError(f"cut_tiles: image must be 2D, got shape {image.shape}")
+    th, tw = (int(s) for s in tile_shape)
+    H, W = image.shape
+    if th > H or tw > W:
+        raise InputError(f"cut_tiles: tile shape {(th, tw)} is larger than the image {image.shape}")
+    ox, oy = (int(v) for v in field_origin_px)
+    fh, fw = (H - oy, W - ox) if field_shape_px is None else (int(v) for v in field_shape_px)
+    nr, nc, sy, sx = tile_grid((fh, fw), (th, tw), overlap_frac)
+    if ox < 0 or oy < 0 or oy + (nr - 1) * sy + th > H or ox + (nc - 1) * sx + tw > W:
+        raise InputError(
+            f"cut_tiles: the nominal tile grid ({nr} x {nc} tiles of {th} x {tw} px from origin "
+            f"x={ox}, y={oy}) does not fit in the image {image.shape}; generate the field with a margin")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+        raise InputError(f"cut_tiles: dtype {dtype} not supported; use uint8 or uint16")
+    scale = 1.0 if dtype == np.uint8 else 257.0
+    full = float(np.iinfo(dtype).max)
+    if gain is None or offset is None:
+        g, o = bse_gain_offset(DEFAULT_PHASE_ETA)
+        gain = g if gain is None else gain
+        offset = o if offset is None else offset
+    rng = np.random.default_rng(rng)
+    px_per_um = 1000.0 / pixel_size_nm
+
+    rows, cols = np.meshgrid(np.arange(nr), np.arange(nc), indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    nom_x = ox + cols * sx
+    nom_y = oy + rows * sy
+    err = rng.normal(0.0, stage_error_um, (rows.size, 2)) if stage_error_um > 0 else np.zeros((rows.size, 2))
+    true_x = np.rint(nom_x + (offset_um[0] + err[:, 0]) * px_per_um).astype(int)
+    true_y = np.rint(nom_y + (offset_um[1] + err[:, 1]) * px_per_um).astype(int)
+    cx, cy = np.clip(true_x, 0, W - tw), np.clip(true_y, 0, H - th)
+    if (cx != true_x).any() or (cy != true_y).any():
+        log.warning("cut_tiles: %d tile(s) left the image and were clipped to its edge; "
+                    "generate the field with a larger margin", int(((cx != true_x) | (cy != true_y)).sum()))
+    contrast = 1.0 + rng.normal(0.0, contrast_drift, rows.size)
+    bright = rng.normal(0.0, brightness_drift, rows.size) * 255.0
+
+    tiles, names, files = [], [], []
+    for k in range(rows.size):
+        name = f"r{rows[k]:03d}_c{cols[k]:03d}"
+        names.append(name)
+        files.append(file_pattern.format(tile=name, row=int(rows[k]), col=int(cols[k])))
+        t = np.array(image[cy[k]: cy[k] + th, cx[k]: cx[k] + tw], dtype=np.float32)
+        if electrons_per_px:
+            lam = np.clip((t - np.float32(offset)) * np.float32(electrons_per_px / gain), 0, None)
+            if float(lam.min()) > 50:
+                noise = rng.standard_normal(lam.shape, dtype=np.float32)
+                noise *= np.sqrt(lam)
+                lam += noise
+            else:
+                lam = rng.poisson(lam).astype(np.float32)
+            t = lam
+            t *= np.float32(gain / electrons_per_px)
+            t += np.float32(offset)
+        t *= np.float32(contrast[k])
+        t += np.float32(bright[k])
+        t *= np.float32(scale)
+        np.rint(t, out=t)
+        np.clip(t, 0, full, out=t)
+        tiles.append(t.astype(dtype))
+    px_um = pixel_size_nm / 1000.0
+    layout = pd.DataFrame({"tile": names, "file": files, "row": rows, "col": cols,
+                           "x_um": np.round(nom_x * px_um, 6), "y_um": np.round(nom_y * px_um, 6)})
+    truth = pd.DataFrame({"tile": names, "x_px": cx, "y_px": cy})
+    return tiles, layout, truth
