@@ -1,6 +1,6 @@
 """Image geometry: tile sets and stitching, mosaic registration, Berkovich
-mark detection, the indent grid model and its fit, and grey-level phase
-segmentation.
+marks (rendering and detection), the indent grid model, its fit and the
+location of indentation batches, and grey-level phase segmentation.
 """
 from ._grid import (  # noqa: F401
     LOCATED_COLUMNS,

@@ -1,22 +1,31 @@
-"""Nanoindentation: forward model, export reader/writer, virtual indentation.
+"""Indent grids: the batch grid model, its fit to detected marks, and indent location.
 
-Three jobs live here:
+An indentation batch is an ``n_rows x n_cols`` grid at nominal spacing ``s``.
+The indenter's export lists the *nominal* positions; the true positions carry
+a per-batch origin error (~1-3 um) and a small per-row/column drift. The
+seed paper's grid model (eqs. 3a/3b)::
 
-1. The forward model of a virtual specimen (:func:`grid_positions`,
-   :func:`indent_properties`): where the indenter lands (the batch grid model
-   of the seed paper, eq. 3a/3b) and what it measures there (phase properties
-   from the literature, homogenised over the indent's interaction zone,
-   Oliver-Pharr stiffness, measurement noise).
-2. The instrument export (:func:`write_export`, :func:`read_export`): a
-   KLA Express/NanoBlitz-like CSV, read with a column map and a unit map into
-   the standard columns; bad rows go into a rejection table with a reason.
-3. Virtual indentation of a real micrograph (:func:`segment_phases`,
-   :func:`virtual_indentation`): the targets are *simulated* from a grey-level
-   segmentation, not measured.
+    x_ij = x0 + sum_{k=1..j} dx_k      (column j, image x)
+    y_ij = y0 + sum_{k=1..i} dy_k      (row i, image y)
 
-Units follow the names: ``x_um``, ``depth_nm``, ``load_mN``,
-``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``. Useful identity: with the load in
-mN and the hardness in GPa, ``P / H`` is an area in um^2.
+generates true positions of a virtual batch (:func:`grid_positions`) and is
+fitted robustly to the marks found in the after-indentation micrograph
+(:func:`fit_batch_grid`). :func:`locate_batch` runs the whole location of
+one batch: nominal positions from the export, mark detection
+(:func:`detect_marks`), grid fit, and the mapping of the
+fitted positions into the before-indentation mosaic, where the crops for
+learning are taken. Without an after-image, :func:`locate_nominal` places
+the indents by the frame mapping alone; :func:`grid_indices` gives each
+indent its row and column.
+
+Frames (see ``docs/ARCHITECTURE.md``):
+
+- indenter -> SEM stage: ``stage = (sx * X + dx, sy * Y + dy)`` (um), with
+  ``indenter_offset_um = [dx, dy]`` and ``indenter_axes = [sx, sy]``;
+- stage -> mosaic pixel: ``p_px = (stage_um - origin_um) * 1000 / pixel_size_nm``
+  (:func:`indenter_to_pixels`);
+- after -> before: ``p_before = p_after + (dx_px, dy_px)``
+  (:func:`register_mosaics`).
 """
 from __future__ import annotations
 
@@ -145,6 +154,93 @@ def _per_axis_fit(index, base_coord, det_coord, mask):
     return levels, base + off
 
 
+def _grid_tolerances(spacing, radius):
+    """Search radius clamped below half the spacing, and the vote and match tolerances (px)."""
+    if np.isfinite(spacing):
+        if radius >= 0.5 * spacing:
+            log.warning("search radius %.1f px clamped below half the spacing (%.1f px): a larger "
+                        "batch shift is ambiguous on a grid that neighbouring batches continue",
+                        radius, 0.5 * spacing)
+            radius = 0.49 * spacing
+        vote_tol, match_tol = 0.25 * spacing, spacing / 3.0
+    else:
+        vote_tol = match_tol = max(radius, 1.0)
+    return radius, vote_tol, match_tol
+
+
+def _vote_translation(nxy, dxy, tree, radius, vote_tol):
+    """Batch shift ``[dx, dy]`` (px) that brings the most nominal indents onto detections.
+
+    Candidates are the nominal -> detection vectors within ``radius``; the
+    winner is refined to the median offset of the indents it matches.
+    """
+    shift = np.zeros(2)
+    if tree is not None and len(nxy):
+        pairs = cKDTree(nxy).query_ball_tree(tree, r=radius)
+        cands = [dxy[j] - nxy[i] for i, js in enumerate(pairs) for j in js]
+        if cands:
+            cands = np.unique(np.round(np.array(cands), 1), axis=0)
+            best = (-1, np.inf, np.inf)
+            for v in cands:
+                dist, _ = tree.query(nxy + v, distance_upper_bound=vote_tol)
+                ok = np.isfinite(dist)
+                key = (int(ok.sum()), float(dist[ok].sum()), float(np.hypot(*v)))
+                if key[0] > best[0] or (key[0] == best[0] and key[1:] < best[1:]):
+                    best, shift = key, v
+            m = _match(nxy + shift, tree, vote_tol)
+            if (m >= 0).any():
+                shift = np.median(dxy[m[m >= 0]] - nxy[m >= 0], axis=0)
+    return shift
+
+
+def _fit_grid(matched, nxy, dxy, shift, cols, rows):
+    """Grid model fitted to the matched detections.
+
+    Returns ``(params, pred, det)``: ``(col levels, column x, row levels,
+    row y)``, the model position of each indent (N, 2) and its matched
+    detection (N, 2, NaN where unmatched).
+    """
+    n = len(nxy)
+    mask = matched >= 0
+    det = np.full((n, 2), np.nan)
+    det[mask] = dxy[matched[mask]]
+    base = nxy + shift
+    cl, cx = _per_axis_fit(cols, base[:, 0], np.nan_to_num(det[:, 0]), mask)
+    rl, ry = _per_axis_fit(rows, base[:, 1], np.nan_to_num(det[:, 1]), mask)
+    px = cx[np.searchsorted(cl, cols)]
+    py = ry[np.searchsorted(rl, rows)]
+    return (cl, cx, rl, ry), np.column_stack([px, py]), det
+
+
+def _reject_outliers(matched, pred, det, outlier_k):
+    """``matched`` with matches beyond ``outlier_k`` robust SDs (1.4826 MAD, floor 0.5 px) set to -1."""
+    mask = matched >= 0
+    if mask.sum() < 3:
+        return matched
+    r = det[mask] - pred[mask]
+    sig = 1.4826 * np.median(np.abs(r - np.median(r, axis=0)), axis=0)
+    sig = np.maximum(sig, 0.5)
+    bad = np.any(np.abs(r) > outlier_k * sig, axis=1)
+    out = matched.copy()
+    out[np.flatnonzero(mask)[bad]] = -1
+    return out
+
+
+def _grid_model(params, shift, resid, mask, n, spacing):
+    """The model dict of :func:`fit_batch_grid` from the fitted levels and the residuals (px)."""
+    cl, cx, rl, ry = params
+    rms = float(np.sqrt(np.mean(resid[mask] ** 2))) if mask.any() else float("nan")
+    return {
+        "x0": float(cx[0]) if len(cx) else float("nan"),
+        "y0": float(ry[0]) if len(ry) else float("nan"),
+        "cols": [int(c) for c in cl], "column_x_px": [float(v) for v in cx],
+        "rows": [int(r) for r in rl], "row_y_px": [float(v) for v in ry],
+        "translation_px": [float(shift[0]), float(shift[1])],
+        "rms_residual_px": rms, "n_detected": int(mask.sum()), "n_indents": int(n),
+        "spacing_px": spacing,
+    }
+
+
 def fit_batch_grid(nominal, detections, search_radius_px, spacing_px=None, outlier_k=4.0):
     """Fit the batch grid model to detected marks.
 
@@ -203,70 +299,20 @@ def fit_batch_grid(nominal, detections, search_radius_px, spacing_px=None, outli
     nxy = nom[["x_px", "y_px"]].to_numpy(float)
     dxy = detections[["x_px", "y_px"]].to_numpy(float) if len(detections) else np.empty((0, 2))
     spacing = float(spacing_px) if spacing_px else _spacing_from_nominal(nom)
-    radius = float(search_radius_px)
-    if np.isfinite(spacing):
-        if radius >= 0.5 * spacing:
-            log.warning("search radius %.1f px clamped below half the spacing (%.1f px): a larger "
-                        "batch shift is ambiguous on a grid that neighbouring batches continue",
-                        radius, 0.5 * spacing)
-            radius = 0.49 * spacing
-        vote_tol, match_tol = 0.25 * spacing, spacing / 3.0
-    else:
-        vote_tol = match_tol = max(radius, 1.0)
+    radius, vote_tol, match_tol = _grid_tolerances(spacing, float(search_radius_px))
     tree = cKDTree(dxy) if len(dxy) else None
 
-    # (a) translation by voting
-    shift = np.zeros(2)
-    if tree is not None and n:
-        pairs = cKDTree(nxy).query_ball_tree(tree, r=radius)
-        cands = [dxy[j] - nxy[i] for i, js in enumerate(pairs) for j in js]
-        if cands:
-            cands = np.unique(np.round(np.array(cands), 1), axis=0)
-            best = (-1, np.inf, np.inf)
-            for v in cands:
-                dist, _ = tree.query(nxy + v, distance_upper_bound=vote_tol)
-                ok = np.isfinite(dist)
-                key = (int(ok.sum()), float(dist[ok].sum()), float(np.hypot(*v)))
-                if key[0] > best[0] or (key[0] == best[0] and key[1:] < best[1:]):
-                    best, shift = key, v
-            m = _match(nxy + shift, tree, vote_tol)
-            if (m >= 0).any():
-                shift = np.median(dxy[m[m >= 0]] - nxy[m >= 0], axis=0)
-
+    shift = _vote_translation(nxy, dxy, tree, radius, vote_tol)  # (a)
     cols = nom["col"].to_numpy()
     rows = nom["row"].to_numpy()
-
-    def fit(matched):
-        mask = matched >= 0
-        det = np.full((n, 2), np.nan)
-        det[mask] = dxy[matched[mask]]
-        base = nxy + shift
-        cl, cx = _per_axis_fit(cols, base[:, 0], np.nan_to_num(det[:, 0]), mask)
-        rl, ry = _per_axis_fit(rows, base[:, 1], np.nan_to_num(det[:, 1]), mask)
-        px = cx[np.searchsorted(cl, cols)]
-        py = ry[np.searchsorted(rl, rows)]
-        return (cl, cx, rl, ry), np.column_stack([px, py]), det
-
-    def reject(matched, pred, det):
-        mask = matched >= 0
-        if mask.sum() < 3:
-            return matched
-        r = det[mask] - pred[mask]
-        sig = 1.4826 * np.median(np.abs(r - np.median(r, axis=0)), axis=0)
-        sig = np.maximum(sig, 0.5)
-        bad = np.any(np.abs(r) > outlier_k * sig, axis=1)
-        out = matched.copy()
-        out[np.flatnonzero(mask)[bad]] = -1
-        return out
-
     matched = _match(nxy + shift, tree, match_tol)  # (b)
-    params, pred, det = fit(matched)  # (c)
-    matched = reject(matched, pred, det)  # (d)
-    params, pred, det = fit(matched)
+    params, pred, det = _fit_grid(matched, nxy, dxy, shift, cols, rows)  # (c)
+    matched = _reject_outliers(matched, pred, det, outlier_k)  # (d)
+    params, pred, det = _fit_grid(matched, nxy, dxy, shift, cols, rows)
     matched = _match(pred, tree, match_tol)  # re-match to the model, refit once
-    params, pred, det = fit(matched)
-    matched = reject(matched, pred, det)
-    params, pred, det = fit(matched)
+    params, pred, det = _fit_grid(matched, nxy, dxy, shift, cols, rows)
+    matched = _reject_outliers(matched, pred, det, outlier_k)
+    params, pred, det = _fit_grid(matched, nxy, dxy, shift, cols, rows)
 
     mask = matched >= 0
     resid = np.full(n, np.nan)
@@ -275,19 +321,9 @@ def fit_batch_grid(nominal, detections, search_radius_px, spacing_px=None, outli
         "indent": nom["indent"].to_numpy(), "row": rows, "col": cols,
         "x_px": pred[:, 0], "y_px": pred[:, 1], "detected": mask, "residual_px": resid,
     })
-    cl, cx, rl, ry = params
-    rms = float(np.sqrt(np.mean(resid[mask] ** 2))) if mask.any() else float("nan")
-    model = {
-        "x0": float(cx[0]) if len(cx) else float("nan"),
-        "y0": float(ry[0]) if len(ry) else float("nan"),
-        "cols": [int(c) for c in cl], "column_x_px": [float(v) for v in cx],
-        "rows": [int(r) for r in rl], "row_y_px": [float(v) for v in ry],
-        "translation_px": [float(shift[0]), float(shift[1])],
-        "rms_residual_px": rms, "n_detected": int(mask.sum()), "n_indents": int(n),
-        "spacing_px": spacing,
-    }
+    model = _grid_model(params, shift, resid, mask, n, spacing)
     log.info("grid fit: %d/%d indents detected, shift (%.1f, %.1f) px, residual RMS %.2f px",
-             model["n_detected"], n, shift[0], shift[1], rms)
+             model["n_detected"], n, shift[0], shift[1], model["rms_residual_px"])
     return located, model
 
 
@@ -461,6 +497,66 @@ def locate_nominal(indents, pixel_size_nm, origin_um, indenter_offset_um, indent
                    pixel_size_nm, shape, name)
 
 
+def _shift_px(after_to_before):
+    """``(dx, dy)`` (px, float) of an after -> before shift given as a dict or a pair."""
+    if isinstance(after_to_before, dict):
+        return float(after_to_before["dx_px"]), float(after_to_before["dy_px"])
+    sx, sy = (float(v) for v in after_to_before)
+    return sx, sy
+
+
+def _mark_side_px(indents, pixel_size_nm, name):
+    """Expected mark side (px) from the batch's median ``depth_nm``; raises InputError without one."""
+    depth = float(np.nanmedian(indents["depth_nm"].to_numpy(float)))
+    if not np.isfinite(depth) or depth <= 0:
+        raise InputError(f"batch {name}: no valid depth_nm to size the indent marks")
+    return berkovich_side_px(depth, pixel_size_nm)
+
+
+def _region_of_interest(nx, ny, margin, shape, side, name):
+    """Box ``(x0, y0, x1, y1)`` (px) of the nominal positions grown by ``margin``, clipped to ``shape``.
+
+    Raises InputError when less than a mark side of it lies in the mosaic.
+    """
+    H, W = shape
+    x0, x1 = max(0, int(np.floor(nx.min() - margin))), min(W, int(np.ceil(nx.max() + margin)) + 1)
+    y0, y1 = max(0, int(np.floor(ny.min() - margin))), min(H, int(np.ceil(ny.max() + margin)) + 1)
+    if x1 - x0 < side or y1 - y0 < side:
+        raise InputError(
+            f"batch {name}: nominal positions (x {nx.min():.0f}..{nx.max():.0f}, y {ny.min():.0f}.."
+            f"{ny.max():.0f} px) lie outside the after-mosaic ({W} x {H} px); "
+            "check indenter_offset_um / indenter_axes")
+    return x0, y0, x1, y1
+
+
+def _marks_in_region(after, roi, side, spacing_px, threshold):
+    """Marks detected in the ``roi`` of ``after``, positions in after-mosaic px."""
+    x0, y0, x1, y1 = roi
+    region = np.asarray(after[y0:y1, x0:x1])
+    min_dist = 1.5 * side if spacing_px is None else min(1.5 * side, 0.6 * spacing_px)
+    det = detect_marks(region, side, threshold=threshold, min_distance_px=max(2, int(min_dist)))
+    det["x_px"] += x0
+    det["y_px"] += y0
+    return det
+
+
+def _before_frame_model(model, name, sx, sy, ps, side, spacing_um, n_inside, n_marks, roi):
+    """Update the grid model (after-mosaic px) in place into before-mosaic px, with batch facts."""
+    ps_um = ps / 1000.0
+    model.update({
+        "batch": name,
+        "x0": model["x0"] + sx, "y0": model["y0"] + sy,
+        "column_x_px": [v + sx for v in model["column_x_px"]],
+        "row_y_px": [v + sy for v in model["row_y_px"]],
+        "frame": "before-mosaic px",
+        "rms_residual_um": model["rms_residual_px"] * ps_um,
+        "translation_um": [v * ps_um for v in model["translation_px"]],
+        "after_to_before_px": [sx, sy], "side_px": float(side), "spacing_um": spacing_um,
+        "pixel_size_nm": ps, "n_inside": n_inside, "n_marks_found": int(n_marks),
+        "roi_after_px": list(roi),
+    })
+
+
 def locate_batch(after, indents, pixel_size_nm, before_origin_um, indenter_offset_um, indenter_axes,
                  after_to_before, search_radius_um=4.0, spacing_um=None, before_shape=None,
                  threshold=0.6, min_detected_fraction=0.5, batch=None):
@@ -531,33 +627,15 @@ def locate_batch(after, indents, pixel_size_nm, before_origin_um, indenter_offse
     indents = indents.reset_index(drop=True)
     ps = float(pixel_size_nm)
     row, col, spacing_um = grid_indices(indents, spacing_um, name)
-    if isinstance(after_to_before, dict):
-        sx, sy = float(after_to_before["dx_px"]), float(after_to_before["dy_px"])
-    else:
-        sx, sy = (float(v) for v in after_to_before)
+    sx, sy = _shift_px(after_to_before)
     bx, by = indenter_to_pixels(indents["x_um"], indents["y_um"], ps, before_origin_um,
                                 indenter_offset_um, indenter_axes)
     nx, ny = bx - sx, by - sy  # nominal after-mosaic px
-    depth = float(np.nanmedian(indents["depth_nm"].to_numpy(float)))
-    if not np.isfinite(depth) or depth <= 0:
-        raise InputError(f"batch {name}: no valid depth_nm to size the indent marks")
-    side = berkovich_side_px(depth, ps)
+    side = _mark_side_px(indents, ps, name)
     search_px = float(search_radius_um) * 1000.0 / ps
     spacing_px = spacing_um * 1000.0 / ps if np.isfinite(spacing_um) else None
-    margin = search_px + side + 10.0
-    H, W = after.shape
-    x0, x1 = max(0, int(np.floor(nx.min() - margin))), min(W, int(np.ceil(nx.max() + margin)) + 1)
-    y0, y1 = max(0, int(np.floor(ny.min() - margin))), min(H, int(np.ceil(ny.max() + margin)) + 1)
-    if x1 - x0 < side or y1 - y0 < side:
-        raise InputError(
-            f"batch {name}: nominal positions (x {nx.min():.0f}..{nx.max():.0f}, y {ny.min():.0f}.."
-            f"{ny.max():.0f} px) lie outside the after-mosaic ({W} x {H} px); "
-            "check indenter_offset_um / indenter_axes")
-    region = np.asarray(after[y0:y1, x0:x1])
-    min_dist = 1.5 * side if spacing_px is None else min(1.5 * side, 0.6 * spacing_px)
-    det = detect_marks(region, side, threshold=threshold, min_distance_px=max(2, int(min_dist)))
-    det["x_px"] += x0
-    det["y_px"] += y0
+    roi = _region_of_interest(nx, ny, search_px + side + 10.0, after.shape, side, name)
+    det = _marks_in_region(after, roi, side, spacing_px, threshold)
     nominal = pd.DataFrame({"indent": indents["indent"].to_numpy(), "row": row, "col": col,
                             "x_px": nx, "y_px": ny})
     fitted, model = fit_batch_grid(nominal, det, search_px, spacing_px=spacing_px)
@@ -576,17 +654,5 @@ def locate_batch(after, indents, pixel_size_nm, before_origin_um, indenter_offse
                          f"({before_shape}); check the after->before shift and the frame mapping")
     if n_inside < n:
         log.warning("batch %s: %d of %d indents fall outside the before-mosaic", name, n - n_inside, n)
-    ps_um = ps / 1000.0
-    model.update({
-        "batch": name,
-        "x0": model["x0"] + sx, "y0": model["y0"] + sy,
-        "column_x_px": [v + sx for v in model["column_x_px"]],
-        "row_y_px": [v + sy for v in model["row_y_px"]],
-        "frame": "before-mosaic px",
-        "rms_residual_um": model["rms_residual_px"] * ps_um,
-        "translation_um": [v * ps_um for v in model["translation_px"]],
-        "after_to_before_px": [sx, sy], "side_px": float(side), "spacing_um": spacing_um,
-        "pixel_size_nm": ps, "n_inside": n_inside, "n_marks_found": int(len(det)),
-        "roi_after_px": [x0, y0, x1, y1],
-    })
+    _before_frame_model(model, name, sx, sy, ps, side, spacing_um, n_inside, len(det), roi)
     return located, model

@@ -1,28 +1,17 @@
-"""Micro-positioning of nanoindents: Berkovich marks, batch grid model, after->before mapping.
+"""Berkovich indent marks: their geometry, rendering and detection in a micrograph.
 
-An indentation batch is an ``n_rows x n_cols`` grid at nominal spacing ``s``.
-The indenter's export lists the *nominal* positions; the true positions carry
-a per-batch origin error (~1-3 um) and a small per-row/column drift. This
-module finds the marks the indenter tip left in the after-indentation
-micrograph, fits the seed paper's grid model (eqs. 3a/3b)::
-
-    x_ij = x0 + sum_{k=1..j} dx_k      (column j, image x)
-    y_ij = y0 + sum_{k=1..i} dy_k      (row i, image y)
-
-to them, and maps the fitted positions into the before-indentation mosaic,
-where the crops for learning are taken.
-
-Frames (see ``docs/ARCHITECTURE.md``):
-
-- indenter -> SEM stage: ``stage = (sx * X + dx, sy * Y + dy)`` (um), with
-  ``indenter_offset_um = [dx, dy]`` and ``indenter_axes = [sx, sy]``;
-- stage -> mosaic pixel: ``p_px = (stage_um - origin_um) * 1000 / pixel_size_nm``;
-- after -> before: ``p_before = p_after + (dx_px, dy_px)``
-  (:func:`register_mosaics`).
-
-The Berkovich mark geometry follows the ideal tip area function
+The mark geometry follows the ideal Berkovich tip area function
 ``A = 24.5 h^2`` (Oliver & Pharr 1992, J. Mater. Res. 7, 1564): the projected
-mark is an equilateral triangle of side ``a = sqrt(4 A / sqrt(3)) ~ 7.52 h``.
+mark is an equilateral triangle of side ``a = sqrt(4 A / sqrt(3)) ~ 7.52 h``
+(:func:`berkovich_side_px`).
+
+:func:`render_berkovich_marks` draws marks with facet shading as in
+topographic BSE/SE contrast (virtual after-indentation images);
+:func:`detect_marks` finds them in an after-indentation image by masked
+normalised cross-correlation with templates rendered the same way (Lewis
+1995, "Fast normalized cross-correlation"; Padfield 2012, IEEE TIP 21, 2706,
+for masks), with sub-pixel refinement of the score peaks. The grid fit that
+uses the detections is in ``_grid``.
 """
 from __future__ import annotations
 
@@ -92,6 +81,7 @@ def berkovich_side_px(depth_nm, pixel_size_nm):
 
 
 def _white_level(image):
+    """Grey of white: the integer dtype's maximum, else 255 (or 1 for an image within [0, 1])."""
     if np.issubdtype(image.dtype, np.integer):
         return float(np.iinfo(image.dtype).max)
     vmax = float(np.nanmax(image)) if image.size else 1.0
@@ -265,9 +255,55 @@ class _MaskedNCC:
 
 
 def _parabolic_offset(fm, f0, fp):
+    """Vertex offset (clipped to -0.5..0.5) of the parabola through three samples; 0 where not a peak."""
     denom = fm - 2.0 * f0 + fp
     off = np.where(denom < 0, 0.5 * (fm - fp) / np.where(denom == 0, 1, denom), 0.0)
     return np.clip(off, -0.5, 0.5)
+
+
+def _scaled_templates(side_px, scales):
+    """Template sides (px, > 2), their ``(template, mask)`` pairs, and the largest template half-size."""
+    sides = [float(side_px) * s for s in scales if float(side_px) * s > 2]
+    templs = [_mark_template(sd) for sd in sides]
+    th = max(t[0].shape[0] for t in templs) // 2
+    return sides, templs, th
+
+
+def _marks_in_block(image, by, bx, block_px, halo, sides, templs, th, min_distance_px, threshold):
+    """Marks whose score peak lies in the core block at ``(by, bx)``, read with a ``halo``.
+
+    Returns an array (M, 4) of ``x_px, y_px, score, side_px`` in image
+    pixels, or None when the block holds no mark.
+    """
+    H, W = image.shape
+    y0, y1 = max(0, by - halo), min(H, by + block_px + halo)
+    x0, x1 = max(0, bx - halo), min(W, bx + block_px + halo)
+    block = np.asarray(image[y0:y1, x0:x1], dtype=np.float32)
+    if min(block.shape) < 3 or np.ptp(block) == 0:
+        return None
+    if min(block.shape) <= th:
+        block = np.pad(block, [(0, max(0, th + 1 - block.shape[0])),
+                               (0, max(0, th + 1 - block.shape[1]))], mode="edge")
+    corr = _MaskedNCC(block, th)
+    nccs = np.stack([np.nan_to_num(corr(t, m), nan=-1.0) for t, m in templs])
+    best = nccs.argmax(axis=0)
+    ncc = np.take_along_axis(nccs, best[None], axis=0)[0]
+    pk = peak_local_max(ncc, min_distance=min_distance_px, threshold_abs=threshold,
+                        exclude_border=False)
+    if pk.size == 0:
+        return None
+    gy, gx = pk[:, 0] + y0, pk[:, 1] + x0
+    core = (gy >= by) & (gy < min(H, by + block_px)) & (gx >= bx) & (gx < min(W, bx + block_px))
+    pk = pk[core]
+    if pk.size == 0:
+        return None
+    py, px = pk[:, 0], pk[:, 1]
+    k = best[py, px]
+    pad = np.pad(nccs, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    f0 = pad[k, py + 1, px + 1]
+    ox = _parabolic_offset(pad[k, py + 1, px], f0, pad[k, py + 1, px + 2])
+    oy = _parabolic_offset(pad[k, py, px + 1], f0, pad[k, py + 2, px + 1])
+    return np.column_stack([px + x0 + ox, py + y0 + oy, f0, np.asarray(sides)[k]])
 
 
 def detect_marks(image, side_px, threshold=0.6, min_distance_px=None, scales=(0.8, 0.9, 1.0, 1.12, 1.25),
@@ -325,9 +361,7 @@ def detect_marks(image, side_px, threshold=0.6, min_distance_px=None, scales=(0.
         raise InputError(f"detect_marks: expected a 2D image, got shape {getattr(image, 'shape', None)}")
     if not np.isfinite(side_px) or side_px <= 2:
         raise InputError(f"detect_marks: mark side must be > 2 px, got {side_px!r}")
-    sides = [float(side_px) * s for s in scales if float(side_px) * s > 2]
-    templs = [_mark_template(sd) for sd in sides]
-    th = max(t[0].shape[0] for t in templs) // 2
+    sides, templs, th = _scaled_templates(side_px, scales)
     if min_distance_px is None:
         min_distance_px = max(2, int(round(1.5 * side_px)))
     min_distance_px = int(min_distance_px)
@@ -336,34 +370,10 @@ def detect_marks(image, side_px, threshold=0.6, min_distance_px=None, scales=(0.
     rows = []
     for by in range(0, H, block_px):
         for bx in range(0, W, block_px):
-            y0, y1 = max(0, by - halo), min(H, by + block_px + halo)
-            x0, x1 = max(0, bx - halo), min(W, bx + block_px + halo)
-            block = np.asarray(image[y0:y1, x0:x1], dtype=np.float32)
-            if min(block.shape) < 3 or np.ptp(block) == 0:
-                continue
-            if min(block.shape) <= th:
-                block = np.pad(block, [(0, max(0, th + 1 - block.shape[0])),
-                                       (0, max(0, th + 1 - block.shape[1]))], mode="edge")
-            corr = _MaskedNCC(block, th)
-            nccs = np.stack([np.nan_to_num(corr(t, m), nan=-1.0) for t, m in templs])
-            best = nccs.argmax(axis=0)
-            ncc = np.take_along_axis(nccs, best[None], axis=0)[0]
-            pk = peak_local_max(ncc, min_distance=min_distance_px, threshold_abs=threshold,
-                                exclude_border=False)
-            if pk.size == 0:
-                continue
-            gy, gx = pk[:, 0] + y0, pk[:, 1] + x0
-            core = (gy >= by) & (gy < min(H, by + block_px)) & (gx >= bx) & (gx < min(W, bx + block_px))
-            pk = pk[core]
-            if pk.size == 0:
-                continue
-            py, px = pk[:, 0], pk[:, 1]
-            k = best[py, px]
-            pad = np.pad(nccs, ((0, 0), (1, 1), (1, 1)), mode="edge")
-            f0 = pad[k, py + 1, px + 1]
-            ox = _parabolic_offset(pad[k, py + 1, px], f0, pad[k, py + 1, px + 2])
-            oy = _parabolic_offset(pad[k, py, px + 1], f0, pad[k, py + 2, px + 1])
-            rows.append(np.column_stack([px + x0 + ox, py + y0 + oy, f0, np.asarray(sides)[k]]))
+            marks = _marks_in_block(image, by, bx, block_px, halo, sides, templs, th,
+                                    min_distance_px, threshold)
+            if marks is not None:
+                rows.append(marks)
     arr = np.concatenate(rows) if rows else np.empty((0, 4))
     df = pd.DataFrame(arr, columns=["x_px", "y_px", "score", "side_px"])
     df = df.sort_values("score", ascending=False, ignore_index=True)

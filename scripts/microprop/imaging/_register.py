@@ -1,28 +1,12 @@
-"""Micro-positioning of nanoindents: Berkovich marks, batch grid model, after->before mapping.
+"""Registration of the after-indentation mosaic onto the before-indentation mosaic.
 
-An indentation batch is an ``n_rows x n_cols`` grid at nominal spacing ``s``.
-The indenter's export lists the *nominal* positions; the true positions carry
-a per-batch origin error (~1-3 um) and a small per-row/column drift. This
-module finds the marks the indenter tip left in the after-indentation
-micrograph, fits the seed paper's grid model (eqs. 3a/3b)::
-
-    x_ij = x0 + sum_{k=1..j} dx_k      (column j, image x)
-    y_ij = y0 + sum_{k=1..i} dy_k      (row i, image y)
-
-to them, and maps the fitted positions into the before-indentation mosaic,
-where the crops for learning are taken.
-
-Frames (see ``docs/ARCHITECTURE.md``):
-
-- indenter -> SEM stage: ``stage = (sx * X + dx, sy * Y + dy)`` (um), with
-  ``indenter_offset_um = [dx, dy]`` and ``indenter_axes = [sx, sy]``;
-- stage -> mosaic pixel: ``p_px = (stage_um - origin_um) * 1000 / pixel_size_nm``;
-- after -> before: ``p_before = p_after + (dx_px, dy_px)``
-  (:func:`register_mosaics`).
-
-The Berkovich mark geometry follows the ideal tip area function
-``A = 24.5 h^2`` (Oliver & Pharr 1992, J. Mater. Res. 7, 1564): the projected
-mark is an equilateral triangle of side ``a = sqrt(4 A / sqrt(3)) ~ 7.52 h``.
+:func:`register_mosaics` measures the shift ``(dx_px, dy_px)`` with
+``p_before = p_after + (dx_px, dy_px)``: the stage origins give the starting
+shift, phase correlation (Kuglin & Hines 1975) of downsampled mosaics the
+coarse correction, and upsampled-DFT phase correlation
+(``skimage.registration.phase_cross_correlation``, Guizar-Sicairos et al.
+2008) of textured full-resolution windows the final one. Located indents are
+carried into the before-mosaic by this shift (``_grid``).
 """
 from __future__ import annotations
 
@@ -39,6 +23,7 @@ from ._marks import _parabolic_offset
 log = logging.getLogger(__name__)
 
 def _hann2d(shape):
+    """Separable 2D Hann window of ``shape``, float32."""
     return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
 
 
@@ -74,10 +59,72 @@ def _overlap(shape_b, shape_a, s):
 
 
 def _pearson(a, b):
+    """Pearson correlation of two equal-shape arrays; 0 when either is flat."""
     a = a - a.mean()
     b = b - b.mean()
     den = math.sqrt(float((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def _coarse_shift(b_ds, a_ds, s0, f, ps_um, max_shift_um, before_shape, after_shape):
+    """Downsampled phase-correlation shift ``(s0i, r)``: integer start and residual (dy, dx), ds px.
+
+    ``s0`` is the stage-origin shift (dy, dx) in full-resolution px; raises
+    InputError when the downsampled mosaics do not overlap at it.
+    """
+    s0i = np.round(s0 / f).astype(int)
+    y0, y1, x0, x1 = _overlap(b_ds.shape, a_ds.shape, s0i)
+    if y1 - y0 < 8 or x1 - x0 < 8:
+        raise InputError(
+            f"register_mosaics: before {tuple(before_shape)} and after {tuple(after_shape)} mosaics "
+            f"do not overlap at the stage-origin shift ({s0[1]:.0f}, {s0[0]:.0f}) px; check origin_um")
+    b_c = b_ds[y0:y1, x0:x1]
+    a_c = a_ds[y0 - s0i[0]:y1 - s0i[0], x0 - s0i[1]:x1 - s0i[1]]
+    max_ds = max_shift_um / ps_um / f + np.abs(s0 / f - s0i).max() + 1
+    r = _phase_correlation(b_c, a_c, min(max_ds, min(b_c.shape) / 2 - 1))
+    return s0i, r
+
+
+def _overlap_score(b_ds, a_ds, shift):
+    """Pearson correlation of the downsampled mosaics over their overlap at integer ``shift`` (dy, dx)."""
+    oy0, oy1, ox0, ox1 = _overlap(b_ds.shape, a_ds.shape, shift)
+    return _pearson(b_ds[oy0:oy1, ox0:ox1],
+                    a_ds[oy0 - shift[0]:oy1 - shift[0], ox0 - shift[1]:ox1 - shift[1]])
+
+
+def _refinement_windows(b_ds, overlap, win, f, n_windows):
+    """Top-left corners ``(wy, wx)`` of the ``n_windows`` most textured half-overlapping windows."""
+    y0, y1, x0, x1 = overlap
+    # half-overlapping windows, at most 4 x 4 candidates
+    ny = int(np.clip(math.ceil(2 * (y1 - y0) / win) - 1, 1, 4))
+    nx = int(np.clip(math.ceil(2 * (x1 - x0) / win) - 1, 1, 4))
+    cands = []
+    for wy in np.linspace(y0, y1 - win, ny).astype(int):
+        for wx in np.linspace(x0, x1 - win, nx).astype(int):
+            tex = b_ds[wy // f:(wy + win) // f, wx // f:(wx + win) // f]
+            cands.append((float(tex.var()) if tex.size else 0.0, wy, wx))
+    cands.sort(reverse=True)
+    return [(wy, wx) for _, wy, wx in cands[:n_windows]]
+
+
+def _window_shifts(before, after, b_ds, coarse, f, window_px, n_windows):
+    """Full-resolution shifts (dy, dx) of the refinement windows that agree with ``coarse``."""
+    si = np.round(coarse).astype(int)
+    margin = 2 * f + 2
+    y0, y1, x0, x1 = _overlap(before.shape, after.shape, si)
+    y0, y1, x0, x1 = y0 + margin, y1 - margin, x0 + margin, x1 - margin
+    win = int(min(window_px, y1 - y0, x1 - x0))
+    shifts = []
+    if win >= 32:
+        hann = _hann2d((win, win))
+        for wy, wx in _refinement_windows(b_ds, (y0, y1, x0, x1), win, f, n_windows):
+            bw = np.asarray(before[wy:wy + win, wx:wx + win], np.float32)
+            aw = np.asarray(after[wy - si[0]:wy - si[0] + win, wx - si[1]:wx - si[1] + win], np.float32)
+            t, _, _ = phase_cross_correlation((bw - bw.mean()) * hann, (aw - aw.mean()) * hann,
+                                              upsample_factor=10)
+            if np.abs(t).max() <= 2 * f:
+                shifts.append(si + np.asarray(t, float))
+    return shifts
 
 
 def register_mosaics(before, after, before_origin_um, after_origin_um, pixel_size_nm,
@@ -133,50 +180,12 @@ def register_mosaics(before, after, before_origin_um, after_origin_um, pixel_siz
     s0 = (np.asarray(after_origin_um, float)[::-1] - np.asarray(before_origin_um, float)[::-1]) / ps_um
     f = max(1, int(downsample))
     b_ds, a_ds = mio.downsample(before, f), mio.downsample(after, f)
-    s0i = np.round(s0 / f).astype(int)
-    y0, y1, x0, x1 = _overlap(b_ds.shape, a_ds.shape, s0i)
-    if y1 - y0 < 8 or x1 - x0 < 8:
-        raise InputError(
-            f"register_mosaics: before {tuple(before.shape)} and after {tuple(after.shape)} mosaics "
-            f"do not overlap at the stage-origin shift ({s0[1]:.0f}, {s0[0]:.0f}) px; check origin_um")
-    b_c = b_ds[y0:y1, x0:x1]
-    a_c = a_ds[y0 - s0i[0]:y1 - s0i[0], x0 - s0i[1]:x1 - s0i[1]]
-    max_ds = max_shift_um / ps_um / f + np.abs(s0 / f - s0i).max() + 1
-    r = _phase_correlation(b_c, a_c, min(max_ds, min(b_c.shape) / 2 - 1))
+    s0i, r = _coarse_shift(b_ds, a_ds, s0, f, ps_um, max_shift_um, before.shape, after.shape)
     coarse = (s0i + r) * f
     log.info("register: stage-origin shift (%.1f, %.1f) px, coarse (%.1f, %.1f) px",
              s0[1], s0[0], coarse[1], coarse[0])
-
-    # score: correlation of the overlap at the coarse shift
-    ri = np.round(s0i + r).astype(int)
-    oy0, oy1, ox0, ox1 = _overlap(b_ds.shape, a_ds.shape, ri)
-    score = _pearson(b_ds[oy0:oy1, ox0:ox1], a_ds[oy0 - ri[0]:oy1 - ri[0], ox0 - ri[1]:ox1 - ri[1]])
-
-    # refinement on full-resolution windows
-    si = np.round(coarse).astype(int)
-    margin = 2 * f + 2
-    y0, y1, x0, x1 = _overlap(before.shape, after.shape, si)
-    y0, y1, x0, x1 = y0 + margin, y1 - margin, x0 + margin, x1 - margin
-    win = int(min(window_px, y1 - y0, x1 - x0))
-    shifts = []
-    if win >= 32:
-        # half-overlapping windows, at most 4 x 4 candidates
-        ny = int(np.clip(math.ceil(2 * (y1 - y0) / win) - 1, 1, 4))
-        nx = int(np.clip(math.ceil(2 * (x1 - x0) / win) - 1, 1, 4))
-        cands = []
-        for wy in np.linspace(y0, y1 - win, ny).astype(int):
-            for wx in np.linspace(x0, x1 - win, nx).astype(int):
-                tex = b_ds[wy // f:(wy + win) // f, wx // f:(wx + win) // f]
-                cands.append((float(tex.var()) if tex.size else 0.0, wy, wx))
-        cands.sort(reverse=True)
-        hann = _hann2d((win, win))
-        for _, wy, wx in cands[:n_windows]:
-            bw = np.asarray(before[wy:wy + win, wx:wx + win], np.float32)
-            aw = np.asarray(after[wy - si[0]:wy - si[0] + win, wx - si[1]:wx - si[1] + win], np.float32)
-            t, _, _ = phase_cross_correlation((bw - bw.mean()) * hann, (aw - aw.mean()) * hann,
-                                              upsample_factor=10)
-            if np.abs(t).max() <= 2 * f:
-                shifts.append(si + np.asarray(t, float))
+    score = _overlap_score(b_ds, a_ds, np.round(s0i + r).astype(int))
+    shifts = _window_shifts(before, after, b_ds, coarse, f, window_px, n_windows)
     if shifts:
         shifts = np.array(shifts)
         final = np.median(shifts, axis=0)

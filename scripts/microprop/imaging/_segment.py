@@ -1,22 +1,11 @@
-"""Nanoindentation: forward model, export reader/writer, virtual indentation.
+"""Grey-level phase segmentation of a BSE micrograph.
 
-Three jobs live here:
-
-1. The forward model of a virtual specimen (:func:`grid_positions`,
-   :func:`indent_properties`): where the indenter lands (the batch grid model
-   of the seed paper, eq. 3a/3b) and what it measures there (phase properties
-   from the literature, homogenised over the indent's interaction zone,
-   Oliver-Pharr stiffness, measurement noise).
-2. The instrument export (:func:`write_export`, :func:`read_export`): a
-   KLA Express/NanoBlitz-like CSV, read with a column map and a unit map into
-   the standard columns; bad rows go into a rejection table with a reason.
-3. Virtual indentation of a real micrograph (:func:`segment_phases`,
-   :func:`virtual_indentation`): the targets are *simulated* from a grey-level
-   segmentation, not measured.
-
-Units follow the names: ``x_um``, ``depth_nm``, ``load_mN``,
-``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``. Useful identity: with the load in
-mN and the hardness in GPa, ``P / H`` is an area in um^2.
+:func:`segment_phases` labels each pixel with one of the cement-paste phases
+(:data:`microprop.phases.PHASES`, darkest to brightest: pore, LD-C-S-H,
+HD-C-S-H, CH, ACC) by a 1D Gaussian mixture of the grey levels and a median
+filter. It is a contrast-only segmentation, good enough to simulate
+indentation targets on a real micrograph (virtual indentation), not a phase
+analysis.
 """
 from __future__ import annotations
 

@@ -1,27 +1,27 @@
 """Stitching of overlapping BSE tiles into one chunked mosaic.
 
-The pipeline has four steps, each a function on tables and arrays:
+After the tile set is read and validated (:func:`read_layout`, in
+``_tiles``), stitching has three steps, each a function on tables and arrays:
 
-1. :func:`read_layout` reads ``layout.csv`` of a tile folder and validates
-   every tile (present, decodable, same shape and dtype) before anything is
-   written.
-2. :func:`register_pairs` measures the offset between each pair of
-   neighbouring tiles (nominal footprints overlap) by normalised
-   cross-correlation (NCC) of their overlap strips
-   (:func:`skimage.feature.match_template`), searched only within the stage
-   error margin, with a parabolic sub-pixel refinement of the peak.
-3. :func:`solve_positions` places all tiles by weighted linear least squares
+1. :func:`register_pairs` measures the offset between each pair of
+   neighbouring tiles (nominal footprints overlap, :func:`neighbour_pairs`)
+   by normalised cross-correlation (NCC) of their overlap strips
+   (:func:`register_pair`, with :func:`skimage.feature.match_template`),
+   searched only within the stage error margin, with a parabolic sub-pixel
+   refinement of the peak.
+2. :func:`solve_positions` places all tiles by weighted linear least squares
    over the pairwise offsets (the global optimisation of Preibisch et al.
    2009, Bioinformatics 25:1463, and of MIST, Chalfoun et al. 2017, Sci. Rep.
-   7:4988, without their non-linear parts), with one robust (Cauchy)
-   reweighting pass. The gauge is fixed per connected group of tiles: the mean
-   placed position equals the mean nominal position.
-4. :func:`write_mosaic` writes the mosaic chunk by chunk into a zarr store,
+   7:4988, without their non-linear parts), with robust (Cauchy)
+   reweighting passes. The gauge is fixed per connected group of tiles: the
+   mean placed position equals the mean nominal position.
+3. :func:`write_mosaic` writes the mosaic chunk by chunk into a zarr store,
    reading only the tiles that overlap a chunk (a small LRU cache), placed at
-   rounded integer positions and blended by linear feathering.
+   rounded integer positions and blended by linear feathering
+   (:func:`feather_weights`).
 
-:func:`stitch` runs all of it; :func:`cut_tiles` and :func:`write_tile_set`
-build tile sets with known truth for tests and demos.
+:func:`stitch` runs all of it and writes the mosaic and the per-tile table
+atomically.
 
 Frames: a tile's nominal stage position ``(x_um, y_um)`` is the stage
 position of its pixel ``[0, 0]``; ``x_um * 1000 / pixel_size_nm`` is the
@@ -403,6 +403,38 @@ def mosaic_shape(positions, tile_shape):
     return (int(positions["y_px"].max()) + h, int(positions["x_px"].max()) + w)
 
 
+def _compose_chunk(cache, files, xs, ys, tile_shape, hit, box, blend, wmap, dtype, maxval):
+    """One mosaic chunk ``box = (y0, y1, x0, x1)`` from the tiles ``hit`` (indices), in ``dtype``.
+
+    ``feather``: weighted mean with ``wmap``, rounded and clipped to
+    ``0..maxval``; ``last``: later tiles overwrite earlier ones.
+    """
+    th, tw = tile_shape
+    y0, y1, x0, x1 = box
+    if blend == "feather":
+        acc = np.zeros((y1 - y0, x1 - x0), np.float64)
+        wsum = np.zeros((y1 - y0, x1 - x0), np.float64)
+    else:
+        out = np.zeros((y1 - y0, x1 - x0), dtype)
+    for k in hit:
+        img = cache.get(files[k])
+        cy0, cy1 = max(y0, ys[k]), min(y1, ys[k] + th)
+        cx0, cx1 = max(x0, xs[k]), min(x1, xs[k] + tw)
+        src = (slice(cy0 - ys[k], cy1 - ys[k]), slice(cx0 - xs[k], cx1 - xs[k]))
+        dst = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+        if blend == "feather":
+            wk = wmap[src]
+            acc[dst] += wk * img[src]
+            wsum[dst] += wk
+        else:
+            out[dst] = img[src]
+    if blend == "feather":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            val = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), 0)
+        out = np.clip(np.rint(val), 0, maxval).astype(dtype)
+    return out
+
+
 def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
                  blend="feather", cache_size=8):
     """Write the stitched mosaic into a chunked zarr array, chunk by chunk.
@@ -446,9 +478,7 @@ def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
     pos = positions.set_index("tile").loc[list(layout["tile"])]
     shape = _tile_shape(layout, folder)
     th, tw = shape
-    first = load_tile(folder / layout["file"].iloc[0])
-    dtype = first.dtype
-    del first
+    dtype = load_tile(folder / layout["file"].iloc[0]).dtype
     H, W = mosaic_shape(pos, shape)
     origin = [float(pos["x_um"].min()), float(pos["y_um"].min())]
     if H * W > 10 * th * tw * len(layout):
@@ -467,28 +497,8 @@ def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
         hit = np.nonzero((xs < x1) & (xs + tw > x0) & (ys < y1) & (ys + th > y0))[0]
         if not len(hit):
             continue
-        if blend == "feather":
-            acc = np.zeros((y1 - y0, x1 - x0), np.float64)
-            wsum = np.zeros((y1 - y0, x1 - x0), np.float64)
-        else:
-            out = np.zeros((y1 - y0, x1 - x0), dtype)
-        for k in hit:
-            img = cache.get(files[k])
-            cy0, cy1 = max(y0, ys[k]), min(y1, ys[k] + th)
-            cx0, cx1 = max(x0, xs[k]), min(x1, xs[k] + tw)
-            src = (slice(cy0 - ys[k], cy1 - ys[k]), slice(cx0 - xs[k], cx1 - xs[k]))
-            dst = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
-            if blend == "feather":
-                wk = wmap[src]
-                acc[dst] += wk * img[src]
-                wsum[dst] += wk
-            else:
-                out[dst] = img[src]
-        if blend == "feather":
-            with np.errstate(invalid="ignore", divide="ignore"):
-                val = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1), 0)
-            out = np.clip(np.rint(val), 0, maxval).astype(dtype)
-        arr[y0:y1, x0:x1] = out
+        arr[y0:y1, x0:x1] = _compose_chunk(cache, files, xs, ys, shape, hit, (y0, y1, x0, x1),
+                                           blend, wmap, dtype, maxval)
     log.info("mosaic %dx%d px from %d tiles (%d tile reads, cache %d)", W, H, len(layout),
              cache.loads, cache_size)
     return arr

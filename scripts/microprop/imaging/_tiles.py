@@ -1,33 +1,14 @@
-"""Stitching of overlapping BSE tiles into one chunked mosaic.
+"""Tile sets of BSE micrographs: reading tiles and their ``layout.csv``.
 
-The pipeline has four steps, each a function on tables and arrays:
-
-1. :func:`read_layout` reads ``layout.csv`` of a tile folder and validates
-   every tile (present, decodable, same shape and dtype) before anything is
-   written.
-2. :func:`register_pairs` measures the offset between each pair of
-   neighbouring tiles (nominal footprints overlap) by normalised
-   cross-correlation (NCC) of their overlap strips
-   (:func:`skimage.feature.match_template`), searched only within the stage
-   error margin, with a parabolic sub-pixel refinement of the peak.
-3. :func:`solve_positions` places all tiles by weighted linear least squares
-   over the pairwise offsets (the global optimisation of Preibisch et al.
-   2009, Bioinformatics 25:1463, and of MIST, Chalfoun et al. 2017, Sci. Rep.
-   7:4988, without their non-linear parts), with one robust (Cauchy)
-   reweighting pass. The gauge is fixed per connected group of tiles: the mean
-   placed position equals the mean nominal position.
-4. :func:`write_mosaic` writes the mosaic chunk by chunk into a zarr store,
-   reading only the tiles that overlap a chunk (a small LRU cache), placed at
-   rounded integer positions and blended by linear feathering.
-
-:func:`stitch` runs all of it; :func:`cut_tiles` and :func:`write_tile_set`
-build tile sets with known truth for tests and demos.
-
-Frames: a tile's nominal stage position ``(x_um, y_um)`` is the stage
-position of its pixel ``[0, 0]``; ``x_um * 1000 / pixel_size_nm`` is the
-same position in "stage pixels". The mosaic attribute ``origin_um`` is the
-stage position of mosaic pixel ``[0, 0]``, so that
-``stage_um = origin_um + p_px * pixel_size_nm / 1000``.
+A tile folder holds grey tile images (TIFF, PNG, ...) and a ``layout.csv``
+with columns :data:`LAYOUT_COLUMNS`: ``tile`` id, ``file``, grid ``row`` and
+``col``, and the nominal stage position ``x_um, y_um`` of the tile's pixel
+``[0, 0]``. :func:`read_layout` reads and validates the layout and every
+tile (present, decodable, same shape and dtype) before anything is written;
+:func:`load_tile` decodes one tile as a 2D uint8/uint16 array;
+:func:`crop_region` cuts a window out of a pre-stitched image;
+:func:`write_tile_set` writes a tile set (for tests and demos). Stitching
+the tiles is ``_stitch``.
 """
 from __future__ import annotations
 
@@ -150,10 +131,90 @@ def crop_region(image, region_px, path="image"):
 
 
 def _layout_path(folder):
+    """``(folder, layout.csv path)`` from a tile folder or the path of its layout file."""
     folder = Path(folder)
     if folder.suffix.lower() == ".csv" or folder.is_file():
         return folder.parent, folder
     return folder, folder / "layout.csv"
+
+
+def _read_layout_csv(path):
+    """The layout columns of ``layout.csv`` as read (header stripped), checked present and non-empty."""
+    if not path.is_file():
+        raise InputError(f"{path}: tile layout not found (expected layout.csv with columns "
+                         f"{list(LAYOUT_COLUMNS)})")
+    try:
+        df = pd.read_csv(path, dtype={"tile": str, "file": str}, skipinitialspace=True)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read tile layout as CSV ({exc})") from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in LAYOUT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: tile layout lacks column(s) {missing}; found {list(df.columns)}")
+    if df.empty:
+        raise InputError(f"{path}: tile layout has no rows")
+    return df[list(LAYOUT_COLUMNS)].copy()
+
+
+def _check_layout_rows(df, path):
+    """Raise InputError (naming the line) on an empty id/file, a non-number or a bad grid index."""
+    for i, rec in enumerate(df.itertuples(index=False)):
+        line = i + 2  # 1-based file line, after the header
+        if pd.isna(rec.tile) or pd.isna(rec.file) or not str(rec.tile).strip() or not str(rec.file).strip():
+            raise InputError(f"{path}, line {line}: empty tile id or file name")
+        for col in ("row", "col", "x_um", "y_um"):
+            val = pd.to_numeric(pd.Series([getattr(rec, col)]), errors="coerce").iloc[0]
+            if not np.isfinite(val):
+                raise InputError(f"{path}, line {line} (tile {rec.tile}): {col}={getattr(rec, col)!r} "
+                                 f"is not a finite number")
+            if col in ("row", "col") and (val != round(val) or val < 0):
+                raise InputError(f"{path}, line {line} (tile {rec.tile}): {col}={getattr(rec, col)!r} "
+                                 f"is not a non-negative integer grid index")
+
+
+def _typed_layout(df):
+    """Strip ``tile``/``file`` and cast ``row, col`` to int and ``x_um, y_um`` to float, in place."""
+    df["tile"] = df["tile"].str.strip()
+    df["file"] = df["file"].str.strip()
+    df["row"] = pd.to_numeric(df["row"]).astype(int)
+    df["col"] = pd.to_numeric(df["col"]).astype(int)
+    df["x_um"] = pd.to_numeric(df["x_um"]).astype(float)
+    df["y_um"] = pd.to_numeric(df["y_um"]).astype(float)
+
+
+def _check_layout_unique(df, path):
+    """Raise InputError on a duplicate tile id (naming the lines) or a shared grid position."""
+    dup = df["tile"][df["tile"].duplicated(keep=False)]
+    if len(dup):
+        lines = [int(i) + 2 for i in dup.index]
+        raise InputError(f"{path}: duplicate tile id(s) {sorted(set(dup))} on lines {lines}; "
+                         f"each tile needs a unique id")
+    dup = df[df.duplicated(["row", "col"], keep=False)]
+    if len(dup):
+        raise InputError(f"{path}: tiles {list(dup['tile'])} share the grid position(s) "
+                         f"{sorted(set(zip(dup['row'], dup['col'])))}; expected one tile per row, col")
+
+
+def _check_tile_files(df, folder, path):
+    """Decode every tile once; the common ``(shape, dtype)``, raising InputError on an odd one out."""
+    kinds = []
+    for rec in df.itertuples(index=False):
+        f = folder / rec.file
+        if not f.is_file():
+            raise InputError(f"{f}: tile image of tile {rec.tile} not found "
+                             f"(listed in {path})")
+        img = load_tile(f)  # full decode: catches truncated files
+        kinds.append((img.shape, str(img.dtype)))
+        del img
+    counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+    shape, dtype = max(counts, key=counts.get)  # most common (ties: first listed)
+    for rec, kind in zip(df.itertuples(index=False), kinds):
+        if kind != (shape, dtype):
+            ref = df["tile"][[k == (shape, dtype) for k in kinds]].iloc[0]
+            raise InputError(f"{folder / rec.file}: tile {rec.tile} is {kind[0][0]}x{kind[0][1]} "
+                             f"{kind[1]}; expected {shape[0]}x{shape[1]} {dtype} like tile {ref} "
+                             f"({counts[(shape, dtype)]} of {len(df)} tiles)")
+    return shape, dtype
 
 
 def read_layout(folder, check_tiles=True):
@@ -188,73 +249,21 @@ def read_layout(folder, check_tiles=True):
         first tile's (names the file and what was expected).
     """
     folder, path = _layout_path(folder)
-    if not path.is_file():
-        raise InputError(f"{path}: tile layout not found (expected layout.csv with columns "
-                         f"{list(LAYOUT_COLUMNS)})")
-    try:
-        df = pd.read_csv(path, dtype={"tile": str, "file": str}, skipinitialspace=True)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read tile layout as CSV ({exc})") from exc
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in LAYOUT_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: tile layout lacks column(s) {missing}; found {list(df.columns)}")
-    if df.empty:
-        raise InputError(f"{path}: tile layout has no rows")
-    df = df[list(LAYOUT_COLUMNS)].copy()
-    for i, rec in enumerate(df.itertuples(index=False)):
-        line = i + 2  # 1-based file line, after the header
-        if pd.isna(rec.tile) or pd.isna(rec.file) or not str(rec.tile).strip() or not str(rec.file).strip():
-            raise InputError(f"{path}, line {line}: empty tile id or file name")
-        for col in ("row", "col", "x_um", "y_um"):
-            val = pd.to_numeric(pd.Series([getattr(rec, col)]), errors="coerce").iloc[0]
-            if not np.isfinite(val):
-                raise InputError(f"{path}, line {line} (tile {rec.tile}): {col}={getattr(rec, col)!r} "
-                                 f"is not a finite number")
-            if col in ("row", "col") and (val != round(val) or val < 0):
-                raise InputError(f"{path}, line {line} (tile {rec.tile}): {col}={getattr(rec, col)!r} "
-                                 f"is not a non-negative integer grid index")
-    df["tile"] = df["tile"].str.strip()
-    df["file"] = df["file"].str.strip()
-    df["row"] = pd.to_numeric(df["row"]).astype(int)
-    df["col"] = pd.to_numeric(df["col"]).astype(int)
-    df["x_um"] = pd.to_numeric(df["x_um"]).astype(float)
-    df["y_um"] = pd.to_numeric(df["y_um"]).astype(float)
-    dup = df["tile"][df["tile"].duplicated(keep=False)]
-    if len(dup):
-        lines = [int(i) + 2 for i in dup.index]
-        raise InputError(f"{path}: duplicate tile id(s) {sorted(set(dup))} on lines {lines}; "
-                         f"each tile needs a unique id")
-    dup = df[df.duplicated(["row", "col"], keep=False)]
-    if len(dup):
-        raise InputError(f"{path}: tiles {list(dup['tile'])} share the grid position(s) "
-                         f"{sorted(set(zip(dup['row'], dup['col'])))}; expected one tile per row, col")
+    df = _read_layout_csv(path)
+    _check_layout_rows(df, path)
+    _typed_layout(df)
+    _check_layout_unique(df, path)
     df = df.sort_values(["row", "col"], kind="stable").reset_index(drop=True)
     df.attrs["folder"] = str(folder)
     if check_tiles:
-        kinds = []
-        for rec in df.itertuples(index=False):
-            f = folder / rec.file
-            if not f.is_file():
-                raise InputError(f"{f}: tile image of tile {rec.tile} not found "
-                                 f"(listed in {path})")
-            img = load_tile(f)  # full decode: catches truncated files
-            kinds.append((img.shape, str(img.dtype)))
-            del img
-        counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
-        shape, dtype = max(counts, key=counts.get)  # most common (ties: first listed)
-        for rec, kind in zip(df.itertuples(index=False), kinds):
-            if kind != (shape, dtype):
-                ref = df["tile"][[k == (shape, dtype) for k in kinds]].iloc[0]
-                raise InputError(f"{folder / rec.file}: tile {rec.tile} is {kind[0][0]}x{kind[0][1]} "
-                                 f"{kind[1]}; expected {shape[0]}x{shape[1]} {dtype} like tile {ref} "
-                                 f"({counts[(shape, dtype)]} of {len(df)} tiles)")
+        shape, dtype = _check_tile_files(df, folder, path)
         df.attrs["tile_shape"] = tuple(int(s) for s in shape)
         df.attrs["dtype"] = dtype
     return df
 
 
 def _tile_shape(layout, folder):
+    """``(H, W)`` of the layout's tiles: its ``tile_shape`` attr, else the first tile's."""
     shape = layout.attrs.get("tile_shape")
     if shape is None:
         img = load_tile(Path(folder) / layout["file"].iloc[0])

@@ -1,4 +1,4 @@
-"""Instrument exports of nanoindentation: readers (column and unit maps,
+"""Instrument exports of nanoindentation: the reader (column and unit maps,
 rejected rows) and the writer used by the virtual specimens.
 """
 from ._export import (  # noqa: F401

@@ -1,22 +1,16 @@
-"""Nanoindentation: forward model, export reader/writer, virtual indentation.
+"""Instrument exports of nanoindentation: reader and writer.
 
-Three jobs live here:
-
-1. The forward model of a virtual specimen (:func:`grid_positions`,
-   :func:`indent_properties`): where the indenter lands (the batch grid model
-   of the seed paper, eq. 3a/3b) and what it measures there (phase properties
-   from the literature, homogenised over the indent's interaction zone,
-   Oliver-Pharr stiffness, measurement noise).
-2. The instrument export (:func:`write_export`, :func:`read_export`): a
-   KLA Express/NanoBlitz-like CSV, read with a column map and a unit map into
-   the standard columns; bad rows go into a rejection table with a reason.
-3. Virtual indentation of a real micrograph (:func:`segment_phases`,
-   :func:`virtual_indentation`): the targets are *simulated* from a grey-level
-   segmentation, not measured.
+:func:`read_export` reads one batch's KLA Express/NanoBlitz-like export
+(CSV, TSV or semicolon-separated; metadata lines before the header and a
+units line under it are skipped) with a column map (:data:`KLA_COLUMNS` by
+default) and a unit map (:data:`KLA_UNITS`) into the standard indents table
+(:data:`STANDARD_COLUMNS`); rows with a missing, non-numeric or
+non-physical value go into a rejection table with a reason, never silently
+dropped. :func:`write_export` writes such an export, as the virtual
+specimens do.
 
 Units follow the names: ``x_um``, ``depth_nm``, ``load_mN``,
-``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``. Useful identity: with the load in
-mN and the hardness in GPa, ``P / H`` is an area in um^2.
+``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``.
 """
 from __future__ import annotations
 
@@ -75,6 +69,7 @@ _OPTIONAL_KEYS = ("depth", "load", "stiffness")
 
 
 def _norm_unit(unit):
+    """Unit string with ``µ``/``μ`` as ``u`` and ``micron(s)`` as ``um``."""
     u = str(unit).strip().replace("\u00b5", "u").replace("\u03bc", "u")
     return {"micron": "um", "microns": "um"}.get(u, u)
 
@@ -132,6 +127,7 @@ def write_export(df, path, style="kla", units=None, sep=",", header_lines=()):
 
 
 def _read_text(path):
+    """Text of the export file (UTF-8, else Latin-1); raises InputError if missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: indentation export not found")
@@ -148,6 +144,7 @@ def _read_text(path):
 
 
 def _split(line, sep):
+    """Fields of one line, stripped of blanks and quotes."""
     return [f.strip().strip('"').strip() for f in line.split(sep)]
 
 
@@ -201,6 +198,124 @@ def _parse_rows(lines, sep):
     return header, rows, extra
 
 
+def _export_maps(path, columns, units):
+    """Column and unit maps over the defaults, the mapped keys (file order) and their unit factors.
+
+    Raises InputError on an unknown key or unit, or a required key mapped to None.
+    """
+    columns = {**KLA_COLUMNS, **(columns or {})}
+    units = {**KLA_UNITS, **(units or {})}
+    unknown = sorted(set(columns) - set(KLA_COLUMNS)) + sorted(set(units) - set(KLA_UNITS))
+    if unknown:
+        raise InputError(f"{path}: unknown column/unit key(s) {unknown}; expected {list(KLA_COLUMNS)}")
+    for key in _REQUIRED_KEYS:
+        if columns.get(key) is None:
+            raise InputError(f"{path}: column map must name the file's {key!r} column")
+    present_keys = [k for k in KLA_COLUMNS if columns.get(k) is not None]
+    factors = {k: _unit_factor(k, units[k], path) for k in present_keys if k != "indent"}
+    return columns, present_keys, factors
+
+
+def _numeric(series, sep):
+    """Float values of a string column (NaN where not numeric); a decimal comma with ``;``."""
+    s = series.str.replace(",", ".", regex=False) if sep == ";" else series
+    return pd.to_numeric(s, errors="coerce")
+
+
+def _read_mapped_columns(path, columns, present_keys):
+    """The export's mapped columns as strings, with the separator and extra-field counts.
+
+    Returns ``(raw, cols, sep, extra)``: a DataFrame of the data rows (one
+    column per mapped header), standard key -> header name found, the
+    separator, and per row the count of non-empty fields beyond the header.
+    """
+    text = _read_text(path)
+    lines = text.splitlines()
+    wanted = [columns[k] for k in present_keys]
+    hdr, sep, _ = _find_header(lines, wanted, path)
+    header, rows, extra = _parse_rows(lines[hdr:], sep)
+    raw = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header)
+    lower = {c.lower(): c for c in reversed(header)}      # first occurrence wins
+    cols = {k: lower[columns[k].lower()] for k in present_keys}
+    raw = pd.DataFrame({c: raw[c].astype(str) for c in dict.fromkeys(cols.values())})
+    return raw, cols, sep, extra
+
+
+def _skip_units_line(raw, extra, cols, present_keys, sep, path):
+    """Drop a first data row whose mapped fields are all non-numeric (some non-empty): a units line."""
+    if len(raw):
+        first = raw.iloc[0][[cols[k] for k in present_keys]]
+        if _numeric(first, sep).isna().all() and (first != "").any():
+            log.info("%s: skipping units line under the header: %s", path, list(first))
+            raw = raw.iloc[1:].reset_index(drop=True)
+            extra = extra[1:]
+    return raw, extra
+
+
+def _standard_values(raw, cols, factors, sep, batch, reasons):
+    """Standard-unit table (``batch``, standard columns, ``source_row``) of the raw rows.
+
+    Appends a "missing"/"non-numeric" reason to ``reasons[i]`` for each
+    unreadable value of row ``i``; unmapped columns are NaN.
+    """
+    n = len(raw)
+    out = pd.DataFrame({"batch": [str(batch)] * n})
+    for key in KLA_COLUMNS:
+        std = "indent" if key == "indent" else _QUANTITIES[key][0]
+        if key not in cols:
+            out[std] = np.nan
+            continue
+        name = cols[key]
+        vals = _numeric(raw[name], sep)
+        for i in np.flatnonzero(vals.isna().to_numpy()):
+            txt = raw[name].iat[i]
+            reasons[i].append(f"missing {name}" if txt == "" or txt.lower() in ("nan", "na", "n/a")
+                              else f"non-numeric {name} {txt!r}")
+        out[std] = vals.to_numpy(float) * (1.0 if key == "indent" else factors[key])
+    out["source_row"] = np.arange(1, n + 1)
+    return out
+
+
+def _check_rows(out, ind, cols, reasons):
+    """Append a reason to ``reasons[i]`` for a non-integer indent id or a non-physical value."""
+    for i in np.flatnonzero(np.isfinite(ind) & (ind != np.round(ind))):
+        reasons[i].append(f"{cols['indent']} {ind[i]:g} is not an integer")
+    checks = [("E_GPa", 0.0, 500.0, "modulus", "GPa"), ("H_GPa", 0.0, 50.0, "hardness", "GPa"),
+              ("depth_nm", 0.0, 10000.0, "depth", "nm"), ("load_mN", 0.0, np.inf, "load", "mN"),
+              ("stiffness_N_per_m", 0.0, np.inf, "stiffness", "N/m")]
+    for std, lo, hi, key, unit in checks:
+        if key not in cols:
+            continue
+        v = out[std].to_numpy(float)
+        bad = np.isfinite(v) & ~((v > lo) & (v <= hi))
+        rng_txt = f"(0, {hi:g}] {unit}" if np.isfinite(hi) else f"> 0 {unit}"
+        for i in np.flatnonzero(bad):
+            reasons[i].append(f"{cols[key]} = {v[i]:g} {unit} outside {rng_txt}")
+
+
+def _check_unique_ids(ind, source_row, cols, path):
+    """Raise InputError when indent ids repeat (naming the ids and their data rows)."""
+    # duplicate ids are an inconsistent file, not a bad row: refuse the file
+    ids = pd.Series(ind, index=source_row).dropna()
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        groups = {int(k): list(v.index) for k, v in dup.groupby(dup)}
+        shown = dict(list(groups.items())[:5])
+        raise InputError(f"{path}: duplicate {cols['indent']} id(s) {list(groups)[:10]} "
+                         f"({len(groups)} in all) at data rows {shown}; each indent needs a unique id")
+
+
+def _split_rejected(out, reasons):
+    """``(accepted, rejected)``: rows without / with a reason; ``rejected`` gets the ``reason`` column."""
+    reason = np.array(["; ".join(r) for r in reasons], dtype=object)
+    bad = reason != ""
+    accepted = out.loc[~bad, STANDARD_COLUMNS].reset_index(drop=True)
+    accepted["indent"] = accepted["indent"].astype(np.int64)
+    rejected = out.loc[bad, STANDARD_COLUMNS].reset_index(drop=True)
+    rejected["reason"] = reason[bad]
+    return accepted, rejected
+
+
 def read_export(path, batch, columns=None, units=None):
     """Read one batch's indentation export into the standard indents table.
 
@@ -252,85 +367,16 @@ def read_export(path, batch, columns=None, units=None):
         ids and their rows).
     """
     path = Path(path)
-    columns = {**KLA_COLUMNS, **(columns or {})}
-    units = {**KLA_UNITS, **(units or {})}
-    unknown = sorted(set(columns) - set(KLA_COLUMNS)) + sorted(set(units) - set(KLA_UNITS))
-    if unknown:
-        raise InputError(f"{path}: unknown column/unit key(s) {unknown}; expected {list(KLA_COLUMNS)}")
-    for key in _REQUIRED_KEYS:
-        if columns.get(key) is None:
-            raise InputError(f"{path}: column map must name the file's {key!r} column")
-    present_keys = [k for k in KLA_COLUMNS if columns.get(k) is not None]
-    factors = {k: _unit_factor(k, units[k], path) for k in present_keys if k != "indent"}
-
-    text = _read_text(path)
-    lines = text.splitlines()
-    wanted = [columns[k] for k in present_keys]
-    hdr, sep, _ = _find_header(lines, wanted, path)
-    header, rows, extra = _parse_rows(lines[hdr:], sep)
-    raw = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header)
-    lower = {c.lower(): c for c in reversed(header)}      # first occurrence wins
-    cols = {k: lower[columns[k].lower()] for k in present_keys}
-    raw = pd.DataFrame({c: raw[c].astype(str) for c in dict.fromkeys(cols.values())})
-
-    def numeric(series):
-        s = series.str.replace(",", ".", regex=False) if sep == ";" else series
-        return pd.to_numeric(s, errors="coerce")
-
-    if len(raw):
-        first = raw.iloc[0][[cols[k] for k in present_keys]]
-        if numeric(first).isna().all() and (first != "").any():
-            log.info("%s: skipping units line under the header: %s", path, list(first))
-            raw = raw.iloc[1:].reset_index(drop=True)
-            extra = extra[1:]
-
+    columns, present_keys, factors = _export_maps(path, columns, units)
+    raw, cols, sep, extra = _read_mapped_columns(path, columns, present_keys)
+    raw, extra = _skip_units_line(raw, extra, cols, present_keys, sep, path)
     n = len(raw)
     reasons = [[f"{e} field(s) beyond the header"] if e else [] for e in extra]
-    out = pd.DataFrame({"batch": [str(batch)] * n})
-    for key in KLA_COLUMNS:
-        std = "indent" if key == "indent" else _QUANTITIES[key][0]
-        if key not in cols:
-            out[std] = np.nan
-            continue
-        name = cols[key]
-        vals = numeric(raw[name])
-        for i in np.flatnonzero(vals.isna().to_numpy()):
-            txt = raw[name].iat[i]
-            reasons[i].append(f"missing {name}" if txt == "" or txt.lower() in ("nan", "na", "n/a")
-                              else f"non-numeric {name} {txt!r}")
-        out[std] = vals.to_numpy(float) * (1.0 if key == "indent" else factors[key])
-    out["source_row"] = np.arange(1, n + 1)
-
+    out = _standard_values(raw, cols, factors, sep, batch, reasons)
     ind = out["indent"].to_numpy(float)
-    for i in np.flatnonzero(np.isfinite(ind) & (ind != np.round(ind))):
-        reasons[i].append(f"{cols['indent']} {ind[i]:g} is not an integer")
-    checks = [("E_GPa", 0.0, 500.0, "modulus", "GPa"), ("H_GPa", 0.0, 50.0, "hardness", "GPa"),
-              ("depth_nm", 0.0, 10000.0, "depth", "nm"), ("load_mN", 0.0, np.inf, "load", "mN"),
-              ("stiffness_N_per_m", 0.0, np.inf, "stiffness", "N/m")]
-    for std, lo, hi, key, unit in checks:
-        if key not in cols:
-            continue
-        v = out[std].to_numpy(float)
-        bad = np.isfinite(v) & ~((v > lo) & (v <= hi))
-        rng_txt = f"(0, {hi:g}] {unit}" if np.isfinite(hi) else f"> 0 {unit}"
-        for i in np.flatnonzero(bad):
-            reasons[i].append(f"{cols[key]} = {v[i]:g} {unit} outside {rng_txt}")
-
-    # duplicate ids are an inconsistent file, not a bad row: refuse the file
-    ids = pd.Series(ind, index=out["source_row"]).dropna()
-    dup = ids[ids.duplicated(keep=False)]
-    if len(dup):
-        groups = {int(k): list(v.index) for k, v in dup.groupby(dup)}
-        shown = dict(list(groups.items())[:5])
-        raise InputError(f"{path}: duplicate {cols['indent']} id(s) {list(groups)[:10]} "
-                         f"({len(groups)} in all) at data rows {shown}; each indent needs a unique id")
-
-    reason = np.array(["; ".join(r) for r in reasons], dtype=object)
-    bad = reason != ""
-    accepted = out.loc[~bad, STANDARD_COLUMNS].reset_index(drop=True)
-    accepted["indent"] = accepted["indent"].astype(np.int64)
-    rejected = out.loc[bad, STANDARD_COLUMNS].reset_index(drop=True)
-    rejected["reason"] = reason[bad]
+    _check_rows(out, ind, cols, reasons)
+    _check_unique_ids(ind, out["source_row"], cols, path)
+    accepted, rejected = _split_rejected(out, reasons)
     log.info("%s: batch %s, %d data rows: %d accepted, %d rejected", path, batch, n,
              len(accepted), len(rejected))
     if len(rejected):

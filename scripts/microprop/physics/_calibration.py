@@ -2,21 +2,28 @@
 
 The backscattered-electron detector is taken as linear in the backscatter
 coefficient ``eta`` over the grey range of a polished section, so two
-reference phases of known ``eta`` fix the grey -> eta line. For a specimen
-whose pores were intruded with Field's metal, ``eta`` of a pixel grows
-monotonically with the metal-filled (nano)porosity ``n`` of the C-S-H it
-samples, and a Monte Carlo table ``eta(n)`` inverts ``eta`` into ``n``.
+reference phases of known ``eta`` fix the grey -> eta line
+(:func:`grey_to_eta`). Their grey levels come from the modes of the grey
+histogram (:func:`find_reference_greys`, :func:`darkest_mode`,
+:func:`brightest_mode`), or the whole line is fitted to the histogram as a
+mixture of one Gaussian per phase whose means lie on it
+(:func:`fit_detector_line`); the reference ``eta`` come from the Monte Carlo
+tables (:func:`reference_eta`).
 
-This follows the calibration of nanoporosity maps of graphene-oxide cement
-pastes intruded with Field's metal in the supporting information (section 1)
-of the seed paper: grey levels are referred to two phases of known
-backscatter coefficient, and the resulting ``eta`` is converted to an
-equivalent porosity with the simulated ``eta(n)`` of C-S-H/Field's metal
-mixtures (n = 0: solid C-S-H, n = 1: Field's metal).
+For a specimen whose pores were intruded with Field's metal, ``eta`` of a
+pixel grows monotonically with the metal-filled (nano)porosity ``n`` of the
+C-S-H it samples, and a Monte Carlo table ``eta(n)`` inverts ``eta`` into
+``n`` (:func:`eta_to_porosity`). This follows the calibration of
+nanoporosity maps of graphene-oxide cement pastes intruded with Field's metal
+in the supporting information (section 1) of the seed paper: grey levels are
+referred to two phases of known backscatter coefficient, and the resulting
+``eta`` is converted to an equivalent porosity with the simulated ``eta(n)``
+of C-S-H/Field's metal mixtures (n = 0: solid C-S-H, n = 1: Field's metal).
 
-Two map scales are produced (seed paper, "MulF" and "MicF" inputs): the
-full-resolution map ``MulF`` and its Gaussian blur ``MicF`` (standard
-deviation ``micf_sigma_px``), which mimics a coarser interaction volume.
+Two map scales are produced (seed paper, "MulF" and "MicF" inputs) by
+:func:`calibrate_mosaic`: the full-resolution map ``MulF`` and its Gaussian
+blur ``MicF`` (standard deviation ``micf_sigma_px``), which mimics a coarser
+interaction volume.
 """
 from __future__ import annotations
 
@@ -51,6 +58,104 @@ def _sample_pixels(image, max_samples):
         sample = np.asarray(image).ravel()
         sample = sample[:: max(1, sample.size // max_samples)]
     return sample.astype(np.float64).ravel()
+
+
+def _mode_sample(image_or_sample, max_samples, exclude_values):
+    """Finite float64 grey sample without ``exclude_values``, with its min and max.
+
+    Raises InputError below 10 usable pixels or on a constant sample.
+    """
+    x = _sample_pixels(image_or_sample, max_samples)
+    x = x[np.isfinite(x)]
+    if exclude_values is not None:
+        x = x[~np.isin(x, np.asarray(list(exclude_values), dtype=np.float64))]
+    if x.size < 10:
+        raise InputError(f"find_reference_greys: only {x.size} usable pixels; need at least 10")
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        raise InputError(f"find_reference_greys: constant image (all pixels {lo}); no modes")
+    return x, lo, hi
+
+
+def _padded_histogram(x, lo, hi, smooth_sigma):
+    """Histogram of ``x`` (unit bins for integer greys, else 512), padded with empty bins.
+
+    Returns ``(hist, centers, step)``: counts and bin centres, both padded by
+    ``int(4 * smooth_sigma) + 2`` bins on each side, and the bin width.
+    """
+    integer = np.allclose(x, np.round(x))
+    if integer and hi - lo <= 4096:
+        edges = np.arange(lo - 0.5, hi + 1.5, 1.0)
+    else:
+        edges = np.linspace(lo, hi, 513)
+    hist, edges = np.histogram(x, bins=edges)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    # empty bins padded on both sides so that a mode at the end of the range
+    # (saturated pores at 0, a fill value) is still a peak for find_peaks
+    pad = int(4 * smooth_sigma) + 2
+    step = centers[1] - centers[0] if centers.size > 1 else 1.0
+    centers = np.concatenate([centers[0] - step * np.arange(pad, 0, -1), centers,
+                              centers[-1] + step * np.arange(1, pad + 1)])
+    hist = np.pad(hist, pad)
+    return hist, centers, step
+
+
+def _prominent_peaks(hist, smooth_sigma, min_prominence):
+    """Gaussian-smoothed histogram (float64) and its peak bins, most prominent first."""
+    smooth = ndimage.gaussian_filter1d(hist.astype(np.float64), smooth_sigma, mode="constant")
+    peaks, props = signal.find_peaks(smooth, prominence=min_prominence * smooth.max())
+    order = np.argsort(props["prominences"])[::-1]
+    return smooth, peaks[order]
+
+
+def _peak_modes(x, peaks, smooth, centers, step, n_modes):
+    """Modes at the smoothed-histogram peaks, refined by a parabola: ``(grey, sigma, weight)``.
+
+    ``sigma`` is NaN; ``weight`` is the fraction of ``x`` nearest to each mode.
+    """
+    if n_modes is not None and peaks.size < n_modes:
+        raise InputError(f"find_reference_greys: found {peaks.size} histogram peaks, "
+                         f"expected {n_modes}; lower min_prominence or use method='gmm'")
+    peaks = np.sort(peaks)
+    grey = []
+    for p in peaks:
+        if 0 < p < smooth.size - 1:
+            y0, y1, y2 = smooth[p - 1: p + 2]
+            den = y0 - 2 * y1 + y2
+            off = 0.5 * (y0 - y2) / den if den != 0 else 0.0
+        else:
+            off = 0.0
+        grey.append(centers[p] + off * step)
+    grey = np.asarray(grey)
+    nearest = np.argmin(np.abs(x[:, None] - grey[None, :]), axis=1)
+    weight = np.bincount(nearest, minlength=grey.size) / x.size
+    sigma = np.full(grey.size, np.nan)
+    return grey, sigma, weight
+
+
+def _mixture_modes(x, peaks, centers, n_modes, gmm_samples, random_state):
+    """Modes of a 1D Gaussian mixture started at the peaks: ``(grey, sigma, weight)``, dark to bright."""
+    from sklearn.mixture import GaussianMixture
+
+    n = n_modes if n_modes is not None else peaks.size
+    init = list(centers[peaks])
+    if len(init) < n:
+        extra = np.quantile(x, (np.arange(n - len(init)) + 0.5) / (n - len(init)))
+        init += list(extra)
+    gmm = GaussianMixture(n_components=n, means_init=np.asarray(init)[:, None],
+                          random_state=random_state, max_iter=200, tol=1e-4)
+    # the mixture is fitted to at most gmm_samples pixels (cost bound; the
+    # standard error of a mode's mean is sigma / sqrt(weight * gmm_samples))
+    xs = x if x.size <= gmm_samples else np.random.default_rng(random_state).choice(
+        x, int(gmm_samples), replace=False)
+    gmm.fit(xs[:, None])
+    if not gmm.converged_:
+        log.warning("grey-mode mixture did not converge in %d iterations", gmm.n_iter_)
+    grey = gmm.means_[:, 0]
+    sigma = np.sqrt(gmm.covariances_.reshape(n))
+    weight = gmm.weights_
+    o = np.argsort(grey)
+    return grey[o], sigma[o], weight[o]
 
 
 def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_samples=400_000,
@@ -110,35 +215,9 @@ def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_sample
     InputError
         If the sample is empty, constant, or no mode can be found.
     """
-    from sklearn.mixture import GaussianMixture
-
-    x = _sample_pixels(image_or_sample, int(max_samples))
-    x = x[np.isfinite(x)]
-    if exclude_values is not None:
-        x = x[~np.isin(x, np.asarray(list(exclude_values), dtype=np.float64))]
-    if x.size < 10:
-        raise InputError(f"find_reference_greys: only {x.size} usable pixels; need at least 10")
-    lo, hi = float(x.min()), float(x.max())
-    if hi <= lo:
-        raise InputError(f"find_reference_greys: constant image (all pixels {lo}); no modes")
-    integer = np.allclose(x, np.round(x))
-    if integer and hi - lo <= 4096:
-        edges = np.arange(lo - 0.5, hi + 1.5, 1.0)
-    else:
-        edges = np.linspace(lo, hi, 513)
-    hist, edges = np.histogram(x, bins=edges)
-    centers = 0.5 * (edges[:-1] + edges[1:])
-    # empty bins padded on both sides so that a mode at the end of the range
-    # (saturated pores at 0, a fill value) is still a peak for find_peaks
-    pad = int(4 * smooth_sigma) + 2
-    step = centers[1] - centers[0] if centers.size > 1 else 1.0
-    centers = np.concatenate([centers[0] - step * np.arange(pad, 0, -1), centers,
-                              centers[-1] + step * np.arange(1, pad + 1)])
-    hist = np.pad(hist, pad)
-    smooth = ndimage.gaussian_filter1d(hist.astype(np.float64), smooth_sigma, mode="constant")
-    peaks, props = signal.find_peaks(smooth, prominence=min_prominence * smooth.max())
-    order = np.argsort(props["prominences"])[::-1]
-    peaks = peaks[order]
+    x, lo, hi = _mode_sample(image_or_sample, int(max_samples), exclude_values)
+    hist, centers, step = _padded_histogram(x, lo, hi, smooth_sigma)
+    smooth, peaks = _prominent_peaks(hist, smooth_sigma, min_prominence)
     if n_modes is not None:
         n_modes = int(n_modes)
         if n_modes < 1:
@@ -148,43 +227,9 @@ def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_sample
         raise InputError("find_reference_greys: no histogram peak above the prominence threshold")
 
     if method == "peaks":
-        if n_modes is not None and peaks.size < n_modes:
-            raise InputError(f"find_reference_greys: found {peaks.size} histogram peaks, "
-                             f"expected {n_modes}; lower min_prominence or use method='gmm'")
-        peaks = np.sort(peaks)
-        grey = []
-        for p in peaks:
-            if 0 < p < smooth.size - 1:
-                y0, y1, y2 = smooth[p - 1: p + 2]
-                den = y0 - 2 * y1 + y2
-                off = 0.5 * (y0 - y2) / den if den != 0 else 0.0
-            else:
-                off = 0.0
-            grey.append(centers[p] + off * step)
-        grey = np.asarray(grey)
-        nearest = np.argmin(np.abs(x[:, None] - grey[None, :]), axis=1)
-        weight = np.bincount(nearest, minlength=grey.size) / x.size
-        sigma = np.full(grey.size, np.nan)
+        grey, sigma, weight = _peak_modes(x, peaks, smooth, centers, step, n_modes)
     elif method == "gmm":
-        n = n_modes if n_modes is not None else peaks.size
-        init = list(centers[peaks])
-        if len(init) < n:
-            extra = np.quantile(x, (np.arange(n - len(init)) + 0.5) / (n - len(init)))
-            init += list(extra)
-        gmm = GaussianMixture(n_components=n, means_init=np.asarray(init)[:, None],
-                              random_state=random_state, max_iter=200, tol=1e-4)
-        # the mixture is fitted to at most gmm_samples pixels (cost bound; the
-        # standard error of a mode's mean is sigma / sqrt(weight * gmm_samples))
-        xs = x if x.size <= gmm_samples else np.random.default_rng(random_state).choice(
-            x, int(gmm_samples), replace=False)
-        gmm.fit(xs[:, None])
-        if not gmm.converged_:
-            log.warning("grey-mode mixture did not converge in %d iterations", gmm.n_iter_)
-        grey = gmm.means_[:, 0]
-        sigma = np.sqrt(gmm.covariances_.reshape(n))
-        weight = gmm.weights_
-        o = np.argsort(grey)
-        grey, sigma, weight = grey[o], sigma[o], weight[o]
+        grey, sigma, weight = _mixture_modes(x, peaks, centers, n_modes, gmm_samples, random_state)
     else:
         raise InputError(f"find_reference_greys: method must be 'gmm' or 'peaks', got {method!r}")
     log.info("grey modes (%s): %s", method,
@@ -227,6 +272,57 @@ def brightest_mode(modes, min_weight=0.02):
     See :func:`darkest_mode`.
     """
     return float(_significant(modes, min_weight).max())
+
+
+def _line_sample(image_or_sample, max_samples, n_fit, exclude_values, seed):
+    """Finite float64 grey sample for the detector-line fit, at most ``n_fit`` values (seeded subset)."""
+    x = _sample_pixels(image_or_sample, max_samples) if np.ndim(image_or_sample) != 1 \
+        else np.asarray(image_or_sample, np.float64)
+    if exclude_values is not None:
+        x = x[~np.isin(x, np.asarray(exclude_values, np.float64))]
+    x = x[np.isfinite(x)]
+    if x.size > n_fit:
+        x = np.random.default_rng(seed).choice(x, n_fit, replace=False)
+    return x
+
+
+def _initial_line(x, eta, init):
+    """Starting ``(offset, gain)``: ``init``, or the 1st/99th grey percentiles on the eta extremes."""
+    if init is None:
+        lo, hi = np.percentile(x, [1, 99])
+        gain = (hi - lo) / np.ptp(eta)
+        offset = lo - gain * eta.min()
+    else:
+        offset, gain = (float(v) for v in init)
+    return offset, gain
+
+
+def _line_e_step(x, eta, offset, gain, weight, sigma):
+    """Responsibilities ``r`` (N, K) of the phases for the samples, and the mean log-likelihood."""
+    mu = offset + gain * eta
+    logp = (np.log(weight) - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+            - 0.5 * ((x[:, None] - mu) / sigma) ** 2)
+    m = logp.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(logp - m).sum(axis=1))
+    r = np.exp(logp - lse[:, None])
+    return r, float(lse.mean())
+
+
+def _line_m_step(x, eta, r, sigma):
+    """Updated ``(offset, gain, weight, sigma)`` from responsibilities ``r`` (N, K)."""
+    # weighted least squares of x ~ offset + gain * eta_k
+    w = r / sigma ** 2
+    sw, swe, swe2 = w.sum(), (w * eta).sum(), (w * eta ** 2).sum()
+    swx, swex = (w * x[:, None]).sum(), (w * eta * x[:, None]).sum()
+    det = sw * swe2 - swe ** 2
+    offset = (swe2 * swx - swe * swex) / det
+    gain = (sw * swex - swe * swx) / det
+    nk = r.sum(axis=0) + 1e-12
+    weight = np.maximum(nk / x.size, 1e-6)
+    weight /= weight.sum()
+    mu = offset + gain * eta
+    sigma = np.sqrt(np.maximum((r * (x[:, None] - mu) ** 2).sum(axis=0) / nk, 0.25))
+    return offset, gain, weight, sigma
 
 
 def fit_detector_line(image_or_sample, phase_eta, max_samples=400_000, n_fit=100_000,
@@ -279,43 +375,15 @@ def fit_detector_line(image_or_sample, phase_eta, max_samples=400_000, n_fit=100
     eta = np.array([float(phase_eta[n]) for n in names])
     if len(names) < 2 or np.ptp(eta) <= 0:
         raise InputError(f"fit_detector_line: need two or more phases of different eta, got {phase_eta}")
-    x = _sample_pixels(image_or_sample, max_samples) if np.ndim(image_or_sample) != 1 \
-        else np.asarray(image_or_sample, np.float64)
-    if exclude_values is not None:
-        x = x[~np.isin(x, np.asarray(exclude_values, np.float64))]
-    x = x[np.isfinite(x)]
-    if x.size > n_fit:
-        x = np.random.default_rng(seed).choice(x, n_fit, replace=False)
-    if init is None:
-        lo, hi = np.percentile(x, [1, 99])
-        gain = (hi - lo) / np.ptp(eta)
-        offset = lo - gain * eta.min()
-    else:
-        offset, gain = (float(v) for v in init)
+    x = _line_sample(image_or_sample, max_samples, n_fit, exclude_values, seed)
+    offset, gain = _initial_line(x, eta, init)
     k = eta.size
     weight = np.full(k, 1.0 / k)
     sigma = np.full(k, max(np.std(x) / (2 * k), 1e-3))
     prev = -np.inf
     for it in range(1, max_iter + 1):
-        mu = offset + gain * eta
-        logp = (np.log(weight) - np.log(sigma) - 0.5 * np.log(2 * np.pi)
-                - 0.5 * ((x[:, None] - mu) / sigma) ** 2)
-        m = logp.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(logp - m).sum(axis=1))
-        r = np.exp(logp - lse[:, None])
-        ll = float(lse.mean())
-        # M-step: weighted least squares of x ~ offset + gain * eta_k
-        w = r / sigma ** 2
-        sw, swe, swe2 = w.sum(), (w * eta).sum(), (w * eta ** 2).sum()
-        swx, swex = (w * x[:, None]).sum(), (w * eta * x[:, None]).sum()
-        det = sw * swe2 - swe ** 2
-        offset = (swe2 * swx - swe * swex) / det
-        gain = (sw * swex - swe * swx) / det
-        nk = r.sum(axis=0) + 1e-12
-        weight = np.maximum(nk / x.size, 1e-6)
-        weight /= weight.sum()
-        mu = offset + gain * eta
-        sigma = np.sqrt(np.maximum((r * (x[:, None] - mu) ** 2).sum(axis=0) / nk, 0.25))
+        r, ll = _line_e_step(x, eta, offset, gain, weight, sigma)
+        offset, gain, weight, sigma = _line_m_step(x, eta, r, sigma)
         if abs(ll - prev) < tol:
             break
         prev = ll
@@ -578,11 +646,84 @@ def reference_eta(phases, phase_eta, eta_table=None, source="phase_eta.csv"):
 
 
 def _calibrate_block(grey, mode, grey_refs, eta_refs, eta_table, clinker_grey_window):
+    """``MulF`` values (float64) of one grey block: eta, or porosity with clinker at n = 0."""
     eta = grey_to_eta(grey, grey_refs, eta_refs)
     if mode == "eta":
         return eta.astype(np.float64)
     mask = clinker_mask_from_grey(grey, clinker_grey_window)
     return eta_to_porosity(eta, eta_table, clinker_mask=mask).astype(np.float64)
+
+
+def _check_calibration(mosaic, mode, grey_refs, eta_refs, eta_table, micf_sigma_px):
+    """Validated blur sigma (px) and references ``(g1, g2, e1, e2)``; raises InputError."""
+    if mode not in ("eta", "porosity"):
+        raise InputError(f"calibration mode must be 'eta' or 'porosity', got {mode!r}")
+    if mode == "porosity" and eta_table is None:
+        raise InputError("calibration mode 'porosity' needs the eta table (n, eta)")
+    sigma = float(micf_sigma_px)
+    if not sigma > 0:
+        raise InputError(f"micf_sigma_px must be > 0, got {micf_sigma_px}")
+    refs = _check_refs(grey_refs, eta_refs)
+    if mosaic.ndim != 2:
+        raise InputError(f"mosaic must be 2D, got shape {mosaic.shape}")
+    return sigma, refs
+
+
+def _block_layout(mosaic, chunk, sigma):
+    """Output chunk edge, processing block edge (a multiple of it) and blur kernel radius, px."""
+    out_chunk = int(getattr(mosaic, "chunks", (chunk, chunk))[0]) if not isinstance(
+        mosaic, np.ndarray) else int(chunk)
+    block = int(np.ceil(max(int(chunk), 1) / out_chunk)) * out_chunk
+    radius = int(GAUSS_TRUNCATE * sigma + 0.5)  # scipy's kernel radius
+    return out_chunk, block, radius
+
+
+def _calibration_attrs(mosaic, mode, refs, sigma, clinker_grey_window, extra_attrs):
+    """Attrs of the calibrated group: quantity, references, blur, source pixel size and origin."""
+    g1, g2, e1, e2 = refs
+    src_attrs = dict(getattr(mosaic, "attrs", {}) or {})
+    attrs = {
+        "quantity": mode, "units": "1",
+        "grey_refs": [g1, g2], "eta_refs": [e1, e2],
+        "sigma": sigma, "micf_sigma_px": sigma, "gauss_truncate": GAUSS_TRUNCATE,
+        "clinker_grey_window": None if clinker_grey_window is None else
+        [float(v) for v in clinker_grey_window],
+        "pixel_size_nm": src_attrs.get("pixel_size_nm"),
+        "origin_um": src_attrs.get("origin_um"),
+    }
+    if extra_attrs:
+        attrs.update(extra_attrs)
+    return attrs
+
+
+def _create_calibrated_group(path, attrs, shape, out_chunk, sigma):
+    """Create the zarr group with its empty float32 ``MulF`` and ``MicF`` arrays."""
+    grp = mio.create_group(path)
+    grp.attrs.update(mio.jsonable(attrs))
+    arr_attrs = mio.jsonable(attrs)  # each array carries the calibration too
+    mulf = mio.create_group_array(grp, "MulF", shape, np.float32, chunk=out_chunk,
+                                  attrs={**arr_attrs, "scale": "MulF"})
+    micf = mio.create_group_array(grp, "MicF", shape, np.float32, chunk=out_chunk,
+                                  attrs={**arr_attrs, "scale": "MicF", "sigma": sigma})
+    return mulf, micf
+
+
+def _write_calibrated_block(mosaic, mulf, micf, sy, sx, radius, sigma, mode, refs, eta_table,
+                            clinker_grey_window):
+    """Calibrate block ``(sy, sx)`` read with a halo of ``radius`` px; write its MulF and MicF."""
+    h, w = (int(s) for s in mosaic.shape)
+    g1, g2, e1, e2 = refs
+    y0, y1 = max(sy.start - radius, 0), min(sy.stop + radius, h)
+    x0, x1 = max(sx.start - radius, 0), min(sx.stop + radius, w)
+    grey = np.asarray(mosaic[y0:y1, x0:x1])
+    val = _calibrate_block(grey, mode, (g1, g2), (e1, e2), eta_table, clinker_grey_window)
+    iy = slice(sy.start - y0, sy.stop - y0)
+    ix = slice(sx.start - x0, sx.stop - x0)
+    mulf[sy, sx] = val[iy, ix].astype(np.float32)
+    # a region clipped at the mosaic border reflects at the border itself;
+    # elsewhere the halo covers the whole kernel, so the blur is exact.
+    blur = ndimage.gaussian_filter(val, sigma, mode="reflect", truncate=GAUSS_TRUNCATE)
+    micf[sy, sx] = blur[iy, ix].astype(np.float32)
 
 
 def calibrate_mosaic(mosaic, out_group, mode, grey_refs, eta_refs, eta_table=None,
@@ -630,53 +771,15 @@ def calibrate_mosaic(mosaic, out_group, mode, grey_refs, eta_refs, eta_table=Non
     InputError
         Bad mode, sigma, references or table.
     """
-    if mode not in ("eta", "porosity"):
-        raise InputError(f"calibration mode must be 'eta' or 'porosity', got {mode!r}")
-    if mode == "porosity" and eta_table is None:
-        raise InputError("calibration mode 'porosity' needs the eta table (n, eta)")
-    sigma = float(micf_sigma_px)
-    if not sigma > 0:
-        raise InputError(f"micf_sigma_px must be > 0, got {micf_sigma_px}")
-    g1, g2, e1, e2 = _check_refs(grey_refs, eta_refs)
-    if mosaic.ndim != 2:
-        raise InputError(f"mosaic must be 2D, got shape {mosaic.shape}")
+    sigma, refs = _check_calibration(mosaic, mode, grey_refs, eta_refs, eta_table, micf_sigma_px)
     h, w = (int(s) for s in mosaic.shape)
-    src_attrs = dict(getattr(mosaic, "attrs", {}) or {})
-    out_chunk = int(getattr(mosaic, "chunks", (chunk, chunk))[0]) if not isinstance(
-        mosaic, np.ndarray) else int(chunk)
-    block = int(np.ceil(max(int(chunk), 1) / out_chunk)) * out_chunk
-    radius = int(GAUSS_TRUNCATE * sigma + 0.5)  # scipy's kernel radius
-    attrs = {
-        "quantity": mode, "units": "1",
-        "grey_refs": [g1, g2], "eta_refs": [e1, e2],
-        "sigma": sigma, "micf_sigma_px": sigma, "gauss_truncate": GAUSS_TRUNCATE,
-        "clinker_grey_window": None if clinker_grey_window is None else
-        [float(v) for v in clinker_grey_window],
-        "pixel_size_nm": src_attrs.get("pixel_size_nm"),
-        "origin_um": src_attrs.get("origin_um"),
-    }
-    if extra_attrs:
-        attrs.update(extra_attrs)
+    out_chunk, block, radius = _block_layout(mosaic, chunk, sigma)
+    attrs = _calibration_attrs(mosaic, mode, refs, sigma, clinker_grey_window, extra_attrs)
     with mio.atomic_path(out_group) as tmp:
-        grp = mio.create_group(tmp)
-        grp.attrs.update(mio.jsonable(attrs))
-        arr_attrs = mio.jsonable(attrs)  # each array carries the calibration too
-        mulf = mio.create_group_array(grp, "MulF", (h, w), np.float32, chunk=out_chunk,
-                                      attrs={**arr_attrs, "scale": "MulF"})
-        micf = mio.create_group_array(grp, "MicF", (h, w), np.float32, chunk=out_chunk,
-                                      attrs={**arr_attrs, "scale": "MicF", "sigma": sigma})
+        mulf, micf = _create_calibrated_group(tmp, attrs, (h, w), out_chunk, sigma)
         blocks = list(mio.iter_chunks((h, w), block))
         for sy, sx in progress(blocks, desc="calibrate", unit="block"):
-            y0, y1 = max(sy.start - radius, 0), min(sy.stop + radius, h)
-            x0, x1 = max(sx.start - radius, 0), min(sx.stop + radius, w)
-            grey = np.asarray(mosaic[y0:y1, x0:x1])
-            val = _calibrate_block(grey, mode, (g1, g2), (e1, e2), eta_table, clinker_grey_window)
-            iy = slice(sy.start - y0, sy.stop - y0)
-            ix = slice(sx.start - x0, sx.stop - x0)
-            mulf[sy, sx] = val[iy, ix].astype(np.float32)
-            # a region clipped at the mosaic border reflects at the border itself;
-            # elsewhere the halo covers the whole kernel, so the blur is exact.
-            blur = ndimage.gaussian_filter(val, sigma, mode="reflect", truncate=GAUSS_TRUNCATE)
-            micf[sy, sx] = blur[iy, ix].astype(np.float32)
+            _write_calibrated_block(mosaic, mulf, micf, sy, sx, radius, sigma, mode, refs,
+                                    eta_table, clinker_grey_window)
     log.info("calibrated %dx%d mosaic (%s, sigma %.2f px) into %s", h, w, mode, sigma, out_group)
     return attrs

@@ -1,20 +1,26 @@
-"""Nanoindentation: forward model, export reader/writer, virtual indentation.
+"""Nanoindentation forward model: what an indenter measures on a phase map.
 
-Three jobs live here:
+:func:`indent_properties` simulates the measurement of a virtual specimen at
+given indent positions: phase properties drawn from their literature
+distributions (:data:`microprop.phases.PHASE_PROPERTIES`), homogenised by a
+Voigt-Reuss-Hill average (:func:`hill_average`, Hill 1952) over the indent's
+interaction zone (:func:`zone_fractions`, a disc a few contact depths across,
+Constantinides et al. 2006), then measurement noise, and the depth and
+stiffness an instrument reports. The Oliver-Pharr relations it uses (Oliver &
+Pharr 1992, J. Mater. Res. 7, 1564) are public on their own:
 
-1. The forward model of a virtual specimen (:func:`grid_positions`,
-   :func:`indent_properties`): where the indenter lands (the batch grid model
-   of the seed paper, eq. 3a/3b) and what it measures there (phase properties
-   from the literature, homogenised over the indent's interaction zone,
-   Oliver-Pharr stiffness, measurement noise).
-2. The instrument export (:func:`write_export`, :func:`read_export`): a
-   KLA Express/NanoBlitz-like CSV, read with a column map and a unit map into
-   the standard columns; bad rows go into a rejection table with a reason.
-3. Virtual indentation of a real micrograph (:func:`segment_phases`,
-   :func:`virtual_indentation`): the targets are *simulated* from a grey-level
-   segmentation, not measured.
+- Berkovich area function ``A = 24.5 h_c^2`` and ``H = P / A``
+  (:func:`contact_depth_nm`);
+- reduced modulus ``1/Er = (1 - nu^2)/E + (1 - nu_i^2)/E_i``
+  (:func:`reduced_modulus_GPa`, diamond tip ``E_i = 1141 GPa``,
+  ``nu_i = 0.07``);
+- contact stiffness ``S = 2 beta Er sqrt(A / pi)``
+  (:func:`contact_stiffness_N_per_m`, ``beta = 1.034``).
 
-Units follow the names: ``x_um``, ``depth_nm``, ``load_mN``,
+Where the indents land (the batch grid model) is
+:func:`microprop.imaging.grid_positions`.
+
+Units follow the names: ``x_px``, ``depth_nm``, ``load_mN``,
 ``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``. Useful identity: with the load in
 mN and the hardness in GPa, ``P / H`` is an area in um^2.
 """
@@ -202,6 +208,7 @@ def _truncated_normal(rng, mean, std, size):
 
 
 def _check_phase_properties(phase_properties):
+    """Phase-properties table (default :data:`PHASE_PROPERTIES`) checked: columns, means > 0, stds >= 0."""
     pp = PHASE_PROPERTIES if phase_properties is None else phase_properties
     need = ["E_mean_GPa", "E_std_GPa", "H_mean_GPa", "H_std_GPa"]
     missing = [c for c in need if c not in pp.columns]
@@ -212,6 +219,67 @@ def _check_phase_properties(phase_properties):
     if bad:
         raise InputError(f"phase properties: phase(s) {bad} need positive means and non-negative stds")
     return pp
+
+
+def _check_indent_inputs(labels, x_px, y_px, pixel_size_nm, load_mN, names):
+    """Validated label map, indent centres x, y (px, float, shape (N,)) and loads (mN, shape (N,))."""
+    n_ph = len(names)
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise InputError(f"label map: expected a 2D array, found shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_ph):
+        raise InputError(f"label map: ids must be 0..{n_ph - 1} ({names}); found "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    if not pixel_size_nm > 0:
+        raise InputError(f"pixel_size_nm = {pixel_size_nm}: expected > 0")
+    x = np.atleast_1d(np.asarray(x_px, float))
+    y = np.atleast_1d(np.asarray(y_px, float))
+    n = x.size
+    if y.size != n:
+        raise InputError(f"indent positions: {n} x values but {y.size} y values")
+    h, w = labels.shape
+    outside = np.flatnonzero(~((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)))
+    if outside.size:
+        i = outside[0]
+        raise InputError(f"indent {i} at ({x[i]:.1f}, {y[i]:.1f}) px lies outside the "
+                         f"{w} x {h} px label map ({outside.size} indents outside)")
+    load = np.broadcast_to(np.asarray(load_mN, float), (n,)).copy()
+    if np.any(~(load > 0)):
+        raise InputError(f"load_mN: expected > 0, found {load[~(load > 0)][:3]}")
+    return labels, x, y, load
+
+
+def _draw_phase_values(rng, pp, n):
+    """Per-indent phase E and H (GPa), each shape (N, P): all E draws, then all H draws."""
+    n_ph = len(pp.index)
+    E_ph = np.column_stack([_truncated_normal(rng, pp["E_mean_GPa"].iloc[k], pp["E_std_GPa"].iloc[k], n)
+                            for k in range(n_ph)]).reshape(n, n_ph)
+    H_ph = np.column_stack([_truncated_normal(rng, pp["H_mean_GPa"].iloc[k], pp["H_std_GPa"].iloc[k], n)
+                            for k in range(n_ph)]).reshape(n, n_ph)
+    return E_ph, H_ph
+
+
+def _contact_zone_fractions(labels, x, y, load, H_ph, pixel_size_nm, zone_factor):
+    """Phase fractions (N, P) in the interaction zones after one fixed-point step on ``h_c``."""
+    h, w = labels.shape
+    n, n_ph = H_ph.shape
+    centre = labels[np.clip(np.rint(y).astype(int), 0, h - 1), np.clip(np.rint(x).astype(int), 0, w - 1)]
+    H0 = H_ph[np.arange(n), centre.astype(np.intp)]
+    px_per_nm = 1.0 / float(pixel_size_nm)
+    radius = zone_factor * contact_depth_nm(load, H0) * px_per_nm
+    frac = zone_fractions(labels, x, y, radius, n_ph)
+    H1 = hill_average(frac, H_ph)
+    radius = zone_factor * contact_depth_nm(load, H1) * px_per_nm
+    return zone_fractions(labels, x, y, radius, n_ph)
+
+
+def _measure(rng, E_true, H_true, load, noise_rel):
+    """Noisy measured E, H (GPa), and the depth (nm) and stiffness (N/m) an instrument reports."""
+    n = E_true.size
+    E = E_true * np.maximum(1.0 + rng.normal(0.0, noise_rel, n), 0.1)
+    H = H_true * np.maximum(1.0 + rng.normal(0.0, noise_rel, n), 0.1)
+    depth = contact_depth_nm(load, H)
+    return E, H, depth, contact_stiffness_N_per_m(E, depth)
 
 
 def indent_properties(labels, x_px, y_px, pixel_size_nm, rng, load_mN=2.0, phase_properties=None,
@@ -277,51 +345,14 @@ def indent_properties(labels, x_px, y_px, pixel_size_nm, rng, load_mN=2.0, phase
     """
     pp = _check_phase_properties(phase_properties)
     names = list(pp.index)
-    n_ph = len(names)
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise InputError(f"label map: expected a 2D array, found shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_ph):
-        raise InputError(f"label map: ids must be 0..{n_ph - 1} ({names}); found "
-                         f"{int(labels.min())}..{int(labels.max())}")
-    if not pixel_size_nm > 0:
-        raise InputError(f"pixel_size_nm = {pixel_size_nm}: expected > 0")
-    x = np.atleast_1d(np.asarray(x_px, float))
-    y = np.atleast_1d(np.asarray(y_px, float))
-    n = x.size
-    if y.size != n:
-        raise InputError(f"indent positions: {n} x values but {y.size} y values")
-    h, w = labels.shape
-    outside = np.flatnonzero(~((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)))
-    if outside.size:
-        i = outside[0]
-        raise InputError(f"indent {i} at ({x[i]:.1f}, {y[i]:.1f}) px lies outside the "
-                         f"{w} x {h} px label map ({outside.size} indents outside)")
-    load = np.broadcast_to(np.asarray(load_mN, float), (n,)).copy()
-    if np.any(~(load > 0)):
-        raise InputError(f"load_mN: expected > 0, found {load[~(load > 0)][:3]}")
-
-    E_ph = np.column_stack([_truncated_normal(rng, pp["E_mean_GPa"].iloc[k], pp["E_std_GPa"].iloc[k], n)
-                            for k in range(n_ph)]).reshape(n, n_ph)
-    H_ph = np.column_stack([_truncated_normal(rng, pp["H_mean_GPa"].iloc[k], pp["H_std_GPa"].iloc[k], n)
-                            for k in range(n_ph)]).reshape(n, n_ph)
-
-    centre = labels[np.clip(np.rint(y).astype(int), 0, h - 1), np.clip(np.rint(x).astype(int), 0, w - 1)]
-    H0 = H_ph[np.arange(n), centre.astype(np.intp)]
-    px_per_nm = 1.0 / float(pixel_size_nm)
-    radius = zone_factor * contact_depth_nm(load, H0) * px_per_nm
-    frac = zone_fractions(labels, x, y, radius, n_ph)
-    H1 = hill_average(frac, H_ph)
-    radius = zone_factor * contact_depth_nm(load, H1) * px_per_nm
-    frac = zone_fractions(labels, x, y, radius, n_ph)
+    labels, x, y, load = _check_indent_inputs(labels, x_px, y_px, pixel_size_nm, load_mN, names)
+    E_ph, H_ph = _draw_phase_values(rng, pp, x.size)
+    frac = _contact_zone_fractions(labels, x, y, load, H_ph, pixel_size_nm, zone_factor)
     E_true = hill_average(frac, E_ph)
     H_true = hill_average(frac, H_ph)
-
-    E = E_true * np.maximum(1.0 + rng.normal(0.0, noise_rel, n), 0.1)
-    H = H_true * np.maximum(1.0 + rng.normal(0.0, noise_rel, n), 0.1)
-    depth = contact_depth_nm(load, H)
+    E, H, depth, stiffness = _measure(rng, E_true, H_true, load, noise_rel)
     out = pd.DataFrame({"E_GPa": E, "H_GPa": H, "depth_nm": depth, "load_mN": load,
-                        "stiffness_N_per_m": contact_stiffness_N_per_m(E, depth),
+                        "stiffness_N_per_m": stiffness,
                         "E_true_GPa": E_true, "H_true_GPa": H_true})
     for k, name in enumerate(names):
         out[f"f_{name}"] = frac[:, k]

@@ -1,53 +1,29 @@
-"""Monte Carlo backscattered-electron coefficient of homogeneous targets.
+"""Target materials of the backscatter Monte Carlo, and empirical eta references.
 
-A single-scattering Monte Carlo of electron trajectories in a homogeneous,
-semi-infinite, flat target at normal incidence, following D. C. Joy,
-*Monte Carlo Modeling for Electron Microscopy and Microanalysis* (Oxford
-University Press, 1995), chapter 3 -- the method that CASINO (Hovington,
-Drouin & Gauvin 1997, Scanning 19:1) implements with more refined
-cross-sections:
+- Elements: :data:`ELEMENTS` (Z, IUPAC 2013 conventional atomic weight,
+  CRC Handbook density) for Z = 1..83.
+- :class:`Material`: a homogeneous target (element mass fractions and a
+  density), built from a chemical formula (:func:`parse_formula`,
+  :func:`material_from_formula`; mass fraction
+  :math:`w_i = n_i A_i / \\sum_j n_j A_j`), from mass fractions
+  (:func:`material_from_mass_fractions`), as a pure element
+  (:func:`element`) or as a volume mixture of two materials
+  (:func:`mix_by_volume`: :math:`\\rho = (1-f)\\rho_a + f\\rho_b`, mass
+  fraction of ``b`` :math:`m_b = f\\rho_b/\\rho`), e.g. the "equivalent
+  porosity" ``n`` of a cement-paste solid whose pores are filled with Field's
+  metal.
+- Empirical backscatter coefficients to check the Monte Carlo against:
+  Reuter's (1972) fit :math:`\\eta(Z)` for pure elements at normal incidence
+  (:func:`reuter_eta`, :data:`REFERENCE_ETA_20KEV`) and Castaing's rule
+  :math:`\\eta = \\sum_i w_i \\eta_i` for compounds (:func:`castaing_eta`).
+- The materials of a Field's-metal-intruded cement paste: C-S-H with its gel
+  water (:data:`CSH`, Tennis & Jennings 2000) and without it
+  (:data:`CSH_SOLID`, Allen, Thomas & Jennings 2007), :data:`FIELDS_METAL`,
+  the embedding :data:`EPOXY`, the C-S-H packing densities
+  (:data:`PACKING_LD`, :data:`PACKING_HD`; Constantinides & Ulm 2007) and
+  the five phases as BSE targets (:data:`DEFAULT_PHASES`).
 
-* elastic scattering: screened Rutherford cross-section with the screening
-  parameter of Bishop as used by Joy (1995, eq. 3.1-3.3),
-
-  .. math:: \\alpha = 3.4\\times10^{-3} Z^{0.67} / E,\\qquad
-            \\sigma_E = 5.21\\times10^{-21} \\frac{Z^2}{E^2}
-            \\frac{4\\pi}{\\alpha(1+\\alpha)}
-            \\left(\\frac{E+511}{E+1024}\\right)^2 \\ \\mathrm{cm^2},
-
-  with ``E`` in keV; polar angle :math:`\\cos\\phi = 1 - 2\\alpha R/(1+\\alpha-R)`
-  and uniform azimuth (Joy 1995, eq. 3.6-3.7);
-* step lengths drawn from the exponential distribution of the elastic mean
-  free path, :math:`s = -\\lambda \\ln R`, :math:`1/\\lambda = \\sum_i N_i \\sigma_i`
-  (``N_i`` atoms of element ``i`` per cm\\ :sup:`3`);
-* continuous slowing down with the Bethe stopping power with the low-energy
-  correction of Joy & Luo (1989, Scanning 11:176),
-
-  .. math:: \\frac{dE}{ds} = -78500 \\frac{\\rho}{E} \\sum_i \\frac{w_i Z_i}{A_i}
-            \\ln\\left(\\frac{1.166 (E + k_i J_i)}{J_i}\\right)\\ \\mathrm{keV/cm},
-
-  mean ionisation potential :math:`J = (9.76 Z + 58.5 Z^{-0.19})\\,\\mathrm{eV}`
-  (Berger & Seltzer 1964, NASA SP-3012) and
-  :math:`k = 0.731 + 0.0688 \\log_{10} Z` (Joy & Luo 1989); for a compound the
-  mass-fraction-weighted sum of the elements' mass stopping powers (Bragg's
-  additivity rule);
-* for a compound, the scattering atom of each elastic event is drawn with
-  probability :math:`N_i\\sigma_i / \\sum_j N_j\\sigma_j`.
-
-An electron is backscattered when a step carries it through the surface
-(``z < 0``); it is absorbed when its energy falls below a cut-off
-(``cutoff_keV``, default 0.5 keV). The backscatter coefficient
-:math:`\\eta` is the backscattered fraction.
-
-The trajectory loop is compiled with numba (``parallel=True``, ``cache=True``)
-and parallel over electrons. Every electron draws its random numbers from its
-own SplitMix64 stream seeded from ``numpy.random.SeedSequence(seed)``, so a
-result depends on the seed only, not on the number of threads.
-
-Materials are :class:`Material` objects built from a chemical formula, from
-mass fractions or as a volume mixture (:func:`mix_by_volume`), e.g. the
-"equivalent porosity" ``n`` of a cement-paste solid whose pores are filled
-with Field's metal (:func:`eta_table`).
+The Monte Carlo itself is in ``_montecarlo``.
 """
 from __future__ import annotations
 
@@ -436,7 +412,7 @@ PACKING_LD, PACKING_HD = 0.64, 0.74
 
 
 #: The five cement-paste phases as BSE targets, keyed by the phase names of
-#: ``microprop.specimen.PHASES`` (label ids 0..4).
+#: :data:`microprop.phases.PHASES` (label ids 0..4).
 DEFAULT_PHASES = {
     # pore: an impregnated pore is epoxy (see EPOXY)
     "pore": EPOXY,

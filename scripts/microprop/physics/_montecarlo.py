@@ -44,10 +44,12 @@ and parallel over electrons. Every electron draws its random numbers from its
 own SplitMix64 stream seeded from ``numpy.random.SeedSequence(seed)``, so a
 result depends on the seed only, not on the number of threads.
 
-Materials are :class:`Material` objects built from a chemical formula, from
-mass fractions or as a volume mixture (:func:`mix_by_volume`), e.g. the
-"equivalent porosity" ``n`` of a cement-paste solid whose pores are filled
-with Field's metal (:func:`eta_table`).
+Targets are :class:`Material` objects (``_materials``). :func:`simulate_eta`
+gives eta of one target with its binomial error, :func:`eta_table` the
+``eta(n)`` of volume mixtures of two materials (the "equivalent porosity"
+``n`` of a cement-paste solid whose pores are filled with Field's metal) and
+:func:`phase_eta_table` eta of named phases, both with common random numbers
+so that differences between rows are precise.
 """
 from __future__ import annotations
 
