@@ -1,10 +1,10 @@
-"""Run a rule script in-process with a mock Snakemake job (shared by the tests)."""
+"""Run a rule script in-process with a job built from YAML (shared by the tests)."""
 import logging
 import runpy
 from pathlib import Path
 
 import yaml
-from microprop.workflow import mock_snakemake
+from microprop.workflow import job_from_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def run_script(name, job, tmp_path):
     handlers, level = list(root.handlers), root.level
     try:
         runpy.run_path(str(REPO / "scripts" / f"{name}.py"),
-                       init_globals={"snakemake": mock_snakemake(spec)}, run_name="__main__")
+                       init_globals={"snakemake": job_from_yaml(spec)}, run_name="__main__")
     finally:
         for h in list(root.handlers):
             if h not in handlers:
