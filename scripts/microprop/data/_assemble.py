@@ -1,24 +1,24 @@
-"""Crops around located indents, per-batch HDF5 shards and the assembled dataset.
+"""The assembly of ``dataset.h5``: all shards of a specimen in one file, with splits.
 
-One shard holds the crops of one ``{specimen}/{area}/{batch}``; the dataset
-concatenates all shards of a specimen in a deterministic order and adds
-train/val/test splits, both random and spatially blocked (blocks of
-``block_um`` x ``block_um`` in each area's plane, so that neighbouring
-indents, whose crops overlap, never sit on both sides of a split).
+:func:`assemble` checks that the shards agree (``CONSISTENT_ATTRS``) and that
+no indent appears twice, concatenates them in the deterministic order
+``(specimen, area, batch, indent)``, adds the random and the spatially
+blocked split (``_splits``; blocks of ``block_um`` x ``block_um`` in each
+area's plane, so that neighbouring indents, whose crops overlap, never sit on
+both sides of a split) and writes the dataset atomically, one shard in
+memory at a time.
 
-HDF5 layout (shards and dataset; see ``docs/ARCHITECTURE.md``)::
+The dataset has the shards' layout (``_shards``; see ``docs/ARCHITECTURE.md``)
+plus::
 
-    /images            (N, S, S) float32, chunks (1, S, S), gzip
-    /targets/E_GPa     (N,) float32, attr units = "GPa"
-    /targets/H_GPa     (N,) float32, attr units = "GPa"
-    /meta/specimen, /meta/area, /meta/batch   (N,) UTF-8 strings
-    /meta/indent       (N,) int64
-    /meta/x_um, /meta/y_um                    (N,) float64 (before-mosaic frame)
-    /splits/{random,blocked}/{train,val,test} int64 indices (dataset only)
-    file attrs: pixel_size_nm, crop_size_um, crop_size_px, quantity, scale,
-                sources (JSON file -> sha256), ...
+    /splits/{random,blocked}/{train,val,test} int64 indices
+    /splits/blocked    attrs block_um, n_blocks
+    /meta/block        (N,) int64 block id of each sample
+    file attrs: the shards' CONSISTENT_ATTRS, sources (each shard's and its
+                sources' sha256), n_samples, split_seed, split_fractions,
+                block_um, calibration (when the shards carry one), ...
 
-This module reads and writes the HDF5 format it defines (its own science).
+This module reads and writes the HDF5 format the package defines (its own science).
 """
 from __future__ import annotations
 
@@ -49,7 +49,12 @@ from ._splits import (
 
 log = logging.getLogger(__name__)
 
+#: the key of a sample: samples are ordered by it, and it must be unique (a list: it selects columns)
+_KEY_COLUMNS = ["specimen", "area", "batch", "indent"]
+
+
 def _same(a, b):
+    """Whether two shard attrs agree (numbers to a relative 1e-9)."""
     if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)):
         return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0))
     return a == b
@@ -97,6 +102,24 @@ def assemble(shard_paths, out_path, seed=0, fractions=(0.7, 0.15, 0.15), block_u
     if not paths:
         raise InputError("assemble: no shards given")
     f = _check_fractions(fractions)
+    tables, shard_attrs = _read_tables(paths)
+    first = shard_attrs[0]
+    _check_consistent(paths, shard_attrs)
+    table = pd.concat(tables, ignore_index=True)
+    _check_unique(table, paths)
+    table = table.sort_values(_KEY_COLUMNS, kind="mergesort").reset_index(drop=True)
+    n = len(table)
+    s = int(first["crop_size_px"])
+
+    rnd, blocks, blk, report = _splits(table, f, seed, block_um)
+    file_attrs = _file_attrs(paths, shard_attrs, n, f, seed, block_um, attrs)
+    _write_dataset(out_path, paths, table, s, {"random": rnd, "blocked": blk}, blocks, report, file_attrs)
+    log.info("assembled %d samples from %d shards into %s", n, len(paths), out_path)
+    return report
+
+
+def _read_tables(paths):
+    """The table of each shard (with ``_shard`` index and ``_row`` within it) and its attrs; logs empty shards."""
     tables, shard_attrs = [], []
     for i, p in enumerate(paths):
         _, t, a = read_shard(p, images=False)
@@ -104,26 +127,34 @@ def assemble(shard_paths, out_path, seed=0, fractions=(0.7, 0.15, 0.15), block_u
             log.info("%s: empty shard (0 crops)", p)
         tables.append(t.assign(_shard=i, _row=np.arange(len(t))))
         shard_attrs.append(a)
+    return tables, shard_attrs
+
+
+def _check_consistent(paths, shard_attrs):
+    """Raise InputError naming both files when a shard disagrees with the first on a ``CONSISTENT_ATTRS`` key."""
     first = shard_attrs[0]
     for key in CONSISTENT_ATTRS:
         for p, a in zip(paths[1:], shard_attrs[1:]):
             if (key in first) != (key in a) or (key in first and not _same(first[key], a[key])):
                 raise InputError(f"shards disagree on {key}: {paths[0]} has {first.get(key)!r}, "
                                  f"{p} has {a.get(key)!r}")
-    table = pd.concat(tables, ignore_index=True)
-    key_cols = ["specimen", "area", "batch", "indent"]
-    dup = table[table.duplicated(key_cols, keep=False)]
+
+
+def _check_unique(table, paths):
+    """Raise InputError naming the files when an indent ``(specimen, area, batch, indent)`` repeats."""
+    dup = table[table.duplicated(_KEY_COLUMNS, keep=False)]
     if len(dup):
         row = dup.iloc[0]
-        same = dup[(dup[key_cols] == row[key_cols]).all(axis=1)]
+        same = dup[(dup[_KEY_COLUMNS] == row[_KEY_COLUMNS]).all(axis=1)]
         files = sorted({str(paths[i]) for i in same["_shard"]})
         raise InputError(f"indent {row['indent']} of {row['specimen']}/{row['area']}/"
                          f"{row['batch']} appears more than once, in {', '.join(files)} "
                          f"({len(dup)} duplicated rows in all)")
-    table = table.sort_values(key_cols, kind="mergesort").reset_index(drop=True)
-    n = len(table)
-    s = int(first["crop_size_px"])
 
+
+def _splits(table, f, seed, block_um):
+    """Random split, block ids, blocked split and the report of both (logged; empty parts warned)."""
+    n = len(table)
     rnd = random_split(n, f, seed)
     blocks = block_ids(table, block_um)
     blk = blocked_split(blocks, f, seed)
@@ -136,7 +167,12 @@ def assemble(shard_paths, out_path, seed=0, fractions=(0.7, 0.15, 0.15), block_u
         if n and any(v["count"] == 0 for v in report[scheme].values()):
             log.warning("%s split has an empty part (n=%d, %d blocks)", scheme, n,
                         report["n_blocks"])
+    return rnd, blocks, blk, report
 
+
+def _file_attrs(paths, shard_attrs, n, f, seed, block_um, attrs):
+    """File attrs of the dataset: the shards' common attrs, sources (with each shard's sha256), split settings."""
+    first = shard_attrs[0]
     sources = {}
     calibration = {}
     for p, a in zip(paths, shard_attrs):
@@ -150,7 +186,12 @@ def assemble(shard_paths, out_path, seed=0, fractions=(0.7, 0.15, 0.15), block_u
     if calibration:
         file_attrs["calibration"] = calibration
     file_attrs.update(attrs or {})
+    return file_attrs
 
+
+def _write_dataset(out_path, paths, table, s, splits, blocks, report, file_attrs):
+    """Write ``dataset.h5`` atomically: images copied shard by shard in table order, columns, splits, attrs."""
+    n = len(table)
     with mio.atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as fh:
             img = _create_images(fh, n, s)
@@ -163,14 +204,12 @@ def assemble(shard_paths, out_path, seed=0, fractions=(0.7, 0.15, 0.15), block_u
                 src = table["_row"].to_numpy()[rows]
                 for k, r in zip(rows, src):
                     img[k] = crops[r]
-            for scheme, parts in (("random", rnd), ("blocked", blk)):
+            for scheme, parts in splits.items():
                 g = fh.create_group(f"splits/{scheme}")
                 for k, v in parts.items():
                     g.create_dataset(k, data=v, dtype=np.int64)
-            fh["splits/blocked"].attrs["block_um"] = float(block_um)
+            fh["splits/blocked"].attrs["block_um"] = report["block_um"]
             fh["splits/blocked"].attrs["n_blocks"] = report["n_blocks"]
             fh.create_dataset("meta/block", data=blocks, dtype=np.int64)
             for k, v in file_attrs.items():
                 fh.attrs[k] = _attr_value(v)
-    log.info("assembled %d samples from %d shards into %s", n, len(paths), out_path)
-    return report

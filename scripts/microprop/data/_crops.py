@@ -1,24 +1,12 @@
-"""Crops around located indents, per-batch HDF5 shards and the assembled dataset.
+"""Crops around located indents: the samples of the dataset.
 
-One shard holds the crops of one ``{specimen}/{area}/{batch}``; the dataset
-concatenates all shards of a specimen in a deterministic order and adds
-train/val/test splits, both random and spatially blocked (blocks of
-``block_um`` x ``block_um`` in each area's plane, so that neighbouring
-indents, whose crops overlap, never sit on both sides of a split).
-
-HDF5 layout (shards and dataset; see ``docs/ARCHITECTURE.md``)::
-
-    /images            (N, S, S) float32, chunks (1, S, S), gzip
-    /targets/E_GPa     (N,) float32, attr units = "GPa"
-    /targets/H_GPa     (N,) float32, attr units = "GPa"
-    /meta/specimen, /meta/area, /meta/batch   (N,) UTF-8 strings
-    /meta/indent       (N,) int64
-    /meta/x_um, /meta/y_um                    (N,) float64 (before-mosaic frame)
-    /splits/{random,blocked}/{train,val,test} int64 indices (dataset only)
-    file attrs: pixel_size_nm, crop_size_um, crop_size_px, quantity, scale,
-                sources (JSON file -> sha256), ...
-
-This module reads and writes the HDF5 format it defines (its own science).
+:func:`crop_size_px` converts the crop edge from micrometres to pixels;
+:func:`crop_indents` cuts one square crop of edge ``S`` around each located
+indent of a calibrated map (``MulF``/``MicF``, before-mosaic frame), the
+indent at crop pixel ``[S // 2, S // 2]``, and sets aside, each with its
+reason (``SKIP_NO_POSITION``, ``SKIP_OUTSIDE``, ``SKIP_NO_TARGET``), the
+indents without a finite position, whose crop leaves the mosaic, or without
+a finite target. The crops of one batch go into one shard (``_shards``).
 """
 from __future__ import annotations
 
@@ -113,6 +101,21 @@ def crop_indents(image, located, crop_size_px, pixel_size_nm=None, source="locat
     s = int(crop_size_px)
     if s < 1:
         raise InputError(f"crop size must be >= 1 px, got {crop_size_px}")
+    table = _located_table(located, pixel_size_nm, source)
+    h, w = (int(v) for v in image.shape)
+    reason, x0, y0 = _skip_reasons(table, (h, w), s)
+    keep = reason == ""
+    crops = _cut_crops(image, np.flatnonzero(keep), x0, y0, s)
+    kept = table.loc[keep].reset_index(drop=True)
+    skipped = table.loc[~keep].assign(reason=reason[~keep]).reset_index(drop=True)
+    if len(skipped):
+        log.warning("%s: %d of %d indents skipped (%s)", source, len(skipped), len(table),
+                    skipped["reason"].value_counts().to_dict())
+    return crops, kept, skipped
+
+
+def _located_table(located, pixel_size_nm, source):
+    """Copy of ``located`` (index reset) with ``x_um, y_um`` (from ``x_px, y_px`` when absent); checks columns."""
     missing = [c for c in ("indent", "x_px", "y_px", *TARGETS) if c not in located.columns]
     if missing:
         raise InputError(f"{source}: lacks column(s) {missing}; found {list(located.columns)}")
@@ -122,7 +125,16 @@ def crop_indents(image, located, crop_size_px, pixel_size_nm=None, source="locat
             raise InputError(f"{source}: lacks x_um/y_um and no pixel_size_nm was given")
         table["x_um"] = table["x_px"].astype(float) * float(pixel_size_nm) / 1000.0
         table["y_um"] = table["y_px"].astype(float) * float(pixel_size_nm) / 1000.0
-    h, w = (int(v) for v in image.shape)
+    return table
+
+
+def _skip_reasons(table, shape, s):
+    """Skip reason of each indent (``""`` when kept) and the crops' top-left pixel ``x0, y0`` (int64).
+
+    Reasons in order of precedence: no finite position, crop outside the
+    ``(H, W)`` mosaic, missing target.
+    """
+    h, w = shape
     x = table["x_px"].to_numpy(dtype=np.float64)
     y = table["y_px"].to_numpy(dtype=np.float64)
     reason = np.full(len(table), "", dtype=object)
@@ -136,14 +148,12 @@ def crop_indents(image, located, crop_size_px, pixel_size_nm=None, source="locat
     no_target = (reason == "") & ~(np.isfinite(table["E_GPa"].to_numpy(dtype=np.float64))
                                    & np.isfinite(table["H_GPa"].to_numpy(dtype=np.float64)))
     reason[no_target] = SKIP_NO_TARGET
-    keep = reason == ""
-    idx = np.flatnonzero(keep)
+    return reason, x0, y0
+
+
+def _cut_crops(image, idx, x0, y0, s):
+    """Crops ``(len(idx), s, s)`` float32 of ``image`` at top-left ``(x0[i], y0[i])`` for ``i`` in ``idx``."""
     crops = np.empty((idx.size, s, s), np.float32)
     for k, i in enumerate(progress(idx, desc="crop", unit="indent")):
         crops[k] = np.asarray(image[y0[i]:y0[i] + s, x0[i]:x0[i] + s], dtype=np.float32)
-    kept = table.loc[keep].reset_index(drop=True)
-    skipped = table.loc[~keep].assign(reason=reason[~keep]).reset_index(drop=True)
-    if len(skipped):
-        log.warning("%s: %d of %d indents skipped (%s)", source, len(skipped), len(table),
-                    skipped["reason"].value_counts().to_dict())
-    return crops, kept, skipped
+    return crops

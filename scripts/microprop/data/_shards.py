@@ -1,10 +1,12 @@
-"""Crops around located indents, per-batch HDF5 shards and the assembled dataset.
+"""Per-batch HDF5 shards: the crops and table of one ``{specimen}/{area}/{batch}``.
 
-One shard holds the crops of one ``{specimen}/{area}/{batch}``; the dataset
-concatenates all shards of a specimen in a deterministic order and adds
-train/val/test splits, both random and spatially blocked (blocks of
-``block_um`` x ``block_um`` in each area's plane, so that neighbouring
-indents, whose crops overlap, never sit on both sides of a split).
+:func:`write_shard` writes the crops of one batch with their table
+(``META_COLUMNS``, ``TARGETS``) and file attrs, atomically;
+:func:`read_shard` reads a shard (or an assembled dataset, which shares the
+layout) back. The private writers of ``/images`` and the table columns and
+the attr conversion (dicts and lists as JSON strings) serve the assembly
+(``_assemble``) too. ``CONSISTENT_ATTRS`` are the attrs all shards of one
+dataset must agree on.
 
 HDF5 layout (shards and dataset; see ``docs/ARCHITECTURE.md``)::
 
@@ -60,6 +62,7 @@ def _attr_value(v):
 
 
 def _read_attr(v):
+    """Attr as stored by :func:`_attr_value`, back: bytes decoded, numpy scalars as Python, JSON parsed."""
     if isinstance(v, bytes):
         v = v.decode()
     if isinstance(v, np.generic):
@@ -80,11 +83,13 @@ def _create_images(fh, n, s, data=None):
 
 
 def _write_h5(fh, crops, table):
+    """Write ``/images`` and the table columns of a shard into an open file."""
     _create_images(fh, crops.shape[0], crops.shape[1], data=crops)
     _write_h5_columns(fh, table)
 
 
 def _check_shard_input(crops, table, path):
+    """Crops as float32 ``(N, S, S)``, checked against the table's columns and length (InputError)."""
     crops = np.asarray(crops, dtype=np.float32)
     if crops.ndim != 3 or crops.shape[1] != crops.shape[2]:
         raise InputError(f"{path}: crops must be (N, S, S); got shape {crops.shape}")
@@ -178,6 +183,7 @@ def read_shard(path, images=True):
 
 
 def _write_h5_columns(fh, table):
+    """Write ``/targets/*`` (float32, GPa) and ``/meta/*`` (strings, int64 indent, float64 um) of a table."""
     for t in TARGETS:
         d = fh.create_dataset(f"targets/{t}", data=table[t].to_numpy(np.float32), dtype=np.float32)
         d.attrs["units"] = "GPa"

@@ -1,24 +1,11 @@
-"""Crops around located indents, per-batch HDF5 shards and the assembled dataset.
+"""Train/val/test splits of the dataset: random and spatially blocked.
 
-One shard holds the crops of one ``{specimen}/{area}/{batch}``; the dataset
-concatenates all shards of a specimen in a deterministic order and adds
-train/val/test splits, both random and spatially blocked (blocks of
-``block_um`` x ``block_um`` in each area's plane, so that neighbouring
-indents, whose crops overlap, never sit on both sides of a split).
-
-HDF5 layout (shards and dataset; see ``docs/ARCHITECTURE.md``)::
-
-    /images            (N, S, S) float32, chunks (1, S, S), gzip
-    /targets/E_GPa     (N,) float32, attr units = "GPa"
-    /targets/H_GPa     (N,) float32, attr units = "GPa"
-    /meta/specimen, /meta/area, /meta/batch   (N,) UTF-8 strings
-    /meta/indent       (N,) int64
-    /meta/x_um, /meta/y_um                    (N,) float64 (before-mosaic frame)
-    /splits/{random,blocked}/{train,val,test} int64 indices (dataset only)
-    file attrs: pixel_size_nm, crop_size_um, crop_size_px, quantity, scale,
-                sources (JSON file -> sha256), ...
-
-This module reads and writes the HDF5 format it defines (its own science).
+:func:`random_split` is a seeded random permutation cut at the target
+fractions. :func:`blocked_split` assigns whole spatial blocks
+(:func:`block_ids`: squares of ``block_um`` x ``block_um`` in each area's
+plane) to one part, so that neighbouring indents, whose crops overlap, never
+sit on both sides of a split. Parts are named by ``SPLITS``, schemes by
+``SPLIT_SCHEMES``; every split is a dict part -> sorted int64 indices.
 """
 from __future__ import annotations
 
@@ -34,6 +21,7 @@ SPLIT_SCHEMES = ("random", "blocked")
 
 
 def _check_fractions(fractions):
+    """Train/val/test fractions as float64 (3,), normalised; InputError unless non-negative, summing to 1."""
     f = np.asarray(fractions, dtype=np.float64)
     if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0, atol=1e-6):
         raise InputError(f"split fractions must be three non-negative numbers summing to 1 "
@@ -119,5 +107,6 @@ def blocked_split(blocks, fractions=(0.7, 0.15, 0.15), seed=0):
 
 
 def _split_report(splits, n, fractions):
+    """Per part: ``count``, achieved ``fraction`` of ``n`` and ``target`` fraction."""
     return {k: {"count": int(v.size), "fraction": float(v.size / n) if n else 0.0,
                 "target": float(t)} for (k, v), t in zip(splits.items(), fractions)}

@@ -1,47 +1,22 @@
-"""A ladder of baselines for crop -> (E, H): table, linear, 2-point + PCA + ridge, boosting.
+"""Microstructure descriptors of calibrated crops that need no correlation.
 
-Every rung predicts the indentation modulus ``E_GPa`` and the hardness
-``H_GPa`` of an indent from its calibrated crop (``/images`` of the dataset,
-backscatter coefficient eta or porosity), is fitted on the dataset's
-``train`` + ``val`` indices (no rung uses early stopping, so the validation
-crops are simply more training data; hyper-parameters are chosen by
-cross-validation inside the fit set) and is scored on ``test`` -- on both the
-``random`` and the spatially ``blocked`` split, the splits the ResNet is judged
-on. Metrics: MSE (GPa^2), MAE (GPa), R^2 (:func:`microprop.stats.metrics`).
+Grey classes: :func:`fit_thresholds` fits multi-level Otsu thresholds between
+``n_classes`` local states on training pixels and :func:`segment` labels
+each pixel with its class. Hand-made features: :func:`disc_mask` is the
+central disc around the indent (crop pixel ``[S // 2, S // 2]``),
+:func:`crop_features` the crop and disc mean, standard deviation and grey
+quantiles (``QUANTILES``), :func:`class_fractions` the grey-class fractions
+of a crop or of a masked region. Local-state fields: :func:`state_fields`
+are the block-averaged one-hot class indicators (the "primitive basis" of
+the materials knowledge systems, Fast, Niezgoda & Kalidindi 2011, Acta
+Mater. 59, 699; Kalidindi, Niezgoda & Salem 2011, JOM 63, 34), with
+:func:`block_factor` choosing the block size and :func:`central_window`
+cutting the central window they are computed on. Their two-point
+correlations are in ``_two_point``; the baseline ladder
+(:mod:`microprop.learning`) regresses E and H on all of them.
 
-Rungs
------
-``table``
-    The seed's table model (:func:`microprop.stats.table_model_fit`): the
-    crop mean, 20 equal-count bins, the mean target of the bin.
-``linear``
-    Ordinary least squares on the crop mean (scikit-learn).
-``two_point``
-    Materials-knowledge-systems style structure-property model (Fast,
-    Niezgoda & Kalidindi 2011, Acta Mater. 59, 699; Kalidindi, Niezgoda &
-    Salem 2011, JOM 63, 34): each crop is segmented into ``n_classes`` grey
-    classes by multi-level Otsu thresholds fitted on the fit-set crops
-    (:func:`fit_thresholds`), the one-hot local-state fields of the central
-    ``window_um`` square are block-averaged (:func:`state_fields`), their
-    non-periodic two-point auto- and cross-correlations are computed by FFT
-    up to a shift of ``max_shift_um`` (:func:`two_point`), flattened, reduced
-    by PCA and regressed by ridge regression (:func:`fit_pca_ridge`).
-``boosting``
-    scikit-learn ``HistGradientBoostingRegressor`` (seeded, fixed number of
-    iterations) on hand-made features (:func:`crop_features`,
-    :func:`class_fractions`): crop mean/std, grey quantiles 5/25/50/75/95 %
-    of the whole crop and of a central disc of radius ``disc_radius_um``
-    around the indent, and the grey-class fractions of both.
-
-Why not the ``pymks`` package: its latest release (0.4.1, 2021) requires
-``dask``, ``toolz``, ``Deprecated`` and even ``pytest``/``pytest-cov``/``nbval``
-at run time, none of which this project uses, and still calls ``np.complex``
-(removed in numpy 1.24) in its localization code; the correlations themselves
-are a few lines of ``scipy.fft`` (:func:`two_point`).
-
-The dataset is read in chunks of crops (:func:`ladder` makes two passes over
-``/images``), so memory stays bounded by the chunk and the small per-crop
-feature arrays.
+All functions take crops ``(N, S, S)`` of any float grey scale (eta or
+porosity) and ignore NaN pixels.
 """
 from __future__ import annotations
 

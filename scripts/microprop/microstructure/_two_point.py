@@ -1,47 +1,22 @@
-"""A ladder of baselines for crop -> (E, H): table, linear, 2-point + PCA + ridge, boosting.
+"""Two-point auto- and cross-correlations of local-state fields, by FFT.
 
-Every rung predicts the indentation modulus ``E_GPa`` and the hardness
-``H_GPa`` of an indent from its calibrated crop (``/images`` of the dataset,
-backscatter coefficient eta or porosity), is fitted on the dataset's
-``train`` + ``val`` indices (no rung uses early stopping, so the validation
-crops are simply more training data; hyper-parameters are chosen by
-cross-validation inside the fit set) and is scored on ``test`` -- on both the
-``random`` and the spatially ``blocked`` split, the splits the ResNet is judged
-on. Metrics: MSE (GPa^2), MAE (GPa), R^2 (:func:`microprop.stats.metrics`).
-
-Rungs
------
-``table``
-    The seed's table model (:func:`microprop.stats.table_model_fit`): the
-    crop mean, 20 equal-count bins, the mean target of the bin.
-``linear``
-    Ordinary least squares on the crop mean (scikit-learn).
-``two_point``
-    Materials-knowledge-systems style structure-property model (Fast,
-    Niezgoda & Kalidindi 2011, Acta Mater. 59, 699; Kalidindi, Niezgoda &
-    Salem 2011, JOM 63, 34): each crop is segmented into ``n_classes`` grey
-    classes by multi-level Otsu thresholds fitted on the fit-set crops
-    (:func:`fit_thresholds`), the one-hot local-state fields of the central
-    ``window_um`` square are block-averaged (:func:`state_fields`), their
-    non-periodic two-point auto- and cross-correlations are computed by FFT
-    up to a shift of ``max_shift_um`` (:func:`two_point`), flattened, reduced
-    by PCA and regressed by ridge regression (:func:`fit_pca_ridge`).
-``boosting``
-    scikit-learn ``HistGradientBoostingRegressor`` (seeded, fixed number of
-    iterations) on hand-made features (:func:`crop_features`,
-    :func:`class_fractions`): crop mean/std, grey quantiles 5/25/50/75/95 %
-    of the whole crop and of a central disc of radius ``disc_radius_um``
-    around the indent, and the grey-class fractions of both.
+:func:`two_point` computes ``f_ij(r) = sum_x m_i(x) m_j(x + r) / sum_x w(x)
+w(x + r)`` (Torquato 2002, Random Heterogeneous Materials, ch. 2; the FFT
+form of Fast, Niezgoda & Kalidindi 2011, Acta Mater. 59, 699, eqs. 5-7) of
+the local-state fields of crops (:func:`state_fields`), periodic or (the
+default, crops being cut out of a larger field) zero-padded with the
+non-periodic normalisation of PyMKS, up to a largest shift;
+:func:`correlation_pairs` lists the auto- and cross-correlations and
+:func:`two_point_features` flattens the correlations of segmented,
+block-averaged crops into the feature vectors of the baseline ladder's
+``two_point`` rung (materials-knowledge-systems style structure-property
+model; Kalidindi, Niezgoda & Salem 2011, JOM 63, 34).
 
 Why not the ``pymks`` package: its latest release (0.4.1, 2021) requires
 ``dask``, ``toolz``, ``Deprecated`` and even ``pytest``/``pytest-cov``/``nbval``
 at run time, none of which this project uses, and still calls ``np.complex``
 (removed in numpy 1.24) in its localization code; the correlations themselves
 are a few lines of ``scipy.fft`` (:func:`two_point`).
-
-The dataset is read in chunks of crops (:func:`ladder` makes two passes over
-``/images``), so memory stays bounded by the chunk and the small per-crop
-feature arrays.
 """
 from __future__ import annotations
 
@@ -104,24 +79,10 @@ def two_point(fields, mask=None, max_shift=None, periodic=False, pairs=None, bat
     if m.ndim != 4:
         raise InputError(f"two_point: expected fields of shape (N, L, H, W), got {m.shape}")
     n, n_states, h, w = m.shape
-    if mask is None:
-        mask = np.ones((n, h, w), np.float64)
-    mask = np.asarray(mask, dtype=np.float64)
-    if mask.shape != (n, h, w):
-        raise InputError(f"two_point: mask shape {mask.shape}; expected {(n, h, w)}")
-    pairs = correlation_pairs(n_states) if pairs is None else [tuple(p) for p in pairs]
-    for i, j in pairs:
-        if not (0 <= i < n_states and 0 <= j < n_states):
-            raise InputError(f"two_point: pair {(i, j)} outside the {n_states} states")
-    rmax = (min(h, w) - 1) // 2 if periodic else min(h, w) - 1
-    r = rmax if max_shift is None else int(max_shift)
-    if r < 0:
-        raise InputError(f"two_point: max_shift must be >= 0, got {max_shift}")
-    r = min(r, rmax)
-    if periodic:
-        shape = (h, w)
-    else:
-        shape = (scipy.fft.next_fast_len(h + r, real=True), scipy.fft.next_fast_len(w + r, real=True))
+    mask = _valid_mask(mask, (n, h, w))
+    pairs = _checked_pairs(pairs, n_states)
+    r = _kept_shift(h, w, max_shift, periodic)
+    shape = _fft_shape(h, w, r, periodic)
     iy = np.arange(-r, r + 1) % shape[0]
     ix = np.arange(-r, r + 1) % shape[1]
     used = sorted({k for p in pairs for k in p})
@@ -131,16 +92,56 @@ def two_point(fields, mask=None, max_shift=None, periodic=False, pairs=None, bat
     out = np.empty((n, len(pairs), 2 * r + 1, 2 * r + 1), np.float64)
     for b0 in range(0, n, batch):
         b1 = min(n, b0 + batch)
-        spec = {k: scipy.fft.rfft2(m[b0:b1, k], s=shape) for k in used}
-        wf = scipy.fft.rfft2(mask[b0:b1], s=shape)
-        norm = scipy.fft.irfft2(np.conj(wf) * wf, s=shape)[:, iy][:, :, ix]
-        # pair counts (weighted by the valid fraction of coarse cells): a real pair adds
-        # >= 1/f^4 (block factor f); shifts without pairs come out as FFT round-off
-        norm = np.where(norm > 1e-6, norm, np.nan)
-        for p, (i, j) in enumerate(pairs):
-            c = scipy.fft.irfft2(np.conj(spec[i]) * spec[j], s=shape)[:, iy][:, :, ix]
-            out[b0:b1, p] = c / norm
+        _correlate_batch(m[b0:b1], mask[b0:b1], pairs, used, shape, iy, ix, out[b0:b1])
     return out
+
+
+def _valid_mask(mask, shape):
+    """Valid-pixel weights as float64 of ``shape`` (N, H, W); all 1 when None (InputError on a wrong shape)."""
+    if mask is None:
+        mask = np.ones(shape, np.float64)
+    mask = np.asarray(mask, dtype=np.float64)
+    if mask.shape != shape:
+        raise InputError(f"two_point: mask shape {mask.shape}; expected {shape}")
+    return mask
+
+
+def _checked_pairs(pairs, n_states):
+    """Correlation pairs as tuples (default all, :func:`correlation_pairs`); InputError for a state outside."""
+    pairs = correlation_pairs(n_states) if pairs is None else [tuple(p) for p in pairs]
+    for i, j in pairs:
+        if not (0 <= i < n_states and 0 <= j < n_states):
+            raise InputError(f"two_point: pair {(i, j)} outside the {n_states} states")
+    return pairs
+
+
+def _kept_shift(h, w, max_shift, periodic):
+    """Largest kept shift ``r`` (px): ``max_shift`` capped at what the fields allow (default that cap)."""
+    rmax = (min(h, w) - 1) // 2 if periodic else min(h, w) - 1
+    r = rmax if max_shift is None else int(max_shift)
+    if r < 0:
+        raise InputError(f"two_point: max_shift must be >= 0, got {max_shift}")
+    return min(r, rmax)
+
+
+def _fft_shape(h, w, r, periodic):
+    """FFT shape: the fields' own when periodic, else zero-padded to a fast length >= ``(h + r, w + r)``."""
+    if periodic:
+        return (h, w)
+    return (scipy.fft.next_fast_len(h + r, real=True), scipy.fft.next_fast_len(w + r, real=True))
+
+
+def _correlate_batch(m, mask, pairs, used, shape, iy, ix, out):
+    """Fill ``out`` (B, P, 2r+1, 2r+1) with the normalised correlations of one batch of fields (B, L, H, W)."""
+    spec = {k: scipy.fft.rfft2(m[:, k], s=shape) for k in used}
+    wf = scipy.fft.rfft2(mask, s=shape)
+    norm = scipy.fft.irfft2(np.conj(wf) * wf, s=shape)[:, iy][:, :, ix]
+    # pair counts (weighted by the valid fraction of coarse cells): a real pair adds
+    # >= 1/f^4 (block factor f); shifts without pairs come out as FFT round-off
+    norm = np.where(norm > 1e-6, norm, np.nan)
+    for p, (i, j) in enumerate(pairs):
+        c = scipy.fft.irfft2(np.conj(spec[i]) * spec[j], s=shape)[:, iy][:, :, ix]
+        out[:, p] = c / norm
 
 
 def two_point_features(images, thresholds, factor, max_shift, periodic=False):

@@ -1,31 +1,21 @@
-"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+"""One imaged and indented area of a virtual specimen: its layout and its simulation.
 
-The embedded default input of the workflow is a *virtual* hydrated cement
-paste whose truth is known: a label map of the five phases (``PHASES``), an
-"ideal" backscattered-electron (BSE) image rendered from it with the phases'
-backscatter coefficients eta, and the overlapping SEM tiles a microscope
-would record of it (stage errors, brightness/contrast drift, shot noise).
+:func:`area_geometry` lays out an area: the nominal field of indentation
+batches plus a margin, the tile grid that covers it, and a pad for the stage
+errors and the after-set offset. :func:`generate_area` simulates what a
+microscope and a nanoindenter give a user of that area: the phase labels
+(``_microstructure``), per batch the true indent positions of the grid model
+of the seed paper (eq. 3a/3b, :func:`microprop.imaging.grid_positions`) and
+the E/H the forward model measures there
+(:func:`microprop.physics.indent_properties`), the BSE image (``_bse``) with
+Berkovich marks for the after image, the before and after tile sets
+(``_tiles``), the instrument exports at the NOMINAL positions in indenter
+coordinates, and the truth (tile and indent positions, phase statistics,
+every parameter).
 
 Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
 ``(y, x)``; a pixel ``p`` of the generated field lies at stage position
-``p * pixel_size_nm / 1000`` um (the "specimen frame"). All morphological
-lengths are given in micrometres and converted through ``pixel_size_nm``, so
-that the look of a specimen does not depend on the pixel size.
-
-Morphology (after Scrivener, "Backscattered electron imaging of cementitious
-microstructures", Cem. Concr. Compos. 26 (2004) 935-945, and Richardson,
-Cem. Concr. Res. 29 (1999) 1131-1147, for inner/outer product): angular
-anhydrous clinker grains (ACC) with a hydration rim of inner product
-(HD-C-S-H), fully hydrated small grains of inner product, portlandite (CH) as
-angular plates and massive crystals in the outer product, porous outer
-product (LD-C-S-H) with capillary pores.
-
-The microstructure is built as level sets: for each phase a smooth field is
-computed on a coarse grid (``coarse_um``, default 0.2 um) whose positive part
-is the phase; the fields are interpolated bilinearly to full resolution strip
-by strip and thresholded, so that boundaries are smooth at any pixel size and
-memory stays at a few label images. Each threshold is set from the fields'
-quantiles so that the requested area fractions are met.
+``p * pixel_size_nm / 1000`` um (the "specimen frame").
 """
 from __future__ import annotations
 
@@ -44,6 +34,7 @@ from ._microstructure import _check_eta, generate_microstructure, phase_fraction
 from ._tiles import cut_tiles, tile_grid
 
 log = logging.getLogger(__name__)
+
 
 def area_geometry(pixel_size_nm, n_batches=(2, 1), batch_shape=(20, 20), spacing_um=10.0, margin_um=15.0,
                   tile_shape_px=(2048, 2048), overlap_frac=0.1, stage_error_um=1.5,
@@ -184,14 +175,8 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
     rng = np.random.default_rng(seed)
     fr = check_fractions(DEFAULT_FRACTIONS if fractions is None else fractions)
     eta = _check_eta(phase_eta)
-    nbx, nby = (int(v) for v in n_batches)
-    names = list(batches) if batches is not None else [f"b{i + 1:02d}" for i in range(nbx * nby)]
-    if len(names) != nbx * nby or len(set(names)) != len(names):
-        raise InputError(f"virtual specimen: {len(names)} batch names {names} for n_batches={list(n_batches)} "
-                         f"({nbx * nby} batches); expected as many unique names")
-    sx_ax, sy_ax = (int(v) for v in indenter_axes)
-    if sx_ax not in (-1, 1) or sy_ax not in (-1, 1):
-        raise InputError(f"virtual specimen: indenter_axes={list(indenter_axes)}, expected each +1 or -1")
+    names = _batch_names(batches, n_batches)
+    axes = _indenter_axes(indenter_axes)
     dx, dy = (float(v) for v in indenter_offset_um)
     px_um = pixel_size_nm / 1000.0
     geo = area_geometry(pixel_size_nm, n_batches, batch_shape, spacing_um, margin_um, tile_shape_px,
@@ -202,12 +187,70 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
 
     labels = generate_microstructure((H, W), pixel_size_nm, fr, rng)
 
+    indents, batch_info = _true_indents(names, geo["batch_origins_um"], batch_shape, spacing_um,
+                                        batch_origin_error_um, grid_drift_um, px_um, rng)
+    props = indent_properties(labels, indents["x_px"].to_numpy(), indents["y_px"].to_numpy(),
+                              pixel_size_nm, rng, load_mN=load_mN, noise_rel=noise_rel)
+    indents = pd.concat([indents, props.reset_index(drop=True)], axis=1)
+    exports = _exports(indents, names, axes, (dx, dy))
+
+    gain, offset = bse_gain_offset(eta)
+    before = render_bse(labels, eta, rng, pixel_size_nm=pixel_size_nm, gain=gain, offset=offset)
+    after = render_berkovich_marks(before, indents["x_px"].to_numpy(), indents["y_px"].to_numpy(),
+                                   indents["depth_nm"].to_numpy(), pixel_size_nm, rng)
+    sets = _tile_sets(before, after, geo, tile_shape_px, overlap_frac, stage_error_um, pixel_size_nm, rng,
+                      after_offset_um=after_offset_um, brightness_drift=brightness_drift,
+                      contrast_drift=contrast_drift, electrons_per_px=electrons_per_px, gain=gain,
+                      offset=offset, tile_dtype=tile_dtype, file_pattern=file_pattern)
+    del before, after
+
+    parameters = {
+        "pixel_size_nm": pixel_size_nm, "fractions": fr, "n_batches": list(n_batches),
+        "batch_shape": list(batch_shape), "spacing_um": spacing_um, "margin_um": margin_um,
+        "batch_origin_error_um": batch_origin_error_um, "grid_drift_um": grid_drift_um,
+        "tile_shape_px": list(tile_shape_px), "overlap_frac": overlap_frac,
+        "stage_error_um": stage_error_um, "after_offset_um": list(after_offset_um),
+        "indenter_offset_um": list(indenter_offset_um), "indenter_axes": list(indenter_axes),
+        "load_mN": load_mN, "noise_rel": noise_rel, "electrons_per_px": electrons_per_px,
+        "brightness_drift": brightness_drift, "contrast_drift": contrast_drift,
+        "batches": names, "seed": seed, "tile_dtype": np.dtype(tile_dtype).name}
+    summary = _summary(labels, indents, geo, pixel_size_nm, fr, eta, gain, offset, batch_info, parameters)
+    return {"labels": labels, "before": sets["before"], "after": sets["after"], "exports": exports,
+            "indents": indents, "summary": summary}
+
+
+def _batch_names(batches, n_batches):
+    """Batch names, one per batch (default ``b01, b02, ...``); raises InputError unless unique and as many."""
+    nbx, nby = (int(v) for v in n_batches)
+    names = list(batches) if batches is not None else [f"b{i + 1:02d}" for i in range(nbx * nby)]
+    if len(names) != nbx * nby or len(set(names)) != len(names):
+        raise InputError(f"virtual specimen: {len(names)} batch names {names} for n_batches={list(n_batches)} "
+                         f"({nbx * nby} batches); expected as many unique names")
+    return names
+
+
+def _indenter_axes(indenter_axes):
+    """Indenter axis signs ``(sx, sy)``, each +1 or -1 (raises InputError otherwise)."""
+    sx_ax, sy_ax = (int(v) for v in indenter_axes)
+    if sx_ax not in (-1, 1) or sy_ax not in (-1, 1):
+        raise InputError(f"virtual specimen: indenter_axes={list(indenter_axes)}, expected each +1 or -1")
+    return sx_ax, sy_ax
+
+
+def _true_indents(names, origins_um, batch_shape, spacing_um, batch_origin_error_um, grid_drift_um, px_um,
+                  rng):
+    """True indent grid of every batch (grid model, origin error, drift) and the per-batch truth.
+
+    Returns the table (``batch``, :func:`grid_positions` columns, ``x_px,
+    y_px`` specimen frame, ``nominal_x_um, nominal_y_um``) in batch order,
+    and batch -> nominal/true origin and origin error (um).
+    """
     nrow, ncol = (int(v) for v in batch_shape)
-    tables, exports, batch_info = [], {}, {}
-    for name, (ox, oy) in zip(names, geo["batch_origins_um"]):
+    tables, batch_info = [], {}
+    for name, (ox, oy) in zip(names, origins_um):
         err = rng.normal(0.0, batch_origin_error_um, 2) if batch_origin_error_um > 0 else np.zeros(2)
         true = grid_positions(nrow, ncol, spacing_um, origin_um=(ox + err[0], oy + err[1]),
-                                              drift_um=grid_drift_um, rng=rng)
+                              drift_um=grid_drift_um, rng=rng)
         t = true.copy()
         t.insert(0, "batch", name)
         t["x_px"] = t["x_um"] / px_um
@@ -217,10 +260,14 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
         tables.append(t)
         batch_info[name] = {"nominal_origin_um": [ox, oy], "true_origin_um": [ox + err[0], oy + err[1]],
                             "origin_error_um": err}
-    indents = pd.concat(tables, ignore_index=True)
-    props = indent_properties(labels, indents["x_px"].to_numpy(), indents["y_px"].to_numpy(),
-                                              pixel_size_nm, rng, load_mN=load_mN, noise_rel=noise_rel)
-    indents = pd.concat([indents, props.reset_index(drop=True)], axis=1)
+    return pd.concat(tables, ignore_index=True), batch_info
+
+
+def _exports(indents, names, axes, offset_um):
+    """Batch -> export table at the NOMINAL positions in indenter coordinates, ``X = sx (x - dx)``."""
+    sx_ax, sy_ax = axes
+    dx, dy = offset_um
+    exports = {}
     for name in names:
         b = indents[indents["batch"] == name]
         exports[name] = pd.DataFrame({
@@ -228,11 +275,13 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
             "x_um": sx_ax * (b["nominal_x_um"].to_numpy() - dx),
             "y_um": sy_ax * (b["nominal_y_um"].to_numpy() - dy),
             **{c: b[c].to_numpy() for c in ("depth_nm", "load_mN", "stiffness_N_per_m", "H_GPa", "E_GPa")}})
+    return exports
 
-    gain, offset = bse_gain_offset(eta)
-    before = render_bse(labels, eta, rng, pixel_size_nm=pixel_size_nm, gain=gain, offset=offset)
-    after = render_berkovich_marks(before, indents["x_px"].to_numpy(), indents["y_px"].to_numpy(),
-                                          indents["depth_nm"].to_numpy(), pixel_size_nm, rng)
+
+def _tile_sets(before, after, geo, tile_shape_px, overlap_frac, stage_error_um, pixel_size_nm, rng, *,
+               after_offset_um, brightness_drift, contrast_drift, electrons_per_px, gain, offset, tile_dtype,
+               file_pattern):
+    """The before and after tile sets (:func:`cut_tiles`, in that order), the after set shifted."""
     sets = {}
     for stage, img, shift in (("before", before, (0.0, 0.0)), ("after", after, after_offset_um)):
         tiles, layout, truth = cut_tiles(
@@ -243,10 +292,11 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
             electrons_per_px=electrons_per_px, gain=gain, offset=offset, dtype=tile_dtype,
             file_pattern=file_pattern)
         sets[stage] = {"tiles": tiles, "layout": layout, "truth": truth}
-    del before, after
+    return sets
 
-    fy, fx = geo["field_origin_px"][1], geo["field_origin_px"][0]
-    fh, fw = geo["field_shape_px"]
+
+def _dominant_phase_stats(indents):
+    """Per phase: indents it dominates, their fraction, and mean/std of measured and true E/H (GPa)."""
     per_phase = {}
     for p in PHASES:
         sel = indents["phase"] == p
@@ -254,7 +304,15 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
             "n_indents": int(sel.sum()), "indent_fraction": float(sel.mean()),
             **{f"{q}_{s}": (float(getattr(indents.loc[sel, q], s)()) if sel.sum() > 1 else None)
                for q in ("E_GPa", "H_GPa", "E_true_GPa", "H_true_GPa") for s in ("mean", "std")}}
-    summary = {
+    return per_phase
+
+
+def _summary(labels, indents, geo, pixel_size_nm, fr, eta, gain, offset, batch_info, parameters):
+    """The dict for ``truth.json``: area fractions, dominant-phase statistics, geometry, parameters."""
+    fy, fx = geo["field_origin_px"][1], geo["field_origin_px"][0]
+    fh, fw = geo["field_shape_px"]
+    per_phase = _dominant_phase_stats(indents)
+    return {
         "area_fractions": phase_fractions(labels),
         "area_fractions_nominal_field": phase_fractions(labels[fy: fy + fh, fx: fx + fw]),
         "requested_fractions": fr,
@@ -264,16 +322,5 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
         "geometry": {**geo, "pixel_size_nm": pixel_size_nm, "frame": (
             "specimen frame: pixel p of phases.npy is at stage p * pixel_size_nm / 1000 um")},
         "batches": batch_info,
-        "parameters": {
-            "pixel_size_nm": pixel_size_nm, "fractions": fr, "n_batches": list(n_batches),
-            "batch_shape": list(batch_shape), "spacing_um": spacing_um, "margin_um": margin_um,
-            "batch_origin_error_um": batch_origin_error_um, "grid_drift_um": grid_drift_um,
-            "tile_shape_px": list(tile_shape_px), "overlap_frac": overlap_frac,
-            "stage_error_um": stage_error_um, "after_offset_um": list(after_offset_um),
-            "indenter_offset_um": list(indenter_offset_um), "indenter_axes": list(indenter_axes),
-            "load_mN": load_mN, "noise_rel": noise_rel, "electrons_per_px": electrons_per_px,
-            "brightness_drift": brightness_drift, "contrast_drift": contrast_drift,
-            "batches": names, "seed": seed, "tile_dtype": np.dtype(tile_dtype).name},
+        "parameters": parameters,
     }
-    return {"labels": labels, "before": sets["before"], "after": sets["after"], "exports": exports,
-            "indents": indents, "summary": summary}

@@ -1,31 +1,17 @@
-"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+"""The ideal backscattered-electron (BSE) image of a virtual specimen's label map.
 
-The embedded default input of the workflow is a *virtual* hydrated cement
-paste whose truth is known: a label map of the five phases (``PHASES``), an
-"ideal" backscattered-electron (BSE) image rendered from it with the phases'
-backscatter coefficients eta, and the overlapping SEM tiles a microscope
-would record of it (stage errors, brightness/contrast drift, shot noise).
+:func:`render_bse` renders the noise-free grey image a BSE detector would
+give of a label map: ``grey = offset + gain * eta(x)``, with ``eta(x) =
+eta(phase) * (1 + t(x))`` where ``t`` is an intra-phase texture (two-scale
+smoothed Gaussian noise), blurred with a Gaussian point-spread function.
+:func:`bse_gain_offset` sets the linear detector (gain, offset) that maps the
+phases' eta range onto a grey range (BSE signal linear in the number of
+backscattered electrons; Goldstein et al., Scanning Electron Microscopy and
+X-ray Microanalysis, 4th ed., ch. 2). Shot noise and drifts are added per
+tile (``_tiles``).
 
-Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
-``(y, x)``; a pixel ``p`` of the generated field lies at stage position
-``p * pixel_size_nm / 1000`` um (the "specimen frame"). All morphological
-lengths are given in micrometres and converted through ``pixel_size_nm``, so
-that the look of a specimen does not depend on the pixel size.
-
-Morphology (after Scrivener, "Backscattered electron imaging of cementitious
-microstructures", Cem. Concr. Compos. 26 (2004) 935-945, and Richardson,
-Cem. Concr. Res. 29 (1999) 1131-1147, for inner/outer product): angular
-anhydrous clinker grains (ACC) with a hydration rim of inner product
-(HD-C-S-H), fully hydrated small grains of inner product, portlandite (CH) as
-angular plates and massive crystals in the outer product, porous outer
-product (LD-C-S-H) with capillary pores.
-
-The microstructure is built as level sets: for each phase a smooth field is
-computed on a coarse grid (``coarse_um``, default 0.2 um) whose positive part
-is the phase; the fields are interpolated bilinearly to full resolution strip
-by strip and thresholded, so that boundaries are smooth at any pixel size and
-memory stays at a few label images. Each threshold is set from the fields'
-quantiles so that the requested area fractions are met.
+Images are ``(H, W)`` = ``(y, x)`` in the specimen frame (``docs/ARCHITECTURE.md``);
+texture lengths are in micrometres, converted through ``pixel_size_nm``.
 """
 from __future__ import annotations
 
@@ -112,41 +98,19 @@ def render_bse(labels, phase_eta, rng=None, *, pixel_size_nm=40.0, gain=None, of
     InputError
         If a phase present in ``labels`` has no eta, or labels are not 0..4.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise InputError(f"render_bse: labels must be 2D, got shape {labels.shape}")
-    if labels.size and (int(labels.max()) >= len(PHASES) or int(labels.min()) < 0):
-        raise InputError(f"render_bse: label ids {int(labels.min())}..{int(labels.max())}, "
-                         f"expected 0..{len(PHASES) - 1}")
+    labels = _check_labels(labels)
     eta = _check_eta(phase_eta, labels)
     if gain is None or offset is None:
         g, o = bse_gain_offset({p: v for p, v in eta.items() if np.isfinite(v)}, grey_range)
         gain = g if gain is None else gain
         offset = o if offset is None else offset
     rng = np.random.default_rng(rng)
-    if texture_rel is None:
-        texture_rel = DEFAULT_TEXTURE_REL
-    if np.isscalar(texture_rel):
-        texture_rel = {p: float(texture_rel) for p in PHASES}
-    eta_lut = np.array([eta[p] if np.isfinite(eta[p]) else 0.0 for p in PHASES], np.float32)
-    tex_lut = np.array([texture_rel.get(p, 0.0) for p in PHASES], np.float32) * np.float32(1 / math.sqrt(2))
+    eta_lut, tex_lut = _lookup_tables(eta, texture_rel)
     px_um = pixel_size_nm / 1000.0
 
     out = eta_lut[labels]
     if tex_lut.any():
-        fine = _smooth_noise(rng, labels.shape, texture_um[0] / px_um)
-        k = max(1, int(texture_um[1] / px_um / 4))  # coarse texture on a reduced grid
-        small_shape = (-(-labels.shape[0] // k) + 1, -(-labels.shape[1] // k) + 1)
-        coarse = _smooth_noise(rng, small_shape, texture_um[1] / px_um / k)
-        y0, wy = _interp_index(labels.shape[0], k, small_shape[0])
-        x0, wx = _interp_index(labels.shape[1], k, small_shape[1])
-        for r0 in range(0, labels.shape[0], 1024):
-            sl = slice(r0, r0 + 1024)
-            a, b = y0[sl], wy[sl][:, None]
-            rows = coarse[a] * (1 - b) + coarse[a + 1] * b
-            fine[sl] += rows[:, x0] * (1 - wx) + rows[:, x0 + 1] * wx
-        fine *= tex_lut[labels]
-        fine += 1.0
+        fine = _texture_factor(labels, tex_lut, rng, texture_um, px_um)
         out *= fine
         del fine
     if psf_sigma_px > 0:
@@ -154,3 +118,47 @@ def render_bse(labels, phase_eta, rng=None, *, pixel_size_nm=40.0, gain=None, of
     out *= np.float32(gain)
     out += np.float32(offset)
     return out
+
+
+def _check_labels(labels):
+    """Labels as a 2D array of ids ``0 .. len(PHASES) - 1`` (raises InputError otherwise)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise InputError(f"render_bse: labels must be 2D, got shape {labels.shape}")
+    if labels.size and (int(labels.max()) >= len(PHASES) or int(labels.min()) < 0):
+        raise InputError(f"render_bse: label ids {int(labels.min())}..{int(labels.max())}, "
+                         f"expected 0..{len(PHASES) - 1}")
+    return labels
+
+
+def _lookup_tables(eta, texture_rel):
+    """Per-label float32 tables: eta (0 where unknown) and texture amplitude / sqrt(2) (two scales)."""
+    if texture_rel is None:
+        texture_rel = DEFAULT_TEXTURE_REL
+    if np.isscalar(texture_rel):
+        texture_rel = {p: float(texture_rel) for p in PHASES}
+    eta_lut = np.array([eta[p] if np.isfinite(eta[p]) else 0.0 for p in PHASES], np.float32)
+    tex_lut = np.array([texture_rel.get(p, 0.0) for p in PHASES], np.float32) * np.float32(1 / math.sqrt(2))
+    return eta_lut, tex_lut
+
+
+def _texture_factor(labels, tex_lut, rng, texture_um, px_um):
+    """Texture factor ``1 + t(x)`` (H, W) float32: fine + coarse smoothed noise scaled by ``tex_lut[labels]``.
+
+    The coarse texture is drawn on a grid reduced by about a quarter of its
+    correlation length and interpolated bilinearly, 1024 rows at a time.
+    """
+    fine = _smooth_noise(rng, labels.shape, texture_um[0] / px_um)
+    k = max(1, int(texture_um[1] / px_um / 4))  # coarse texture on a reduced grid
+    small_shape = (-(-labels.shape[0] // k) + 1, -(-labels.shape[1] // k) + 1)
+    coarse = _smooth_noise(rng, small_shape, texture_um[1] / px_um / k)
+    y0, wy = _interp_index(labels.shape[0], k, small_shape[0])
+    x0, wx = _interp_index(labels.shape[1], k, small_shape[1])
+    for r0 in range(0, labels.shape[0], 1024):
+        sl = slice(r0, r0 + 1024)
+        a, b = y0[sl], wy[sl][:, None]
+        rows = coarse[a] * (1 - b) + coarse[a + 1] * b
+        fine[sl] += rows[:, x0] * (1 - wx) + rows[:, x0 + 1] * wx
+    fine *= tex_lut[labels]
+    fine += 1.0
+    return fine

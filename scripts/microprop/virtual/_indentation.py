@@ -1,22 +1,16 @@
-"""Nanoindentation: forward model, export reader/writer, virtual indentation.
+"""Virtual indentation of a real micrograph: SIMULATED targets on real microstructure.
 
-Three jobs live here:
-
-1. The forward model of a virtual specimen (:func:`grid_positions`,
-   :func:`indent_properties`): where the indenter lands (the batch grid model
-   of the seed paper, eq. 3a/3b) and what it measures there (phase properties
-   from the literature, homogenised over the indent's interaction zone,
-   Oliver-Pharr stiffness, measurement noise).
-2. The instrument export (:func:`write_export`, :func:`read_export`): a
-   KLA Express/NanoBlitz-like CSV, read with a column map and a unit map into
-   the standard columns; bad rows go into a rejection table with a reason.
-3. Virtual indentation of a real micrograph (:func:`segment_phases`,
-   :func:`virtual_indentation`): the targets are *simulated* from a grey-level
-   segmentation, not measured.
+:func:`regular_grid_px` lays a regular grid of nominal indent positions
+centred on an image; :func:`virtual_indentation` segments the micrograph by
+grey level (:func:`microprop.imaging.segment_phases`), lays that grid over it
+and applies the forward model of a virtual specimen
+(:func:`microprop.physics.indent_properties`: literature phase properties
+homogenised over each indent's interaction zone, Oliver-Pharr stiffness,
+measurement noise). The E and H it returns are not measurements; they serve
+to exercise and test the learning pipeline on real microstructure.
 
 Units follow the names: ``x_um``, ``depth_nm``, ``load_mN``,
-``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``. Useful identity: with the load in
-mN and the hardness in GPa, ``P / H`` is an area in um^2.
+``stiffness_N_per_m``, ``E_GPa``, ``H_GPa``.
 """
 from __future__ import annotations
 

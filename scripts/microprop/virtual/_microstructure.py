@@ -1,10 +1,11 @@
-"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+"""The phase microstructure of a virtual specimen: a label map of a hydrated cement paste.
 
-The embedded default input of the workflow is a *virtual* hydrated cement
-paste whose truth is known: a label map of the five phases (``PHASES``), an
-"ideal" backscattered-electron (BSE) image rendered from it with the phases'
-backscatter coefficients eta, and the overlapping SEM tiles a microscope
-would record of it (stage errors, brightness/contrast drift, shot noise).
+:func:`generate_microstructure` draws a label map of the five phases
+(``PHASES``) with requested area fractions; :func:`phase_fractions` measures
+them. The module also holds the rough backscatter coefficients and texture
+amplitudes of tests and examples (``DEFAULT_PHASE_ETA``,
+``DEFAULT_TEXTURE_REL``) and the helpers the BSE render shares (the eta table
+check, smoothed Gaussian noise, the bilinear interpolation index).
 
 Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
 ``(y, x)``; a pixel ``p`` of the generated field lies at stage position
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 #: Rough backscatter coefficients at 20 keV (epoxy-filled pore, C-S-H, CH,
 #: C3S), for tests and examples only; the workflow uses the Monte Carlo table
-#: of ``microprop.backscatter`` (``phase_eta.csv``).
+#: of ``microprop.physics`` (``phase_eta.csv``).
 DEFAULT_PHASE_ETA = {"pore": 0.075, "LD-C-S-H": 0.125, "HD-C-S-H": 0.14, "CH": 0.15, "ACC": 0.175}
 
 
@@ -300,7 +302,40 @@ def generate_microstructure(shape, pixel_size_nm=40.0, fractions=None, rng=None,
     if not pixel_size_nm > 0:
         raise InputError(f"generate_microstructure: pixel_size_nm={pixel_size_nm} must be > 0")
     rng = np.random.default_rng(rng)
-    px_um = pixel_size_nm / 1000.0
+    grid = _coarse_grid(h, w, pixel_size_nm / 1000.0, coarse_um)
+    hc, wc = grid.shape
+    log.info("microstructure %dx%d px at %.1f nm/px on a %dx%d grid of %.3f um", h, w, pixel_size_nm, hc, wc,
+             grid.step)
+
+    d_acc = _clinker_field(rng, grid, fr["ACC"], clinker_size_um, clinker_size_exponent)
+    acc_c = d_acc > 0
+    d_hd = _inner_product_field(rng, grid, d_acc, acc_c, fr["HD-C-S-H"], rim_um, inner_grain_size_um)
+    free = ~acc_c & ~(d_hd > 0)
+    d_ch = _portlandite_field(rng, grid, free, fr["CH"], ch_size_um)
+    outer = free & ~(d_ch > 0)
+    d_pore = _pore_field(rng, grid, outer, fr["pore"], pore_size_um)
+
+    # --- full resolution: bilinear interpolation of the fields, strip by strip
+    fields = np.stack([d_pore, d_ch, d_hd, d_acc]).astype(np.float32)
+    del d_pore, d_ch, d_hd, d_acc
+    _calibrate_levels(fields, fr, (h, w), grid.f, rng)
+    return _label_strips(fields, (h, w), grid.f, strip_rows)
+
+
+class _CoarseGrid(NamedTuple):
+    """The coarse grid on which the level-set fields are built."""
+
+    f: int                #: full-resolution px per coarse px (per axis)
+    step: float           #: coarse pixel size, um
+    shape: tuple          #: (hc, wc)
+    in_field: np.ndarray  #: (hc, wc) bool, coarse pixels whose centre lies in the field (for counting fractions)
+    n_field: int          #: number of True pixels of ``in_field``
+    um2: float            #: coarse px per um^2
+    tol: int              #: pixel tolerance of the placement targets
+
+
+def _coarse_grid(h, w, px_um, coarse_um):
+    """The coarse grid of an ``(h, w)`` field at ``px_um`` um/px, step ``coarse_um`` rounded to whole px."""
     f = max(1, int(round(coarse_um / px_um)))
     step = f * px_um  # coarse pixel size (um)
     hc, wc = -(-h // f) + 1, -(-w // f) + 1
@@ -309,97 +344,113 @@ def generate_microstructure(shape, pixel_size_nm=40.0, fractions=None, rng=None,
     in_field[: max(1, int(round(h / f))), : max(1, int(round(w / f)))] = True
     n_field = int(in_field.sum())
     um2 = 1.0 / step ** 2  # coarse px per um^2
-    log.info("microstructure %dx%d px at %.1f nm/px on a %dx%d grid of %.3f um", h, w, pixel_size_nm, hc, wc, step)
-
-    def area_px(d_um):
-        return np.pi / 4 * np.asarray(d_um) ** 2 * um2
-
     tol = max(2, int(0.001 * n_field))
+    return _CoarseGrid(f, step, (hc, wc), in_field, n_field, um2, tol)
 
-    # --- anhydrous clinker: angular convex grains, largest first, no contact
-    def sample(n, lo, hi, q):
-        return _power_law_sizes(rng, n, lo, hi, q)
 
-    target = int(round(fr["ACC"] * n_field))
-    d_acc = np.full((hc, wc), -1e3, np.float32)
-    acc = np.zeros((hc, wc), bool)
+def _disc_area_px(d_um, um2):
+    """Area (coarse px^2) of discs of diameter ``d_um`` (um), at ``um2`` coarse px per um^2."""
+    return np.pi / 4 * np.asarray(d_um) ** 2 * um2
+
+
+def _clinker_field(rng, grid, fraction, size_um, size_exponent):
+    """Level set (um, coarse grid) of anhydrous clinker (ACC): angular convex grains, largest first, no contact."""
+    target = int(round(fraction * grid.n_field))
+    d_acc = np.full(grid.shape, -1e3, np.float32)
     if target > 0:
-        sizes = _sizes_for_area(lambda n: area_px(sample(n, *clinker_size_um, clinker_size_exponent)), target)
+        sizes = _sizes_for_area(
+            lambda n: _disc_area_px(_power_law_sizes(rng, n, *size_um, size_exponent), grid.um2), target)
         make = lambda a, asp: _angular_polygon(rng, a, asp, rng.uniform(0, np.pi), rng.integers(4, 10),
                                                r_jitter=0.4)
-        counted = in_field.copy()
-        occupied = np.zeros((hc, wc), bool)
-        acc, got = _place_polygons(rng, (hc, wc), sizes, make, target, counted, occupied,
-                                   gap_frac=0.15, tol=tol)
-        if got < target - tol:  # crowded: fill up with small grains anywhere free
-            small = area_px(rng.uniform(clinker_size_um[0], 2 * clinker_size_um[0], 4000))
-            acc, more = _place_polygons(rng, (hc, wc), small, make, target - got, counted, occupied,
-                                        drawn=acc, tol=tol, max_tries=200)
+        counted = grid.in_field.copy()
+        occupied = np.zeros(grid.shape, bool)
+        acc, got = _place_polygons(rng, grid.shape, sizes, make, target, counted, occupied,
+                                   gap_frac=0.15, tol=grid.tol)
+        if got < target - grid.tol:  # crowded: fill up with small grains anywhere free
+            small = _disc_area_px(rng.uniform(size_um[0], 2 * size_um[0], 4000), grid.um2)
+            acc, more = _place_polygons(rng, grid.shape, small, make, target - got, counted, occupied,
+                                        drawn=acc, tol=grid.tol, max_tries=200)
             got += more
-        log.info("ACC: %.4f of the field before the level-set shift", got / n_field)
-        d_acc = _shift_to_fraction(_signed_distance(acc, step), in_field, fr["ACC"], "ACC")
-    acc_c = d_acc > 0
+        log.info("ACC: %.4f of the field before the level-set shift", got / grid.n_field)
+        d_acc = _shift_to_fraction(_signed_distance(acc, grid.step), grid.in_field, fraction, "ACC")
+    return d_acc
 
-    # --- HD-C-S-H: rims of smoothly varying thickness + fully hydrated grains
-    target = int(round(fr["HD-C-S-H"] * n_field))
-    d_hd = np.full((hc, wc), -1e3, np.float32)
+
+def _inner_product_field(rng, grid, d_acc, acc_c, fraction, rim_um, grain_size_um):
+    """Level set (um, coarse grid) of HD-C-S-H: rims of smoothly varying thickness + fully hydrated grains."""
+    target = int(round(fraction * grid.n_field))
+    d_hd = np.full(grid.shape, -1e3, np.float32)
     if target > 0:
-        t = ndimage.gaussian_filter(rng.uniform(0, 1, (hc, wc)).astype(np.float32), 5.0 / step)
+        t = ndimage.gaussian_filter(rng.uniform(0, 1, grid.shape).astype(np.float32), 5.0 / grid.step)
         t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
         d_rim = d_acc + np.float32(rim_um[0]) + np.float32(rim_um[1] - rim_um[0]) * t
         hd = (d_rim > 0) & ~acc_c
-        have = int((hd & in_field).sum())
-        if have < target - tol:
-            sizes = _sizes_for_area(lambda n: area_px(rng.uniform(*inner_grain_size_um, n)), target - have)
+        have = int((hd & grid.in_field).sum())
+        if have < target - grid.tol:
+            sizes = _sizes_for_area(lambda n: _disc_area_px(rng.uniform(*grain_size_um, n), grid.um2),
+                                    target - have)
             make = lambda a, asp: _angular_polygon(rng, a, asp, rng.uniform(0, np.pi), rng.integers(5, 10))
-            counted = in_field & ~hd & ~acc_c
-            occupied = ndimage.binary_dilation(acc_c, iterations=max(1, int(round(0.3 / step))))
-            grains, _ = _place_polygons(rng, (hc, wc), sizes, make, target - have, counted, occupied,
-                                        gap_frac=0.1, tol=tol)
-            d_rim = np.maximum(d_rim, _signed_distance(grains, step))
-        d_hd = _shift_to_fraction(d_rim, in_field & ~acc_c, fr["HD-C-S-H"], "HD-C-S-H")
-    free = ~acc_c & ~(d_hd > 0)
+            counted = grid.in_field & ~hd & ~acc_c
+            occupied = ndimage.binary_dilation(acc_c, iterations=max(1, int(round(0.3 / grid.step))))
+            grains, _ = _place_polygons(rng, grid.shape, sizes, make, target - have, counted, occupied,
+                                        gap_frac=0.1, tol=grid.tol)
+            d_rim = np.maximum(d_rim, _signed_distance(grains, grid.step))
+        d_hd = _shift_to_fraction(d_rim, grid.in_field & ~acc_c, fraction, "HD-C-S-H")
+    return d_hd
 
-    # --- CH: angular plates and massive crystals in the outer product
-    target = int(round(fr["CH"] * n_field))
-    d_ch = np.full((hc, wc), -1e3, np.float32)
+
+def _ch_crystals(rng, n, lo, hi, um2):
+    """``n`` CH crystals of longest dimension in [lo, hi] um: areas (coarse px^2) and aspects, half plates."""
+    lengths = rng.uniform(lo, hi, n)
+    aspects = np.where(rng.uniform(size=n) < 0.5, rng.uniform(2.5, 5.0, n), rng.uniform(1.2, 2.0, n))
+    # a polygon inscribed in the ellipse of axes L, L/aspect has ~0.7 of its area
+    return 0.7 * np.pi / 4 * lengths ** 2 / aspects * um2, aspects
+
+
+def _portlandite_field(rng, grid, free, fraction, size_um):
+    """Level set (um, coarse grid) of CH: angular plates and massive crystals centred in the ``free`` space."""
+    target = int(round(fraction * grid.n_field))
+    d_ch = np.full(grid.shape, -1e3, np.float32)
     if target > 0:
-        def ch_crystals(n, lo, hi):
-            lengths = rng.uniform(lo, hi, n)
-            aspects = np.where(rng.uniform(size=n) < 0.5, rng.uniform(2.5, 5.0, n), rng.uniform(1.2, 2.0, n))
-            # a polygon inscribed in the ellipse of axes L, L/aspect has ~0.7 of its area
-            return 0.7 * np.pi / 4 * lengths ** 2 / aspects * um2, aspects
-
-        areas, aspects = ch_crystals(4096, *ch_size_um)
+        areas, aspects = _ch_crystals(rng, 4096, *size_um, grid.um2)
         k = int(np.searchsorted(np.cumsum(areas), 1.3 * target)) + 1  # some are cut by grains
         make = lambda a, asp: _angular_polygon(rng, a, asp, rng.uniform(0, np.pi), rng.integers(5, 9),
                                                r_jitter=0.15)
-        counted = in_field & free
-        occupied = np.zeros((hc, wc), bool)
-        ch, got = _place_polygons(rng, (hc, wc), areas[:k], make, target, counted, occupied,
-                                  aspects=aspects[:k], centre_ok=free, gap_frac=0.1, tol=tol, max_tries=60)
-        if got < target - tol:
-            areas, aspects = ch_crystals(4096, ch_size_um[0], 1.5 * ch_size_um[0])
-            ch, more = _place_polygons(rng, (hc, wc), areas, make, target - got, counted, occupied,
-                                       aspects=aspects, drawn=ch, centre_ok=free, tol=tol, max_tries=60)
+        counted = grid.in_field & free
+        occupied = np.zeros(grid.shape, bool)
+        ch, got = _place_polygons(rng, grid.shape, areas[:k], make, target, counted, occupied,
+                                  aspects=aspects[:k], centre_ok=free, gap_frac=0.1, tol=grid.tol, max_tries=60)
+        if got < target - grid.tol:
+            areas, aspects = _ch_crystals(rng, 4096, size_um[0], 1.5 * size_um[0], grid.um2)
+            ch, more = _place_polygons(rng, grid.shape, areas, make, target - got, counted, occupied,
+                                       aspects=aspects, drawn=ch, centre_ok=free, tol=grid.tol, max_tries=60)
             got += more
-        if got < target - tol:
+        if got < target - grid.tol:
             log.warning("CH: placed %.4f of the field, %.4f requested; the level-set shift makes up the rest",
-                        got / n_field, fr["CH"])
-        d_ch = _shift_to_fraction(_signed_distance(ch, step), in_field & free, fr["CH"], "CH")
-    outer = free & ~(d_ch > 0)
+                        got / grid.n_field, fraction)
+        d_ch = _shift_to_fraction(_signed_distance(ch, grid.step), grid.in_field & free, fraction, "CH")
+    return d_ch
 
-    # --- capillary pores: level set of a two-scale random field in the outer product
-    d_pore = np.full((hc, wc), -1e3, np.float32)
-    if fr["pore"] > 0:
-        g = (_smooth_noise(rng, (hc, wc), pore_size_um[0] / step)
-             + 0.7 * _smooth_noise(rng, (hc, wc), pore_size_um[1] / step))
-        d_pore = _shift_to_fraction(g, in_field & outer, fr["pore"], "pore")
 
-    # --- full resolution: bilinear interpolation of the fields, strip by strip
-    fields = np.stack([d_pore, d_ch, d_hd, d_acc]).astype(np.float32)
-    del d_pore, d_ch, d_hd, d_acc
-    _calibrate_levels(fields, fr, (h, w), f, rng)
+def _pore_field(rng, grid, outer, fraction, pore_size_um):
+    """Level set (coarse grid) of the capillary pores: two-scale Gaussian random field in the ``outer`` product."""
+    d_pore = np.full(grid.shape, -1e3, np.float32)
+    if fraction > 0:
+        g = (_smooth_noise(rng, grid.shape, pore_size_um[0] / grid.step)
+             + 0.7 * _smooth_noise(rng, grid.shape, pore_size_um[1] / grid.step))
+        d_pore = _shift_to_fraction(g, grid.in_field & outer, fraction, "pore")
+    return d_pore
+
+
+def _label_strips(fields, shape, f, strip_rows):
+    """Labels (H, W) uint8: the coarse fields (pore, CH, HD, ACC) interpolated strip by strip, ``> 0`` wins.
+
+    Bilinear interpolation to full resolution, ``strip_rows`` rows at a time;
+    a pixel is LD-C-S-H unless a field is positive there, later fields
+    (higher precedence) overriding earlier ones.
+    """
+    h, w = shape
+    _, hc, wc = fields.shape
     x0, wx = _interp_index(w, f, wc)
     labels = np.empty((h, w), np.uint8)
     for r0 in range(0, h, strip_rows):

@@ -1,31 +1,15 @@
-"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+"""SEM tiles of a virtual specimen: the overlapping tile set a microscope records.
 
-The embedded default input of the workflow is a *virtual* hydrated cement
-paste whose truth is known: a label map of the five phases (``PHASES``), an
-"ideal" backscattered-electron (BSE) image rendered from it with the phases'
-backscatter coefficients eta, and the overlapping SEM tiles a microscope
-would record of it (stage errors, brightness/contrast drift, shot noise).
+:func:`tile_grid` lays a regular grid of tiles with a given overlap over a
+field; :func:`cut_tiles` cuts them from an ideal grey image (``_bse``) at
+their true positions (nominal + a common offset + a stage positioning error
+per tile), with a per-tile contrast and brightness drift and Poisson shot
+noise, and returns the tiles, their nominal ``layout`` (the table a
+microscope writes, ``layout.csv``) and the ``truth`` (where each tile was
+cut).
 
-Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
-``(y, x)``; a pixel ``p`` of the generated field lies at stage position
-``p * pixel_size_nm / 1000`` um (the "specimen frame"). All morphological
-lengths are given in micrometres and converted through ``pixel_size_nm``, so
-that the look of a specimen does not depend on the pixel size.
-
-Morphology (after Scrivener, "Backscattered electron imaging of cementitious
-microstructures", Cem. Concr. Compos. 26 (2004) 935-945, and Richardson,
-Cem. Concr. Res. 29 (1999) 1131-1147, for inner/outer product): angular
-anhydrous clinker grains (ACC) with a hydration rim of inner product
-(HD-C-S-H), fully hydrated small grains of inner product, portlandite (CH) as
-angular plates and massive crystals in the outer product, porous outer
-product (LD-C-S-H) with capillary pores.
-
-The microstructure is built as level sets: for each phase a smooth field is
-computed on a coarse grid (``coarse_um``, default 0.2 um) whose positive part
-is the phase; the fields are interpolated bilinearly to full resolution strip
-by strip and thresholded, so that boundaries are smooth at any pixel size and
-memory stays at a few label images. Each threshold is set from the fields'
-quantiles so that the requested area fractions are met.
+Images are ``(H, W)`` = ``(y, x)``; a pixel ``p`` lies at stage position
+``p * pixel_size_nm / 1000`` um (the specimen frame, ``docs/ARCHITECTURE.md``).
 """
 from __future__ import annotations
 
@@ -40,6 +24,7 @@ from ._bse import bse_gain_offset
 from ._microstructure import DEFAULT_PHASE_ETA
 
 log = logging.getLogger(__name__)
+
 
 def tile_grid(field_shape_px, tile_shape, overlap_frac):
     """Number of tiles and step that cover a field with a given overlap.
@@ -144,26 +129,10 @@ def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rn
     image = np.asarray(image)
     if image.ndim != 2:
         raise InputError(f"cut_tiles: image must be 2D, got shape {image.shape}")
-    th, tw = (int(s) for s in tile_shape)
-    H, W = image.shape
-    if th > H or tw > W:
-        raise InputError(f"cut_tiles: tile shape {(th, tw)} is larger than the image {image.shape}")
-    ox, oy = (int(v) for v in field_origin_px)
-    fh, fw = (H - oy, W - ox) if field_shape_px is None else (int(v) for v in field_shape_px)
-    nr, nc, sy, sx = tile_grid((fh, fw), (th, tw), overlap_frac)
-    if ox < 0 or oy < 0 or oy + (nr - 1) * sy + th > H or ox + (nc - 1) * sx + tw > W:
-        raise InputError(
-            f"cut_tiles: the nominal tile grid ({nr} x {nc} tiles of {th} x {tw} px from origin "
-            f"x={ox}, y={oy}) does not fit in the image {image.shape}; generate the field with a margin")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
-        raise InputError(f"cut_tiles: dtype {dtype} not supported; use uint8 or uint16")
-    scale = 1.0 if dtype == np.uint8 else 257.0
-    full = float(np.iinfo(dtype).max)
-    if gain is None or offset is None:
-        g, o = bse_gain_offset(DEFAULT_PHASE_ETA)
-        gain = g if gain is None else gain
-        offset = o if offset is None else offset
+    (th, tw), (ox, oy), (nr, nc, sy, sx) = _nominal_grid(image.shape, tile_shape, overlap_frac, field_origin_px,
+                                                         field_shape_px)
+    dtype, scale, full = _tile_dtype(dtype)
+    gain, offset = _detector_setting(gain, offset)
     rng = np.random.default_rng(rng)
     px_per_um = 1000.0 / pixel_size_nm
 
@@ -171,41 +140,108 @@ def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rn
     rows, cols = rows.ravel(), cols.ravel()
     nom_x = ox + cols * sx
     nom_y = oy + rows * sy
-    err = rng.normal(0.0, stage_error_um, (rows.size, 2)) if stage_error_um > 0 else np.zeros((rows.size, 2))
+    cx, cy = _cut_corners(nom_x, nom_y, image.shape, (th, tw), stage_error_um, offset_um, px_per_um, rng)
+    contrast = 1.0 + rng.normal(0.0, contrast_drift, rows.size)
+    bright = rng.normal(0.0, brightness_drift, rows.size) * 255.0
+
+    names, files = _tile_names(rows, cols, file_pattern)
+    tiles = [_record_tile(image[cy[k]: cy[k] + th, cx[k]: cx[k] + tw], rng, electrons_per_px, gain, offset,
+                          contrast[k], bright[k], scale, full, dtype)
+             for k in range(rows.size)]
+    px_um = pixel_size_nm / 1000.0
+    layout = pd.DataFrame({"tile": names, "file": files, "row": rows, "col": cols,
+                           "x_um": np.round(nom_x * px_um, 6), "y_um": np.round(nom_y * px_um, 6)})
+    truth = pd.DataFrame({"tile": names, "x_px": cx, "y_px": cy})
+    return tiles, layout, truth
+
+
+def _nominal_grid(image_shape, tile_shape, overlap_frac, field_origin_px, field_shape_px):
+    """Tile shape ``(th, tw)``, grid origin ``(ox, oy)`` and :func:`tile_grid` of the nominal field (px).
+
+    Raises InputError when a tile is larger than the image or the nominal
+    grid does not fit in it.
+    """
+    th, tw = (int(s) for s in tile_shape)
+    H, W = image_shape
+    if th > H or tw > W:
+        raise InputError(f"cut_tiles: tile shape {(th, tw)} is larger than the image {image_shape}")
+    ox, oy = (int(v) for v in field_origin_px)
+    fh, fw = (H - oy, W - ox) if field_shape_px is None else (int(v) for v in field_shape_px)
+    nr, nc, sy, sx = tile_grid((fh, fw), (th, tw), overlap_frac)
+    if ox < 0 or oy < 0 or oy + (nr - 1) * sy + th > H or ox + (nc - 1) * sx + tw > W:
+        raise InputError(
+            f"cut_tiles: the nominal tile grid ({nr} x {nc} tiles of {th} x {tw} px from origin "
+            f"x={ox}, y={oy}) does not fit in the image {image_shape}; generate the field with a margin")
+    return (th, tw), (ox, oy), (nr, nc, sy, sx)
+
+
+def _tile_dtype(dtype):
+    """Tile dtype (uint8 or uint16, else InputError), its factor on the 8-bit scale and its full scale."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+        raise InputError(f"cut_tiles: dtype {dtype} not supported; use uint8 or uint16")
+    scale = 1.0 if dtype == np.uint8 else 257.0
+    full = float(np.iinfo(dtype).max)
+    return dtype, scale, full
+
+
+def _detector_setting(gain, offset):
+    """``gain, offset`` with each missing one from ``bse_gain_offset(DEFAULT_PHASE_ETA)``."""
+    if gain is None or offset is None:
+        g, o = bse_gain_offset(DEFAULT_PHASE_ETA)
+        gain = g if gain is None else gain
+        offset = o if offset is None else offset
+    return gain, offset
+
+
+def _cut_corners(nom_x, nom_y, image_shape, tile_shape, stage_error_um, offset_um, px_per_um, rng):
+    """Where each tile is cut (top-left ``x, y`` px): nominal + offset + stage error, clipped to the image."""
+    H, W = image_shape
+    th, tw = tile_shape
+    n = nom_x.size
+    err = rng.normal(0.0, stage_error_um, (n, 2)) if stage_error_um > 0 else np.zeros((n, 2))
     true_x = np.rint(nom_x + (offset_um[0] + err[:, 0]) * px_per_um).astype(int)
     true_y = np.rint(nom_y + (offset_um[1] + err[:, 1]) * px_per_um).astype(int)
     cx, cy = np.clip(true_x, 0, W - tw), np.clip(true_y, 0, H - th)
     if (cx != true_x).any() or (cy != true_y).any():
         log.warning("cut_tiles: %d tile(s) left the image and were clipped to its edge; "
                     "generate the field with a larger margin", int(((cx != true_x) | (cy != true_y)).sum()))
-    contrast = 1.0 + rng.normal(0.0, contrast_drift, rows.size)
-    bright = rng.normal(0.0, brightness_drift, rows.size) * 255.0
+    return cx, cy
 
-    tiles, names, files = [], [], []
-    for k in range(rows.size):
-        name = f"r{rows[k]:03d}_c{cols[k]:03d}"
+
+def _tile_names(rows, cols, file_pattern):
+    """Tile names ``r<row>_c<col>`` and their file names from ``file_pattern``."""
+    names, files = [], []
+    for r, c in zip(rows, cols):
+        name = f"r{r:03d}_c{c:03d}"
         names.append(name)
-        files.append(file_pattern.format(tile=name, row=int(rows[k]), col=int(cols[k])))
-        t = np.array(image[cy[k]: cy[k] + th, cx[k]: cx[k] + tw], dtype=np.float32)
-        if electrons_per_px:
-            lam = np.clip((t - np.float32(offset)) * np.float32(electrons_per_px / gain), 0, None)
-            if float(lam.min()) > 50:
-                noise = rng.standard_normal(lam.shape, dtype=np.float32)
-                noise *= np.sqrt(lam)
-                lam += noise
-            else:
-                lam = rng.poisson(lam).astype(np.float32)
-            t = lam
-            t *= np.float32(gain / electrons_per_px)
-            t += np.float32(offset)
-        t *= np.float32(contrast[k])
-        t += np.float32(bright[k])
-        t *= np.float32(scale)
-        np.rint(t, out=t)
-        np.clip(t, 0, full, out=t)
-        tiles.append(t.astype(dtype))
-    px_um = pixel_size_nm / 1000.0
-    layout = pd.DataFrame({"tile": names, "file": files, "row": rows, "col": cols,
-                           "x_um": np.round(nom_x * px_um, 6), "y_um": np.round(nom_y * px_um, 6)})
-    truth = pd.DataFrame({"tile": names, "x_px": cx, "y_px": cy})
-    return tiles, layout, truth
+        files.append(file_pattern.format(tile=name, row=int(r), col=int(c)))
+    return names, files
+
+
+def _record_tile(window, rng, electrons_per_px, gain, offset, contrast, bright, scale, full, dtype):
+    """One recorded tile from its window of the ideal image: shot noise, contrast/brightness drift, rounding."""
+    t = np.array(window, dtype=np.float32)
+    if electrons_per_px:
+        t = _shot_noise(t, rng, electrons_per_px, gain, offset)
+    t *= np.float32(contrast)
+    t += np.float32(bright)
+    t *= np.float32(scale)
+    np.rint(t, out=t)
+    np.clip(t, 0, full, out=t)
+    return t.astype(dtype)
+
+
+def _shot_noise(t, rng, electrons_per_px, gain, offset):
+    """Grey float32 tile with Poisson shot noise of ``electrons_per_px * eta`` counts (normal above 50)."""
+    lam = np.clip((t - np.float32(offset)) * np.float32(electrons_per_px / gain), 0, None)
+    if float(lam.min()) > 50:
+        noise = rng.standard_normal(lam.shape, dtype=np.float32)
+        noise *= np.sqrt(lam)
+        lam += noise
+    else:
+        lam = rng.poisson(lam).astype(np.float32)
+    t = lam
+    t *= np.float32(gain / electrons_per_px)
+    t += np.float32(offset)
+    return t
