@@ -1,5 +1,4 @@
-"""Training loop of the seed ResNet with checkpoint/resume, prediction, and a
-known-answer synthetic dataset.
+"""The training loop of the seed ResNet, with resume from its last checkpoint.
 
 One call of :func:`train` fits one model (one target, one split, one ensemble
 member) on the crops of a ``dataset.h5`` (contract: ``docs/ARCHITECTURE.md``):
@@ -23,20 +22,20 @@ member) on the crops of a ``dataset.h5`` (contract: ``docs/ARCHITECTURE.md``):
 - ``last.pt`` written atomically after every epoch with everything needed to
   continue (model, optimiser, scheduler, all RNG states, history): a killed
   run restarted on the same ``out_dir`` continues from the last full epoch and
-  reproduces the uninterrupted run (bitwise on CPU, tested);
-- ``metrics.csv`` rewritten after every epoch, one row per epoch.
+  reproduces the uninterrupted run (bitwise on CPU, tested); the contents of
+  ``best.pt`` and ``last.pt`` are given in :mod:`microprop.learning._checkpoint`;
+- ``metrics.csv`` rewritten after every epoch, one row per epoch
+  (:data:`METRIC_COLUMNS`).
 
-Checkpoint contract (``best.pt`` and ``last.pt`` are ``torch.save`` dicts,
-loadable with ``torch.load(..., weights_only=True)``):
-
-- ``"model"``: state_dict of :class:`microprop.resnet.SeedResNet`;
-- ``"meta"``: ``target`` (e.g. ``"E_GPa"``), ``target_mean``, ``target_std``
-  (GPa; prediction = output * std + mean), ``input_px`` (int or None),
-  ``crop_size_px``, ``arch`` (``"SeedResNet"``), ``arch_kwargs``, ``epoch``,
-  ``val_loss`` (standardised MSE at that epoch), ``dataset`` (path),
-  ``dataset_sha256``, ``split``, ``seed``, ``member``, ``config``;
-- ``last.pt`` also: ``"optimizer"``, ``"scheduler"``, ``"rng"``,
-  ``"best_val_loss"``, ``"best_epoch"``, ``"epoch"``, ``"history"``.
+:func:`train` runs these steps in order: check the arguments and choose the
+device (:func:`_check_arguments`, :func:`_setup_device`); read the split
+(:func:`_read_train_val`); fix the run's configuration (:func:`_run_config`)
+and find a ``last.pt`` to resume (:func:`_resumable_checkpoint`); seed the
+RNGs and build model, optimiser and scheduler (:class:`_Training`), resume or
+start, hold the crops resident; then per epoch train, validate, schedule,
+checkpoint and log; finally the summary (:func:`_summary`). The order of
+these steps, and of the random draws inside them, is what makes a resumed run
+reproduce an uninterrupted one: keep it.
 """
 from __future__ import annotations
 
@@ -44,7 +43,9 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,7 @@ from torch.nn import functional as F
 from torch.profiler import record_function
 
 from .. import io as mio
-from ..data import read_split
+from ..data import read_crops
 from ..data._reader import _check_dataset
 from ..errors import InputError
 from ..progress import progress
@@ -105,6 +106,370 @@ def _evaluate(model, x, y, batch_size, dev, autocast, channels_last, dequant=Non
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                 preds.append(model(xb).float())
     return torch.cat(preds) if preds else torch.zeros(0, device=dev)
+
+
+def _check_arguments(epochs, batch_size, lr, compile):
+    """``epochs`` and ``batch_size`` as int; :class:`InputError` for a bad argument."""
+    epochs, batch_size = int(epochs), int(batch_size)
+    if isinstance(compile, str) and compile not in COMPILE_MODES:
+        raise InputError(f"compile {compile!r}: expected true/false or one of {COMPILE_MODES}")
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise InputError(f"epochs ({epochs}), batch_size ({batch_size}) and lr ({lr}) "
+                         "must be positive")
+    return epochs, batch_size
+
+
+def _setup_device(device, num_threads, bf16, cpu_bf16):
+    """Set the thread count, resolve the device; ``(device, autocast bf16 or not)``.
+
+    On CUDA also turns on the cuDNN autotuner and TF32 matrix products.
+    """
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    dev = resolve_device(device)
+    autocast = bool(bf16) and (dev.type == "cuda" or bool(cpu_bf16))
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    return dev, autocast
+
+
+@dataclass
+class _TrainVal:
+    """The train and validation crops of a split as read, and their checked sizes.
+
+    ``x_tr``, ``x_va``: (N, S, S) float32 crops (released once held resident);
+    ``y_tr``, ``y_va``: (N,) targets, GPa; ``crop_px``: ``S``; ``input_px``:
+    the checked input size (None: no downsampling); ``y_mean``, ``y_std``:
+    of ``y_tr``, GPa.
+    """
+
+    x_tr: object
+    y_tr: np.ndarray
+    x_va: object
+    y_va: np.ndarray
+    crop_px: int
+    input_px: int | None
+    y_mean: float
+    y_std: float
+
+
+def _read_train_val(dataset_path, target, split, input_px):
+    """Read the train and val crops of ``split``; check their sizes and ``input_px``.
+
+    Raises
+    ------
+    InputError
+        Fewer than 2 train or 1 val crop, ``input_px`` outside
+        ``MIN_INPUT_PX..crop size``, crops under ``MIN_INPUT_PX``, or a
+        constant target over the train split.
+    """
+    x_tr, y_tr, _ = read_crops(dataset_path, target, split, "train")
+    x_va, y_va, _ = read_crops(dataset_path, target, split, "val")
+    if len(x_tr) < 2 or len(x_va) < 1:
+        raise InputError(f"{dataset_path}: split {split!r} has {len(x_tr)} train and "
+                         f"{len(x_va)} val crops; need at least 2 and 1")
+    crop_px = int(x_tr.shape[-1])
+    if input_px is not None:
+        input_px = int(input_px)
+        if not MIN_INPUT_PX <= input_px <= crop_px:
+            raise InputError(f"input_px {input_px}: expected {MIN_INPUT_PX}..{crop_px} "
+                             f"(the crops of {dataset_path} are {crop_px} px)")
+        if input_px == crop_px:
+            input_px = None
+    elif crop_px < MIN_INPUT_PX:
+        raise InputError(f"{dataset_path}: crops of {crop_px} px, at least {MIN_INPUT_PX} needed")
+    y_mean, y_std = float(np.mean(y_tr)), float(np.std(y_tr))
+    if not y_std > 0:
+        raise InputError(f"{dataset_path}: /targets/{target} is constant over the train split")
+    return _TrainVal(x_tr, y_tr, x_va, y_va, crop_px, input_px, y_mean, y_std)
+
+
+def _run_config(dataset_path, target, split, data, arch_kwargs, dev, autocast, *, epochs,
+                batch_size, lr, augment, channels_last, compile, seed, member, patience,
+                factor, resident_uint8):
+    """The run's ``config`` (compared on resume) and the checkpoints' ``meta`` without the epoch.
+
+    Returns ``(config, meta_base)``; the keys are those of the checkpoint
+    contract (:mod:`microprop.learning._checkpoint`).
+    """
+    arch = SeedResNet().arch_kwargs if arch_kwargs is None else \
+        SeedResNet(**arch_kwargs).arch_kwargs
+    config = {"dataset": str(dataset_path), "dataset_sha256": mio.sha256_file(dataset_path),
+              "target": target, "split": split, "epochs": epochs, "batch_size": batch_size,
+              "lr": float(lr), "input_px": data.input_px, "augment": bool(augment),
+              "autocast_bf16": autocast, "channels_last": bool(channels_last),
+              "compile": compile if isinstance(compile, str) else bool(compile), "seed": int(seed),
+              "resident_uint8": bool(dev.type == "cuda" if resident_uint8 is None
+                                     else resident_uint8), "member": int(member),
+              "patience": int(patience), "factor": float(factor), "arch_kwargs": arch}
+    meta_base = {"target": target, "target_mean": data.y_mean, "target_std": data.y_std,
+                 "input_px": data.input_px, "crop_size_px": data.crop_px, "arch": "SeedResNet",
+                 "arch_kwargs": arch, "dataset": str(dataset_path),
+                 "dataset_sha256": config["dataset_sha256"], "split": split,
+                 "seed": int(seed), "member": int(member), "config": config}
+    return config, meta_base
+
+
+def _resumable_checkpoint(last_path, config, out_dir):
+    """The ``last.pt`` to resume from, or None when there is none.
+
+    Raises
+    ------
+    InputError
+        ``last.pt`` unreadable, or of a different configuration (the message
+        lists the differing keys).
+    """
+    if not last_path.exists():
+        return None
+    ckpt = _load(last_path)
+    diff = _config_diff(ckpt["meta"]["config"], config)
+    if diff:
+        raise InputError(
+            f"{last_path}: checkpoint of a different configuration, cannot resume "
+            f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
+            f"delete {out_dir} to start afresh")
+    return ckpt
+
+
+class _EpochStats(NamedTuple):
+    """What one training epoch measured (the loss sums are float64 tensors on the device)."""
+
+    sum_loss: torch.Tensor
+    sum_abs: torch.Tensor
+    lr: float
+    t0: float
+    wait: float
+    t_train: float
+
+
+class _Training:
+    """The state of one training run and its steps.
+
+    Holds the model (and ``net``, its compiled form or itself), the optimiser,
+    the scheduler, the shuffle and augmentation generators, the resident
+    crops and standardised targets, the history and the best epoch so far.
+    Building it seeds Python, numpy and torch and initialises the model, so
+    build it exactly once per run, after the configuration checks.
+    """
+
+    def __init__(self, dev, arch, data, paths, meta_base, *, lr, factor, patience, seed, member,
+                 batch_size, augment, autocast, channels_last, log_every, stop_after_steps):
+        self.dev, self.paths, self.meta_base = dev, paths, meta_base
+        self.batch_size, self.augment, self.autocast = batch_size, augment, autocast
+        self.channels_last, self.log_every = channels_last, log_every
+        self.stop_after_steps = stop_after_steps
+        self.y_mean, self.y_std = data.y_mean, data.y_std
+        s = member_seed(seed, member)
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        torch.manual_seed(s)
+        self.gens = {"shuffle": torch.Generator().manual_seed(s + 1),
+                     "augment": torch.Generator().manual_seed(s + 2)}
+        model = SeedResNet(**arch)
+        memfmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(dev, memory_format=memfmt)
+        # fused Adam on CUDA: one kernel for all parameters instead of one per tensor
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr,
+                                    fused=dev.type == "cuda" or None)
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, mode="min",
+                                                                factor=factor, patience=patience)
+        self.history, self.best_val, self.best_epoch, self.start = [], math.inf, None, 0
+        self.net = self.model
+        self.steps_done = 0
+
+    # -- resume or start
+
+    def resume(self, ckpt):
+        """Continue from ``last.pt``: weights, optimiser, scheduler, RNG states, history."""
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"], self.gens)
+        self.history = list(ckpt["history"])
+        self.best_val, self.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
+        self.start = ckpt["epoch"]
+        self.y_mean, self.y_std = ckpt["meta"]["target_mean"], ckpt["meta"]["target_std"]
+        log.info("resuming %s from epoch %d (best val loss %.4g at epoch %s)", self.paths["last"],
+                 self.start, self.best_val, self.best_epoch)
+
+    def compile(self, compile):
+        """``torch.compile`` the model into ``net`` (``compile``: bool or a mode name)."""
+        if compile:
+            self.net = torch.compile(self.model, mode=None if compile is True else str(compile))
+
+    def hold_resident(self, data, resident_uint8):
+        """Downsample the crops once, optionally quantise them to uint8, and keep them
+        on the device when possible; standardise the targets. Releases ``data``'s crops."""
+        dev = self.dev
+        x_tr = downsample_images(data.x_tr, data.input_px)
+        x_va = downsample_images(data.x_va, data.input_px)
+        data.x_tr = data.x_va = None  # the host copies are not needed any more
+        self.dequant = None
+        if resident_uint8:
+            lo = float(min(x_tr.min(), x_va.min()))
+            hi = float(max(x_tr.max(), x_va.max()))
+            (x_tr, lo, step), (x_va, _, _) = (quantize_uint8(x_tr, lo, hi),
+                                              quantize_uint8(x_va, lo, hi))
+            self.dequant = (lo, step)
+            log.info("crops held as uint8: range %.4g..%.4g, step %.3g", lo, hi, step)
+        self.x_tr, self.x_va = _to_device(x_tr, dev), _to_device(x_va, dev)
+        log.info("resident crops: %.1f MB on %s", (self.x_tr.numel() * self.x_tr.element_size()
+                 + self.x_va.numel() * self.x_va.element_size()) / 1e6, self.x_tr.device)
+        self.z_tr = torch.as_tensor((data.y_tr - self.y_mean) / self.y_std, dtype=torch.float32,
+                                    device=dev)
+        self.z_va = torch.as_tensor((data.y_va - self.y_mean) / self.y_std, dtype=torch.float32,
+                                    device=dev)
+        self.maps = d4_index_maps(self.x_tr.shape[-1], device=dev) if self.augment else None
+        self.n_tr = len(self.x_tr)
+        self.steps_per_epoch = math.ceil(self.n_tr / self.batch_size)
+
+    def log_start(self, target, dataset_path, split, crop_px):
+        """Log what is trained on what, where."""
+        log.info("training %s on %s (%s split): %d train / %d val crops of %d px (input %d px), "
+                 "%d steps/epoch, device %s, autocast bf16 %s, %d threads", target, dataset_path,
+                 split, self.n_tr, len(self.x_va), crop_px, self.x_tr.shape[-1],
+                 self.steps_per_epoch, self.dev, self.autocast, torch.get_num_threads())
+
+    # -- one epoch
+
+    def train_epoch(self, epoch, bar):
+        """One pass over the training crops in a fresh random order (D4-augmented)."""
+        self.model.train()
+        t0 = time.perf_counter()
+        wait = 0.0
+        lr_now = self.opt.param_groups[0]["lr"]
+        sum_loss = torch.zeros((), device=self.dev, dtype=torch.float64)
+        sum_abs = torch.zeros((), device=self.dev, dtype=torch.float64)
+        order = self._epoch_order()
+        for i in range(0, self.n_tr, self.batch_size):
+            tw = time.perf_counter()
+            xb, yb = self._batch(order, i)
+            wait += time.perf_counter() - tw
+            pred, loss = self._step(xb, yb)
+            sum_loss += loss.detach().double() * len(yb)
+            sum_abs += (pred.detach().double() - yb.double()).abs().sum()
+            self._count_step(epoch, loss, bar)
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        return _EpochStats(sum_loss, sum_abs, lr_now, t0, wait, time.perf_counter() - t0)
+
+    def _epoch_order(self):
+        """The epoch's sample order and symmetries, drawn at once and moved to the device once.
+
+        Returns ``(perm_x, perm_dev, choices)``: the order to index the crops
+        with (on their device), the order on the device (targets), the D4
+        element per position (None without augmentation). The same sequence
+        as per-batch draws; one host-to-device copy per epoch, not per step.
+        """
+        perm = torch.randperm(self.n_tr, generator=self.gens["shuffle"])
+        perm_dev = perm.to(self.dev)
+        perm_x = perm_dev if self.x_tr.device == perm_dev.device else perm
+        choices = None
+        if self.augment:
+            choices = torch.randint(0, 8, (self.n_tr,), generator=self.gens["augment"]).to(self.dev)
+        return perm_x, perm_dev, choices
+
+    def _batch(self, order, i):
+        """The batch at position ``i`` of ``order``: float32 crops on the device, targets."""
+        perm_x, perm_dev, choices = order
+        b = self.batch_size
+        with record_function("microprop.data"):
+            xb = _gather(self.x_tr, perm_x[i:i + b], self.dev, self.dequant)
+            yb = self.z_tr[perm_dev[i:i + b]]
+            if self.augment:
+                xb = d4_apply(xb, choices[i:i + b], self.maps)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb, yb
+
+    def _step(self, xb, yb):
+        """One optimisation step; returns the predictions and the loss."""
+        with record_function("microprop.forward"):
+            with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.autocast):
+                pred = self.net(xb)
+            loss = F.mse_loss(pred.float(), yb)
+        with record_function("microprop.backward"):
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("microprop.optimizer"):
+            self.opt.step()
+        return pred, loss
+
+    def _count_step(self, epoch, loss, bar):
+        """Count the step: progress, the running-loss log, the ``stop_after_steps`` hook."""
+        self.steps_done += 1
+        bar.update(1)
+        if self.log_every and self.steps_done % int(self.log_every) == 0:
+            log.info("epoch %d step %d: loss %.4f", epoch, self.steps_done, loss.item())
+        if self.stop_after_steps is not None and self.steps_done >= int(self.stop_after_steps):
+            raise TrainingStopped(f"stopped after {self.steps_done} steps (epoch {epoch})")
+
+    def validate(self):
+        """``(val_loss, err)``: standardised MSE on the val crops and the errors (GPa)."""
+        p_va = _evaluate(self.net, self.x_va, self.z_va, max(self.batch_size, 64), self.dev,
+                         self.autocast, self.channels_last, self.dequant)
+        val_loss = float(F.mse_loss(p_va.double(), self.z_va.double()))
+        err = (p_va.double() - self.z_va.double()) * self.y_std
+        return val_loss, err
+
+    def metrics_row(self, epoch, stats, val_loss, err):
+        """The epoch's row of ``metrics.csv`` (:data:`METRIC_COLUMNS`)."""
+        return {"epoch": epoch,
+                "train_loss": float(stats.sum_loss) / self.n_tr,
+                "train_mae_GPa": float(stats.sum_abs) / self.n_tr * self.y_std,
+                "val_loss": val_loss,
+                "val_mse_GPa2": float((err ** 2).mean()),
+                "val_mae_GPa": float(err.abs().mean()),
+                "lr": stats.lr,
+                "epoch_s": time.perf_counter() - stats.t0,
+                "data_wait_s": stats.wait,
+                "images_per_s": (self.n_tr / stats.t_train if stats.t_train > 0
+                                 else float("nan"))}
+
+    def schedule(self, val_loss):
+        """``ReduceLROnPlateau`` step on the epoch's validation loss."""
+        self.sched.step(val_loss)
+
+    def checkpoint(self, epoch, val_loss, row):
+        """Keep ``best.pt`` if the epoch is the best so far; append ``row``; write ``last.pt``."""
+        meta = {**self.meta_base, "target_mean": self.y_mean, "target_std": self.y_std,
+                "epoch": epoch, "val_loss": val_loss}
+        if val_loss < self.best_val:
+            self.best_val, self.best_epoch = val_loss, epoch
+            _save({"model": self.model.state_dict(), "meta": meta}, self.paths["best"])
+        self.history.append(row)
+        _save({"model": self.model.state_dict(), "meta": meta, "optimizer": self.opt.state_dict(),
+               "scheduler": self.sched.state_dict(), "rng": _rng_state(self.gens),
+               "best_val_loss": self.best_val, "best_epoch": self.best_epoch, "epoch": epoch,
+               "history": self.history}, self.paths["last"])
+
+    def write_metrics(self):
+        """Rewrite ``metrics.csv`` from the history."""
+        mio.write_table(pd.DataFrame(self.history, columns=list(METRIC_COLUMNS)),
+                        self.paths["metrics"])
+
+    def log_epoch(self, epoch, epochs, row):
+        """Log the epoch's losses, learning rate and speed (``*``: the best so far)."""
+        log.info("epoch %d/%d: train loss %.4f, val loss %.4f (MAE %.3f GPa), lr %.3g, "
+                 "%.1f s, %.1f img/s%s", epoch, epochs, row["train_loss"], row["val_loss"],
+                 row["val_mae_GPa"], row["lr"], row["epoch_s"], row["images_per_s"],
+                 " *" if self.best_epoch == epoch else "")
+
+
+def _summary(run, epochs, resumed, t_start):
+    """The dict :func:`train` returns (see there)."""
+    best_row = next((r for r in run.history if r["epoch"] == run.best_epoch), {})
+    summary = {"best_epoch": run.best_epoch, "best_val_loss": run.best_val,
+               "best_val_mse_GPa2": best_row.get("val_mse_GPa2"),
+               "best_val_mae_GPa": best_row.get("val_mae_GPa"),
+               "epochs_run": max(0, epochs - run.start), "epoch": max(run.start, epochs),
+               "resumed_from": run.start if resumed else None,
+               "target_mean": run.y_mean, "target_std": run.y_std, "device": str(run.dev),
+               "wall_s": time.perf_counter() - t_start,
+               **{k: str(v) for k, v in run.paths.items()}}
+    log.info("done: best val loss %.4g at epoch %s", run.best_val, run.best_epoch)
+    return summary
 
 
 def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=32, lr=1e-5,
@@ -193,210 +558,43 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"best": out_dir / "best.pt", "last": out_dir / "last.pt",
              "metrics": out_dir / "metrics.csv"}
-    epochs, batch_size = int(epochs), int(batch_size)
-    if isinstance(compile, str) and compile not in COMPILE_MODES:
-        raise InputError(f"compile {compile!r}: expected true/false or one of {COMPILE_MODES}")
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise InputError(f"epochs ({epochs}), batch_size ({batch_size}) and lr ({lr}) "
-                         "must be positive")
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    dev = resolve_device(device)
-    autocast = bool(bf16) and (dev.type == "cuda" or bool(cpu_bf16))
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
+    epochs, batch_size = _check_arguments(epochs, batch_size, lr, compile)
+    dev, autocast = _setup_device(device, num_threads, bf16, cpu_bf16)
 
-    # -- data
-    x_tr, y_tr, _ = read_split(dataset_path, target, split, "train")
-    x_va, y_va, _ = read_split(dataset_path, target, split, "val")
-    if len(x_tr) < 2 or len(x_va) < 1:
-        raise InputError(f"{dataset_path}: split {split!r} has {len(x_tr)} train and "
-                         f"{len(x_va)} val crops; need at least 2 and 1")
-    crop_px = int(x_tr.shape[-1])
-    if input_px is not None:
-        input_px = int(input_px)
-        if not MIN_INPUT_PX <= input_px <= crop_px:
-            raise InputError(f"input_px {input_px}: expected {MIN_INPUT_PX}..{crop_px} "
-                             f"(the crops of {dataset_path} are {crop_px} px)")
-        if input_px == crop_px:
-            input_px = None
-    elif crop_px < MIN_INPUT_PX:
-        raise InputError(f"{dataset_path}: crops of {crop_px} px, at least {MIN_INPUT_PX} needed")
-    y_mean, y_std = float(np.mean(y_tr)), float(np.std(y_tr))
-    if not y_std > 0:
-        raise InputError(f"{dataset_path}: /targets/{target} is constant over the train split")
+    # -- data, configuration, the checkpoint to resume from
+    data = _read_train_val(dataset_path, target, split, input_px)
+    config, meta_base = _run_config(
+        dataset_path, target, split, data, arch_kwargs, dev, autocast, epochs=epochs,
+        batch_size=batch_size, lr=lr, augment=augment, channels_last=channels_last,
+        compile=compile, seed=seed, member=member, patience=patience, factor=factor,
+        resident_uint8=resident_uint8)
+    ckpt = _resumable_checkpoint(paths["last"], config, out_dir)
 
-    arch = SeedResNet().arch_kwargs if arch_kwargs is None else \
-        SeedResNet(**arch_kwargs).arch_kwargs
-    config = {"dataset": str(dataset_path), "dataset_sha256": mio.sha256_file(dataset_path),
-              "target": target, "split": split, "epochs": epochs, "batch_size": batch_size,
-              "lr": float(lr), "input_px": input_px, "augment": bool(augment),
-              "autocast_bf16": autocast, "channels_last": bool(channels_last),
-              "compile": compile if isinstance(compile, str) else bool(compile), "seed": int(seed),
-              "resident_uint8": bool(dev.type == "cuda" if resident_uint8 is None
-                                     else resident_uint8), "member": int(member),
-              "patience": int(patience), "factor": float(factor), "arch_kwargs": arch}
-    meta_base = {"target": target, "target_mean": y_mean, "target_std": y_std,
-                 "input_px": input_px, "crop_size_px": crop_px, "arch": "SeedResNet",
-                 "arch_kwargs": arch, "dataset": str(dataset_path),
-                 "dataset_sha256": config["dataset_sha256"], "split": split,
-                 "seed": int(seed), "member": int(member), "config": config}
-
-    ckpt = None
-    if paths["last"].exists():
-        ckpt = _load(paths["last"])
-        diff = _config_diff(ckpt["meta"]["config"], config)
-        if diff:
-            raise InputError(
-                f"{paths['last']}: checkpoint of a different configuration, cannot resume "
-                f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
-                f"delete {out_dir} to start afresh")
-
-    # -- seeds, model, optimiser
-    s = member_seed(seed, member)
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-    gens = {"shuffle": torch.Generator().manual_seed(s + 1),
-            "augment": torch.Generator().manual_seed(s + 2)}
-    model = SeedResNet(**arch)
-    memfmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(dev, memory_format=memfmt)
-    # fused Adam on CUDA: one kernel for all parameters instead of one per tensor
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=dev.type == "cuda" or None)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=factor,
-                                                       patience=patience)
-    history, best_val, best_epoch, start = [], math.inf, None, 0
+    # -- seeds, model, optimiser; resume or start; resident tensors
+    run = _Training(dev, config["arch_kwargs"], data, paths, meta_base, lr=lr, factor=factor,
+                    patience=patience, seed=seed, member=member, batch_size=batch_size,
+                    augment=augment, autocast=autocast, channels_last=channels_last,
+                    log_every=log_every, stop_after_steps=stop_after_steps)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"], gens)
-        history = list(ckpt["history"])
-        best_val, best_epoch, start = ckpt["best_val_loss"], ckpt["best_epoch"], ckpt["epoch"]
-        y_mean, y_std = ckpt["meta"]["target_mean"], ckpt["meta"]["target_std"]
-        log.info("resuming %s from epoch %d (best val loss %.4g at epoch %s)", paths["last"],
-                 start, best_val, best_epoch)
-    if compile:
-        net = torch.compile(model, mode=None if compile is True else str(compile))
-    else:
-        net = model
+        run.resume(ckpt)
+    run.compile(compile)
+    run.hold_resident(data, config["resident_uint8"])
+    run.log_start(target, dataset_path, split, data.crop_px)
 
-    # -- tensors: once, on the device when possible
-    x_tr, x_va = downsample_images(x_tr, input_px), downsample_images(x_va, input_px)
-    dequant = None
-    if config["resident_uint8"]:
-        lo = float(min(x_tr.min(), x_va.min()))
-        hi = float(max(x_tr.max(), x_va.max()))
-        (x_tr, lo, step), (x_va, _, _) = quantize_uint8(x_tr, lo, hi), quantize_uint8(x_va, lo, hi)
-        dequant = (lo, step)
-        log.info("crops held as uint8: range %.4g..%.4g, step %.3g", lo, hi, step)
-    x_tr, x_va = _to_device(x_tr, dev), _to_device(x_va, dev)
-    log.info("resident crops: %.1f MB on %s", (x_tr.numel() * x_tr.element_size()
-             + x_va.numel() * x_va.element_size()) / 1e6, x_tr.device)
-    z_tr = torch.as_tensor((y_tr - y_mean) / y_std, dtype=torch.float32, device=dev)
-    z_va = torch.as_tensor((y_va - y_mean) / y_std, dtype=torch.float32, device=dev)
-    maps = d4_index_maps(x_tr.shape[-1], device=dev) if augment else None
-    n_tr = len(x_tr)
-    steps_per_epoch = math.ceil(n_tr / batch_size)
-    log.info("training %s on %s (%s split): %d train / %d val crops of %d px (input %d px), "
-             "%d steps/epoch, device %s, autocast bf16 %s, %d threads", target, dataset_path,
-             split, n_tr, len(x_va), crop_px, x_tr.shape[-1], steps_per_epoch, dev, autocast,
-             torch.get_num_threads())
-
-    steps_done = 0
-    bar = progress(total=max(0, epochs - start) * steps_per_epoch,
+    # -- epochs
+    bar = progress(total=max(0, epochs - run.start) * run.steps_per_epoch,
                    desc=f"train {target} m{member}", unit="step")
     try:
-        for epoch in range(start + 1, epochs + 1):
-            model.train()
-            t0 = time.perf_counter()
-            wait = 0.0
-            lr_now = opt.param_groups[0]["lr"]
-            sum_loss = torch.zeros((), device=dev, dtype=torch.float64)
-            sum_abs = torch.zeros((), device=dev, dtype=torch.float64)
-            # the epoch's order and symmetries drawn at once (the same sequence as
-            # per-batch draws) and copied to the device once: a blocking
-            # host-to-device copy per step would make the host wait for the GPU
-            perm = torch.randperm(n_tr, generator=gens["shuffle"])
-            perm_dev = perm.to(dev)
-            perm_x = perm_dev if x_tr.device == perm_dev.device else perm
-            if augment:
-                choices = torch.randint(0, 8, (n_tr,), generator=gens["augment"]).to(dev)
-            for i in range(0, n_tr, batch_size):
-                tw = time.perf_counter()
-                with record_function("microprop.data"):
-                    xb = _gather(x_tr, perm_x[i:i + batch_size], dev, dequant)
-                    yb = z_tr[perm_dev[i:i + batch_size]]
-                    if augment:
-                        xb = d4_apply(xb, choices[i:i + batch_size], maps)
-                    if channels_last:
-                        xb = xb.contiguous(memory_format=torch.channels_last)
-                wait += time.perf_counter() - tw
-                with record_function("microprop.forward"):
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                        pred = net(xb)
-                    loss = F.mse_loss(pred.float(), yb)
-                with record_function("microprop.backward"):
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                with record_function("microprop.optimizer"):
-                    opt.step()
-                sum_loss += loss.detach().double() * len(yb)
-                sum_abs += (pred.detach().double() - yb.double()).abs().sum()
-                steps_done += 1
-                bar.update(1)
-                if log_every and steps_done % int(log_every) == 0:
-                    log.info("epoch %d step %d: loss %.4f", epoch, steps_done, loss.item())
-                if stop_after_steps is not None and steps_done >= int(stop_after_steps):
-                    raise TrainingStopped(f"stopped after {steps_done} steps (epoch {epoch})")
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t_train = time.perf_counter() - t0
-            p_va = _evaluate(net, x_va, z_va, max(batch_size, 64), dev, autocast, channels_last,
-                             dequant)
-            val_loss = float(F.mse_loss(p_va.double(), z_va.double()))
-            err = (p_va.double() - z_va.double()) * y_std
-            row = {"epoch": epoch,
-                   "train_loss": float(sum_loss) / n_tr,
-                   "train_mae_GPa": float(sum_abs) / n_tr * y_std,
-                   "val_loss": val_loss,
-                   "val_mse_GPa2": float((err ** 2).mean()),
-                   "val_mae_GPa": float(err.abs().mean()),
-                   "lr": lr_now,
-                   "epoch_s": time.perf_counter() - t0,
-                   "data_wait_s": wait,
-                   "images_per_s": n_tr / t_train if t_train > 0 else float("nan")}
-            sched.step(val_loss)
-            meta = {**meta_base, "target_mean": y_mean, "target_std": y_std, "epoch": epoch,
-                    "val_loss": val_loss}
-            if val_loss < best_val:
-                best_val, best_epoch = val_loss, epoch
-                _save({"model": model.state_dict(), "meta": meta}, paths["best"])
-            history.append(row)
-            _save({"model": model.state_dict(), "meta": meta, "optimizer": opt.state_dict(),
-                   "scheduler": sched.state_dict(), "rng": _rng_state(gens),
-                   "best_val_loss": best_val, "best_epoch": best_epoch, "epoch": epoch,
-                   "history": history}, paths["last"])
-            mio.write_table(pd.DataFrame(history, columns=list(METRIC_COLUMNS)),
-                            paths["metrics"])
-            log.info("epoch %d/%d: train loss %.4f, val loss %.4f (MAE %.3f GPa), lr %.3g, "
-                     "%.1f s, %.1f img/s%s", epoch, epochs, row["train_loss"], val_loss,
-                     row["val_mae_GPa"], lr_now, row["epoch_s"], row["images_per_s"],
-                     " *" if best_epoch == epoch else "")
+        for epoch in range(run.start + 1, epochs + 1):
+            stats = run.train_epoch(epoch, bar)
+            val_loss, err = run.validate()
+            row = run.metrics_row(epoch, stats, val_loss, err)
+            run.schedule(val_loss)
+            run.checkpoint(epoch, val_loss, row)
+            run.write_metrics()
+            run.log_epoch(epoch, epochs, row)
     finally:
         bar.close()
     if not paths["metrics"].exists():  # nothing left to run, a finished checkpoint
-        mio.write_table(pd.DataFrame(history, columns=list(METRIC_COLUMNS)), paths["metrics"])
-    best_row = next((r for r in history if r["epoch"] == best_epoch), {})
-    summary = {"best_epoch": best_epoch, "best_val_loss": best_val,
-               "best_val_mse_GPa2": best_row.get("val_mse_GPa2"),
-               "best_val_mae_GPa": best_row.get("val_mae_GPa"),
-               "epochs_run": max(0, epochs - start), "epoch": max(start, epochs),
-               "resumed_from": start if ckpt is not None else None,
-               "target_mean": y_mean, "target_std": y_std, "device": str(dev),
-               "wall_s": time.perf_counter() - t_start,
-               **{k: str(v) for k, v in paths.items()}}
-    log.info("done: best val loss %.4g at epoch %s", best_val, best_epoch)
-    return summary
+        run.write_metrics()
+    return _summary(run, epochs, ckpt is not None, t_start)
