@@ -1,31 +1,14 @@
-"""The virtual specimen: phase microstructure, BSE rendering and SEM tiling.
+"""Phase names, label ids and literature properties: the bottom layer every module may use.
 
-The embedded default input of the workflow is a *virtual* hydrated cement
-paste whose truth is known: a label map of the five phases (``PHASES``), an
-"ideal" backscattered-electron (BSE) image rendered from it with the phases'
-backscatter coefficients eta, and the overlapping SEM tiles a microscope
-would record of it (stage errors, brightness/contrast drift, shot noise).
+A label map holds phase ids ``0..4`` in the order of :data:`PHASES`
+(``pore``, ``LD-C-S-H``, ``HD-C-S-H``, ``CH``, ``ACC`` = anhydrous cement
+clinker); :data:`PHASE_PROPERTIES` holds the literature distributions of
+their indentation modulus and hardness (Constantinides & Ulm 2004, 2007;
+Velez et al. 2001), which the forward model draws from and the mixture
+deconvolution names its components by. The backscatter composition of each
+phase is physics and lives in :mod:`microprop.physics` (``DEFAULT_PHASES``).
 
-Geometry follows ``docs/ARCHITECTURE.md``: images are ``(H, W)`` =
-``(y, x)``; a pixel ``p`` of the generated field lies at stage position
-``p * pixel_size_nm / 1000`` um (the "specimen frame"). All morphological
-lengths are given in micrometres and converted through ``pixel_size_nm``, so
-that the look of a specimen does not depend on the pixel size.
-
-Morphology (after Scrivener, "Backscattered electron imaging of cementitious
-microstructures", Cem. Concr. Compos. 26 (2004) 935-945, and Richardson,
-Cem. Concr. Res. 29 (1999) 1131-1147, for inner/outer product): angular
-anhydrous clinker grains (ACC) with a hydration rim of inner product
-(HD-C-S-H), fully hydrated small grains of inner product, portlandite (CH) as
-angular plates and massive crystals in the outer product, porous outer
-product (LD-C-S-H) with capillary pores.
-
-The microstructure is built as level sets: for each phase a smooth field is
-computed on a coarse grid (``coarse_um``, default 0.2 um) whose positive part
-is the phase; the fields are interpolated bilinearly to full resolution strip
-by strip and thresholded, so that boundaries are smooth at any pixel size and
-memory stays at a few label images. Each threshold is set from the fields'
-quantiles so that the requested area fractions are met.
+This module imports no other microprop module but :mod:`microprop.errors`.
 """
 from __future__ import annotations
 
@@ -35,11 +18,7 @@ from .errors import InputError
 
 #: Phase names; the index is the label id in label maps.
 PHASES = ("pore", "LD-C-S-H", "HD-C-S-H", "CH", "ACC")
-
-
 PHASE_IDS = {name: i for i, name in enumerate(PHASES)}
-
-
 PORE, LD, HD, CH, ACC = range(5)
 
 

@@ -1,15 +1,7 @@
-"""Glue between Snakemake rule scripts and the library.
+"""Progress bars of long steps, from one place (tqdm).
 
-Every script in ``scripts/`` starts with::
-
-    from microprop.workflow import setup_script
-    snakemake = setup_script(globals())
-
-Under Snakemake this returns the injected ``snakemake`` object and sends the
-``logging`` output of the library to the rule's ``log:`` file (and stderr).
-Run by hand for debugging, ``python scripts/<rule>.py --mock job.yaml`` builds
-the same object from a YAML file with keys ``input``, ``output``, ``params``,
-``log``, ``wildcards``, ``threads``, ``resources`` and ``config``.
+Library modules report progress through :func:`progress`; it does not depend
+on Snakemake, so the library can be used without the workflow.
 """
 from __future__ import annotations
 
