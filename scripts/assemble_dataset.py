@@ -20,16 +20,22 @@ snakemake.output.splits_report : str
 """
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
 
-from microprop import data  # noqa: E402
-from microprop import io as mio  # noqa: E402
+def main(snakemake):
+    """Assemble the shards of ``snakemake.input`` into the dataset and its splits report."""
+    # the library is imported here, after setup_script has set the thread counts
+    from microprop import data
+    from microprop import io as mio
 
-inp, par, out = snakemake.input, snakemake.params, snakemake.output
-shards = inp.shards
-shards = [shards] if isinstance(shards, str) else [str(p) for p in shards]
-report = data.assemble(
-    shards, out.dataset, seed=int(par.seed), fractions=[float(f) for f in par.split_fractions],
-    block_um=float(par.block_um),
-    attrs={"config_sha256": str(par.config_sha256), "code_version": str(par.code_version)})
-mio.write_json(report, out.splits_report)
+    inp, par, out = snakemake.input, snakemake.params, snakemake.output
+    shards = inp.shards
+    shards = [shards] if isinstance(shards, str) else [str(p) for p in shards]
+    report = data.assemble(
+        shards, out.dataset, seed=int(par.seed), fractions=[float(f) for f in par.split_fractions],
+        block_um=float(par.block_um),
+        attrs={"config_sha256": str(par.config_sha256), "code_version": str(par.code_version)})
+    mio.write_json(report, out.splits_report)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

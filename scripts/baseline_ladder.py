@@ -43,35 +43,37 @@ snakemake.output.fig : PNG
     Test R^2 per model, grouped bars random vs blocked split, one panel per
     target (caption ``report/ladder.rst``).
 """
+import logging
+import time
+
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-import time  # noqa: E402
-
-from microprop import (
-    io,  # noqa: E402
-    learning,  # noqa: E402
-    plots,  # noqa: E402
-)
 
 log = logging.getLogger("microprop.baseline_ladder")
 
-p = snakemake.params
-downsample = p.get("downsample", 64)
-downsample = None if downsample in (None, "None", "none", "") else int(downsample)
-window_um = p.get("window_um", 5.0)
-window_um = None if window_um in (None, "None", "none", "") else float(window_um)
-t0 = time.perf_counter()
-table = learning.ladder(
-    snakemake.input.dataset, seed=int(p.get("seed", 0)), downsample=downsample,
-    n_classes=int(p.get("n_classes", 4)), disc_radius_um=float(p.get("disc_radius_um", 1.0)),
-    max_shift_um=float(p.get("max_shift_um", 1.5)), window_um=window_um)
-log.info("ladder done in %.1f s", time.perf_counter() - t0)
-fig = plots.r2_figure(table)
-# both outputs or neither: each is renamed into place only after both were written
-with io.atomic_path(snakemake.output.table) as tmp_table, \
-        io.atomic_path(snakemake.output.fig) as tmp_fig:
-    table.to_csv(tmp_table, index=False)
-    fig.savefig(tmp_fig, format="png", dpi=plots.DPI)
+
+def main(snakemake):
+    """Fit and score the ladder on ``snakemake.input.dataset``; write the table and figure."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop import io, learning, plots
+
+    p = snakemake.params
+    downsample = p.get("downsample", 64)
+    downsample = None if downsample in (None, "None", "none", "") else int(downsample)
+    window_um = p.get("window_um", 5.0)
+    window_um = None if window_um in (None, "None", "none", "") else float(window_um)
+    t0 = time.perf_counter()
+    table = learning.ladder(
+        snakemake.input.dataset, seed=int(p.get("seed", 0)), downsample=downsample,
+        n_classes=int(p.get("n_classes", 4)), disc_radius_um=float(p.get("disc_radius_um", 1.0)),
+        max_shift_um=float(p.get("max_shift_um", 1.5)), window_um=window_um)
+    log.info("ladder done in %.1f s", time.perf_counter() - t0)
+    fig = plots.r2_figure(table)
+    # both outputs or neither: each is renamed into place only after both were written
+    with io.atomic_path(snakemake.output.table) as tmp_table, \
+            io.atomic_path(snakemake.output.fig) as tmp_fig:
+        table.to_csv(tmp_table, index=False)
+        fig.savefig(tmp_fig, format="png", dpi=plots.DPI)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -37,82 +37,88 @@ import logging
 
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
-
-import matplotlib.pyplot as plt  # noqa: E402
-from microprop import io as mio  # noqa: E402
-from microprop import physics  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
-
 log = logging.getLogger("microprop.scripts.calibrate")
 
-inp, par, out = snakemake.input, snakemake.params, snakemake.output
-mosaic = mio.open_image(inp.mosaic)
-phase_eta = mio.read_table(inp.phase_eta, required=("phase", "eta"), what="phase eta table")
-eta_table = mio.read_table(inp.eta_table, required=("n", "eta"), what="eta table")
-phases = list(par.reference_phases)
-if len(phases) != 2:
-    raise InputError(f"calibration.reference_phases must name two phases, got {phases}")
-eta_refs = physics.reference_eta(phases, phase_eta, eta_table, source=str(inp.phase_eta))
 
-exclude = None
-if par.get("hist_exclude_fill", True):
-    fill = getattr(mosaic, "fill_value", None)
-    exclude = None if fill is None else [float(fill)]
-modes = physics.find_reference_greys(mosaic, exclude_values=exclude)
+def main(snakemake):
+    """Calibrate the mosaic of ``snakemake.input``; write the maps and the histogram figure."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import matplotlib.pyplot as plt
+    from microprop import io as mio
+    from microprop import physics
+    from microprop.errors import InputError
 
-greys = par.reference_greys
-line = None
-if greys == "auto" and par.mode == "eta":
-    line = physics.fit_detector_line(mosaic, dict(zip(phase_eta["phase"], phase_eta["eta"])),
-                                 exclude_values=exclude)
-    greys = [line["offset"] + line["gain"] * e for e in eta_refs]
-    source = "auto: detector line fitted to all phases"
-    log.info("detector line: grey = %.2f + %.1f * eta; phase greys %s, weights %s",
-             line["offset"], line["gain"], [round(g, 1) for g in line["grey"]],
-             [round(w, 3) for w in line["weight"]])
-elif isinstance(greys, str):
-    if greys not in ("auto", "modes"):
-        raise InputError("calibration.reference_greys must be 'auto', 'modes' or two numbers, "
-                         f"got {greys!r}")
-    dark, bright = physics.darkest_mode(modes), physics.brightest_mode(modes)
-    if dark == bright:
-        raise InputError(f"{inp.mosaic}: one significant grey mode only ({dark:.1f}); "
-                         "give calibration.reference_greys explicitly")
-    greys = [dark, bright] if eta_refs[0] <= eta_refs[1] else [bright, dark]
-    source = "histogram modes"
-else:
-    greys = [float(g) for g in greys]
-    source = "config"
-log.info("reference greys %s (%s) for phases %s with eta %s", greys, source, phases, eta_refs)
+    inp, par, out = snakemake.input, snakemake.params, snakemake.output
+    mosaic = mio.open_image(inp.mosaic)
+    phase_eta = mio.read_table(inp.phase_eta, required=("phase", "eta"), what="phase eta table")
+    eta_table = mio.read_table(inp.eta_table, required=("n", "eta"), what="eta table")
+    phases = list(par.reference_phases)
+    if len(phases) != 2:
+        raise InputError(f"calibration.reference_phases must name two phases, got {phases}")
+    eta_refs = physics.reference_eta(phases, phase_eta, eta_table, source=str(inp.phase_eta))
 
-physics.calibrate_mosaic(
-    mosaic, out.calibrated, par.mode, greys, eta_refs, eta_table=eta_table,
-    clinker_grey_window=par.clinker_grey_window, micf_sigma_px=float(par.micf_sigma_px),
-    chunk=int(par.chunk),
-    extra_attrs={"reference_phases": phases, "reference_greys_source": source,
-                 "grey_modes": modes["grey"].tolist(),
-                 "grey_mode_weights": modes["weight"].tolist(),
-                 "detector_line": line,
-                 "mosaic": str(inp.mosaic)})
+    exclude = None
+    if par.get("hist_exclude_fill", True):
+        fill = getattr(mosaic, "fill_value", None)
+        exclude = None if fill is None else [float(fill)]
+    modes = physics.find_reference_greys(mosaic, exclude_values=exclude)
 
-fig, ax = plt.subplots(figsize=(7, 4))
-ax.fill_between(modes["bin_centers"], modes["hist"], step="mid", color="0.6", lw=0)
-for g in modes["grey"]:
-    ax.axvline(g, color="0.3", ls=":", lw=1)
-if line is not None:
-    for name, g in zip(line["phases"], line["grey"]):
-        ax.annotate(name, (g, 0), xytext=(0, -28), textcoords="offset points", rotation=90,
-                    ha="center", va="top", fontsize=7, color="tab:green")
-        ax.axvline(g, color="tab:green", ls="--", lw=0.8)
-for name, g, e, c in zip(phases, greys, eta_refs, ("tab:blue", "tab:red")):
-    ax.axvline(g, color=c, lw=2, label=f"{name}: grey {g:.1f}, eta {e:.4f}")
-ax.set_xlabel("grey level")
-ax.set_ylabel(f"pixels (subsample of {modes['n_samples']})")
-ax.set_title(f"grey-level calibration ({source})\ndotted: histogram modes"
-             + ("; dashed green: fitted phase greys" if line is not None else ""), fontsize=9)
-ax.legend(loc="upper left", fontsize=8)
-fig.tight_layout()
-with mio.atomic_path(out.hist) as tmp:
-    fig.savefig(tmp, format="png", dpi=120)
-plt.close(fig)
+    greys = par.reference_greys
+    line = None
+    if greys == "auto" and par.mode == "eta":
+        line = physics.fit_detector_line(mosaic, dict(zip(phase_eta["phase"], phase_eta["eta"])),
+                                         exclude_values=exclude)
+        greys = [line["offset"] + line["gain"] * e for e in eta_refs]
+        source = "auto: detector line fitted to all phases"
+        log.info("detector line: grey = %.2f + %.1f * eta; phase greys %s, weights %s",
+                 line["offset"], line["gain"], [round(g, 1) for g in line["grey"]],
+                 [round(w, 3) for w in line["weight"]])
+    elif isinstance(greys, str):
+        if greys not in ("auto", "modes"):
+            raise InputError("calibration.reference_greys must be 'auto', 'modes' or two numbers, "
+                             f"got {greys!r}")
+        dark, bright = physics.darkest_mode(modes), physics.brightest_mode(modes)
+        if dark == bright:
+            raise InputError(f"{inp.mosaic}: one significant grey mode only ({dark:.1f}); "
+                             "give calibration.reference_greys explicitly")
+        greys = [dark, bright] if eta_refs[0] <= eta_refs[1] else [bright, dark]
+        source = "histogram modes"
+    else:
+        greys = [float(g) for g in greys]
+        source = "config"
+    log.info("reference greys %s (%s) for phases %s with eta %s", greys, source, phases, eta_refs)
+
+    physics.calibrate_mosaic(
+        mosaic, out.calibrated, par.mode, greys, eta_refs, eta_table=eta_table,
+        clinker_grey_window=par.clinker_grey_window, micf_sigma_px=float(par.micf_sigma_px),
+        chunk=int(par.chunk),
+        extra_attrs={"reference_phases": phases, "reference_greys_source": source,
+                     "grey_modes": modes["grey"].tolist(),
+                     "grey_mode_weights": modes["weight"].tolist(),
+                     "detector_line": line,
+                     "mosaic": str(inp.mosaic)})
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.fill_between(modes["bin_centers"], modes["hist"], step="mid", color="0.6", lw=0)
+    for g in modes["grey"]:
+        ax.axvline(g, color="0.3", ls=":", lw=1)
+    if line is not None:
+        for name, g in zip(line["phases"], line["grey"]):
+            ax.annotate(name, (g, 0), xytext=(0, -28), textcoords="offset points", rotation=90,
+                        ha="center", va="top", fontsize=7, color="tab:green")
+            ax.axvline(g, color="tab:green", ls="--", lw=0.8)
+    for name, g, e, c in zip(phases, greys, eta_refs, ("tab:blue", "tab:red")):
+        ax.axvline(g, color=c, lw=2, label=f"{name}: grey {g:.1f}, eta {e:.4f}")
+    ax.set_xlabel("grey level")
+    ax.set_ylabel(f"pixels (subsample of {modes['n_samples']})")
+    ax.set_title(f"grey-level calibration ({source})\ndotted: histogram modes"
+                 + ("; dashed green: fitted phase greys" if line is not None else ""), fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    with mio.atomic_path(out.hist) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

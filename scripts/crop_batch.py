@@ -19,40 +19,43 @@ snakemake.output.skipped : str
 """
 from pathlib import Path
 
-import zarr
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
 
-from microprop import data as mp_data  # noqa: E402
-from microprop import io as mio  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
+def main(snakemake):
+    """Crop the located indents of one batch from the calibrated map into a shard."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop import data as mp_data
+    from microprop import io as mio
+    from microprop.errors import InputError
 
-inp, par, out = snakemake.input, snakemake.params, snakemake.output
-scale = str(par.scale)
-if scale not in ("MulF", "MicF"):
-    raise InputError(f"dataset.scale must be 'MulF' or 'MicF', got {scale!r}")
-image = mio.open_image(inp.calibrated, name=scale)
-# group attrs, overridden by the array's own (which carry the calibration too)
-cal_attrs = {**dict(zarr.open_group(str(inp.calibrated), mode="r").attrs), **dict(image.attrs)}
-pixel_size_nm = cal_attrs.get("pixel_size_nm")
-if not pixel_size_nm:
-    raise InputError(f"{inp.calibrated}/{scale}: attrs lack pixel_size_nm")
-located = mio.read_table(inp.located, required=("indent", "x_px", "y_px", "E_GPa", "H_GPa"),
-                         what="located indents")
-size_px = mp_data.crop_size_px(float(par.crop_size_um), float(pixel_size_nm))
-crops, kept, skipped = mp_data.crop_indents(image, located, size_px, pixel_size_nm=pixel_size_nm,
-                                       source=str(inp.located))
-table = kept.assign(specimen=str(par.specimen), area=str(par.area), batch=str(par.batch))
-meta = Path(inp.calibrated) / "zarr.json"
-sources = {str(inp.located): mio.sha256_file(inp.located)}
-if meta.exists():  # group metadata: pins the calibration parameters, not the pixel data
-    sources[str(meta)] = mio.sha256_file(meta)
-attrs = {
-    "pixel_size_nm": float(pixel_size_nm), "crop_size_um": float(par.crop_size_um),
-    "crop_size_px": int(size_px), "quantity": cal_attrs.get("quantity", "unknown"),
-    "scale": scale, "sources": sources,
-    "calibration": {f"{par.specimen}/{par.area}": cal_attrs},
-}
-mp_data.write_shard(out.shard, crops, table, attrs)
-mio.write_table(skipped, out.skipped)
+    inp, par, out = snakemake.input, snakemake.params, snakemake.output
+    scale = str(par.scale)
+    if scale not in ("MulF", "MicF"):
+        raise InputError(f"dataset.scale must be 'MulF' or 'MicF', got {scale!r}")
+    # group attrs, overridden by the array's own (which carry the calibration too)
+    image, cal_attrs = mio.open_calibrated(inp.calibrated, scale)
+    pixel_size_nm = cal_attrs["pixel_size_nm"]
+    located = mio.read_table(inp.located, required=("indent", "x_px", "y_px", "E_GPa", "H_GPa"),
+                             what="located indents")
+    size_px = mp_data.crop_size_px(float(par.crop_size_um), float(pixel_size_nm))
+    crops, kept, skipped = mp_data.crop_indents(image, located, size_px,
+                                                pixel_size_nm=pixel_size_nm,
+                                                source=str(inp.located))
+    table = kept.assign(specimen=str(par.specimen), area=str(par.area), batch=str(par.batch))
+    meta = Path(inp.calibrated) / "zarr.json"
+    sources = {str(inp.located): mio.sha256_file(inp.located)}
+    if meta.exists():  # group metadata: pins the calibration parameters, not the pixel data
+        sources[str(meta)] = mio.sha256_file(meta)
+    attrs = {
+        "pixel_size_nm": float(pixel_size_nm), "crop_size_um": float(par.crop_size_um),
+        "crop_size_px": int(size_px), "quantity": cal_attrs.get("quantity", "unknown"),
+        "scale": scale, "sources": sources,
+        "calibration": {f"{par.specimen}/{par.area}": cal_attrs},
+    }
+    mp_data.write_shard(out.shard, crops, table, attrs)
+    mio.write_table(skipped, out.skipped)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -50,122 +50,58 @@ snakemake.output.fig_hist_E, snakemake.output.fig_hist_H : PNG
 snakemake.output.fig_bic : PNG
     BIC/AIC against k.
 """
-from pathlib import Path
+import logging
 
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-
-import pandas as pd  # noqa: E402
-from microprop import (
-    io,  # noqa: E402
-    plots,  # noqa: E402
-    stats,  # noqa: E402
-)
-from microprop.errors import InputError  # noqa: E402
 
 log = logging.getLogger("microprop.deconvolve")
 QUANTITIES = ("E_GPa", "H_GPa")
 
 
-def read_located(files, areas):
-    """Concatenate the located tables, with an ``area`` and ``source`` column."""
-    files = [str(f) for f in files]
-    if not files:
-        raise InputError("deconvolve: no located-indent files given (input.located is empty)")
-    if areas is not None and len(areas) != len(files):
-        raise InputError(f"deconvolve: params.areas has {len(areas)} entries for "
-                         f"{len(files)} located files; expected one area per file")
-    frames = []
-    for i, f in enumerate(files):
-        df = io.read_table(f, required=("batch", "indent") + QUANTITIES, what="located indents")
-        df["area"] = str(areas[i]) if areas is not None else Path(f).parent.parent.name
-        df["source"] = f
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
+def main(snakemake):
+    """Deconvolve E and H of the located indents; write the tables, hydration and figures."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop import io, plots, stats
+
+    p = snakemake.params
+    n_components = int(p.get("n_components", 4))
+    k_max = int(p.get("k_max", 8))
+    seed = int(p.get("seed", 0))
+    n_init = int(p.get("n_init", 10))
+    w_c = float(p.w_c)
+    joint = str(p.get("method", "joint")) == "joint"
+
+    data = io.read_located(snakemake.input.located, p.get("areas"),
+                           required=("batch", "indent") + QUANTITIES)
+    log.info("%d indents from %d file(s), areas %s", len(data), data["source"].nunique(),
+             sorted(data["area"].unique()))
+
+    tables = {q: stats.gmm_tables(data, q, n_components, seed, n_init, joint=joint)
+              for q in QUANTITIES}
+    bic = stats.bic_table(data["E_GPa"], k_range=range(1, k_max + 1), seed=seed,
+                          what="pooled E_GPa")
+
+    hyd = stats.hydration_by_area(tables["E_GPa"], tables["H_GPa"], w_c)
+    hyd["bic_best_k"] = int(bic.loc[bic["best"], "k"].iloc[0])
+    hyd["n_components"] = n_components
+    hyd["n_indents"] = int(len(data))
+
+    o = snakemake.output
+    io.write_table(tables["E_GPa"], o.gmm_E)
+    io.write_table(tables["H_GPa"], o.gmm_H)
+    if o.get("gmm_E_only"):
+        e_only = (tables["E_GPa"] if not joint
+                  else stats.gmm_tables(data, "E_GPa", n_components, seed, n_init))
+        io.write_table(e_only, o.gmm_E_only)
+    io.write_table(bic, o.bic_E)
+    io.write_json(hyd, o.hydration)
+    for q, out in (("E_GPa", o.fig_hist_E), ("H_GPa", o.fig_hist_H)):
+        pooled = tables[q][tables[q]["area"] == "pooled"]
+        plots.save_png(plots.histogram_components(data[q], pooled, quantity=q), out)
+    plots.save_png(plots.bic_plot(bic), o.fig_bic)
+    log.info("alpha = %s, Mr_model = %s, Mr_measured = %s", hyd["alpha"], hyd["Mr_model"],
+             hyd["Mr_measured"])
 
 
-def gmm_tables(data, quantity, n_components, seed, n_init, joint=False):
-    """Pooled and per-area GMM tables of one quantity, stacked with an area column.
-
-    With ``joint`` the table is the ``quantity`` marginal of the (E, H) mixture.
-    """
-    blocks = []
-    groups = [("pooled", data)] + list(data.groupby("area", sort=True))
-    for area, part in groups:
-        try:
-            if joint:
-                t = stats.marginal(stats.deconvolve_joint(
-                    part["E_GPa"], part["H_GPa"], n_components=n_components, seed=seed,
-                    n_init=n_init, what=f"(E, H) of area {area!r}"), quantity)
-            else:
-                t = stats.deconvolve(part[quantity], n_components=n_components, seed=seed,
-                                     n_init=n_init, quantity=quantity,
-                                     what=f"{quantity} of area {area!r}")
-        except InputError as exc:
-            if area == "pooled":
-                raise
-            log.warning("skipping the per-area mixture: %s", exc)
-            continue
-        t.insert(0, "area", area)
-        t["n"] = t.attrs["n"]
-        t["method"] = "joint E-H" if joint else f"{quantity} only"
-        blocks.append(t)
-    return pd.concat(blocks, ignore_index=True)
-
-
-def fractions_of(table, area="pooled"):
-    """Phase -> summed fraction of the named components of one area (extras left out)."""
-    t = table[(table["area"] == area) & ~table["phase"].str.startswith("extra")]
-    return t.groupby("phase")["fraction"].sum().to_dict()
-
-
-def hydration_or_note(fractions, w_c):
-    try:
-        return stats.hydration(fractions, w_c)
-    except InputError as exc:
-        log.warning("no degree of hydration: %s", exc)
-        return {"alpha": None, "Mr_model": None, "Mr_measured": None, "notes": [str(exc)]}
-
-
-p = snakemake.params
-n_components = int(p.get("n_components", 4))
-k_max = int(p.get("k_max", 8))
-seed = int(p.get("seed", 0))
-n_init = int(p.get("n_init", 10))
-w_c = float(p.w_c)
-joint = str(p.get("method", "joint")) == "joint"
-
-data = read_located(snakemake.input.located, p.get("areas"))
-log.info("%d indents from %d file(s), areas %s", len(data), data["source"].nunique(),
-         sorted(data["area"].unique()))
-
-tables = {q: gmm_tables(data, q, n_components, seed, n_init, joint=joint) for q in QUANTITIES}
-bic = stats.bic_table(data["E_GPa"], k_range=range(1, k_max + 1), seed=seed,
-                      what="pooled E_GPa")
-
-hyd = hydration_or_note(fractions_of(tables["E_GPa"]), w_c)
-hyd["from_H_GPa"] = hydration_or_note(fractions_of(tables["H_GPa"]), w_c)
-hyd["per_area"] = {a: hydration_or_note(fractions_of(tables["E_GPa"], a), w_c)
-                   for a in tables["E_GPa"]["area"].unique() if a != "pooled"}
-hyd["fractions_E"] = fractions_of(tables["E_GPa"])
-hyd["bic_best_k"] = int(bic.loc[bic["best"], "k"].iloc[0])
-hyd["n_components"] = n_components
-hyd["n_indents"] = int(len(data))
-
-o = snakemake.output
-io.write_table(tables["E_GPa"], o.gmm_E)
-io.write_table(tables["H_GPa"], o.gmm_H)
-if o.get("gmm_E_only"):
-    e_only = tables["E_GPa"] if not joint else gmm_tables(data, "E_GPa", n_components, seed, n_init)
-    io.write_table(e_only, o.gmm_E_only)
-io.write_table(bic, o.bic_E)
-io.write_json(hyd, o.hydration)
-for q, out in (("E_GPa", o.fig_hist_E), ("H_GPa", o.fig_hist_H)):
-    pooled = tables[q][tables[q]["area"] == "pooled"]
-    plots.save_png(plots.histogram_components(data[q], pooled, quantity=q), out)
-plots.save_png(plots.bic_plot(bic), o.fig_bic)
-log.info("alpha = %s, Mr_model = %s, Mr_measured = %s", hyd["alpha"], hyd["Mr_model"],
-         hyd["Mr_measured"])
+if __name__ == "__main__":
+    main(setup_script(globals()))

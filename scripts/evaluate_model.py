@@ -57,56 +57,58 @@ snakemake.output.fig_scatter : PNG
 snakemake.output.fig_crops : PNG
     Random test crops with measured and predicted values.
 """
+import logging
+from pathlib import Path
+
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import h5py  # noqa: E402
-from microprop import (
-    io,  # noqa: E402
-    learning,  # noqa: E402
-    plots,  # noqa: E402
-)
-from microprop.plots import _learning  # noqa: E402
 
 log = logging.getLogger("microprop.evaluate_model")
 GREY_LABELS = {"eta": "backscatter coefficient eta (-)", "porosity": "porosity (-)"}
 
-p = snakemake.params
-inp = snakemake.input
-target = p.get("target")
-split = p.get("split", "random") or "random"
-level = float(p.get("level", 0.9))
-seed = int(p.get("seed", 0) or 0)
-checkpoints = [str(c) for c in inp.checkpoints]
-metric_files = [str(m) for m in inp.metrics]
 
-res = learning.evaluate(checkpoints, inp.dataset, split=split, device=p.get("device", "auto"),
-                        level=level, mc_samples=int(p.get("mc_samples", 0) or 0), target=target,
-                        batch_size=int(p.get("batch_size", 64) or 64), seed=seed)
-pred = res.pop("predictions")
+def main(snakemake):
+    """Evaluate the ensemble on the dataset; write the summary, predictions and figures."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop import data, io, learning, plots
+    from microprop.plots import _learning
 
-tables = [io.read_table(m, required=_learning._HISTORY_COLUMNS, what="training metrics")
-          for m in metric_files]
-labels = [Path(m).parent.name or f"member {i}" for i, m in enumerate(metric_files)]
-fig_history = plots.training_history(tables, labels=labels, quantity=res["target"])
-fig_scatter = plots.predicted_vs_measured(pred, quantity=res["target"], level=level,
-                                             title=f"{res['target']} network, {split} split, "
-                                                   f"{res['n_predictions']} prediction(s) per crop")
-with h5py.File(inp.dataset, "r") as fh:
-    quantity = fh.attrs.get("quantity", "eta")
-    quantity = quantity.decode() if isinstance(quantity, bytes) else str(quantity)
-    fig_crops = plots.example_crops(
-        fh["images"], pred, pixel_size_nm=res["pixel_size_nm"],
-        n=int(p.get("n_crops", 12) or 12), seed=seed, quantity=res["target"],
-        grey_label=GREY_LABELS.get(quantity, quantity))
+    p = snakemake.params
+    inp = snakemake.input
+    target = p.get("target")
+    split = p.get("split", "random") or "random"
+    level = float(p.get("level", 0.9))
+    seed = int(p.get("seed", 0) or 0)
+    checkpoints = [str(c) for c in inp.checkpoints]
+    metric_files = [str(m) for m in inp.metrics]
 
-o = snakemake.output
-io.write_json(res, o.summary)
-io.write_table(pred, o.predictions)
-plots.save_png(fig_history, o.fig_history)
-plots.save_png(fig_scatter, o.fig_scatter)
-plots.save_png(fig_crops, o.fig_crops)
+    res = learning.evaluate(checkpoints, inp.dataset, split=split, device=p.get("device", "auto"),
+                            level=level, mc_samples=int(p.get("mc_samples", 0) or 0),
+                            target=target, batch_size=int(p.get("batch_size", 64) or 64),
+                            seed=seed)
+    pred = res.pop("predictions")
+
+    tables = [io.read_table(m, required=_learning._HISTORY_COLUMNS, what="training metrics")
+              for m in metric_files]
+    labels = [Path(m).parent.name or f"member {i}" for i, m in enumerate(metric_files)]
+    fig_history = plots.training_history(tables, labels=labels, quantity=res["target"])
+    fig_scatter = plots.predicted_vs_measured(
+        pred, quantity=res["target"], level=level,
+        title=f"{res['target']} network, {split} split, "
+              f"{res['n_predictions']} prediction(s) per crop")
+    with data.open_dataset(inp.dataset) as fh:
+        quantity = str(data.read_attrs(fh).get("quantity", "eta"))
+        fig_crops = plots.example_crops(
+            fh["images"], pred, pixel_size_nm=res["pixel_size_nm"],
+            n=int(p.get("n_crops", 12) or 12), seed=seed, quantity=res["target"],
+            grey_label=GREY_LABELS.get(quantity, quantity))
+
+    o = snakemake.output
+    io.write_json(res, o.summary)
+    io.write_table(pred, o.predictions)
+    plots.save_png(fig_history, o.fig_history)
+    plots.save_png(fig_scatter, o.fig_scatter)
+    plots.save_png(fig_crops, o.fig_crops)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -24,43 +24,47 @@ snakemake.output.overview : PNG
 snakemake.output.modulus_map : PNG
     The property on the indentation grid.
 """
+import logging
+import math
+
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-import math  # noqa: E402
-
-import pandas as pd  # noqa: E402
-from microprop import (
-    io,  # noqa: E402
-    plots,  # noqa: E402
-)
-from microprop.errors import InputError  # noqa: E402
 
 log = logging.getLogger("microprop.figures_overview")
 
-p = snakemake.params
-max_width = int(p.get("max_width_px", 2000))
-quantity = str(p.get("quantity", "E_GPa"))
-area = snakemake.wildcards.get("area", "")
 
-mosaic = io.open_image(snakemake.input.mosaic)
-if "pixel_size_nm" not in mosaic.attrs:
-    raise InputError(f"{snakemake.input.mosaic}: mosaic lacks the attr 'pixel_size_nm'")
-pixel_size_nm = float(mosaic.attrs["pixel_size_nm"])
-factor = max(1, math.ceil(mosaic.shape[1] / max_width))
-small = io.downsample(mosaic, factor)
-log.info("mosaic %s px downsampled by %d to %s px", mosaic.shape, factor, small.shape)
+def main(snakemake):
+    """Draw the BSE overview with the indents and the property map of one area."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import pandas as pd
+    from microprop import io, plots
+    from microprop.errors import InputError
 
-files = snakemake.input.located
-files = [files] if isinstance(files, str) else list(files)
-located = pd.concat([io.read_table(f, required=("x_um", "y_um", quantity), what="located indents")
-                     for f in files], ignore_index=True)
-suffix = f" ({area})" if area else ""
-fig_o = plots.mosaic_overview(small, pixel_size_nm * factor, located, quantity=quantity,
-                                title=f"BSE overview with {len(located)} indents{suffix}",
-                                downsample_factor=factor)
-fig_m = plots.modulus_map(located, quantity=quantity)
-plots.save_png(fig_o, snakemake.output.overview)
-plots.save_png(fig_m, snakemake.output.modulus_map)
+    p = snakemake.params
+    max_width = int(p.get("max_width_px", 2000))
+    quantity = str(p.get("quantity", "E_GPa"))
+    area = snakemake.wildcards.get("area", "")
+
+    mosaic = io.open_image(snakemake.input.mosaic)
+    if "pixel_size_nm" not in mosaic.attrs:
+        raise InputError(f"{snakemake.input.mosaic}: mosaic lacks the attr 'pixel_size_nm'")
+    pixel_size_nm = float(mosaic.attrs["pixel_size_nm"])
+    factor = max(1, math.ceil(mosaic.shape[1] / max_width))
+    small = io.downsample(mosaic, factor)
+    log.info("mosaic %s px downsampled by %d to %s px", mosaic.shape, factor, small.shape)
+
+    files = snakemake.input.located
+    files = [files] if isinstance(files, str) else list(files)
+    located = pd.concat([io.read_table(f, required=("x_um", "y_um", quantity),
+                                       what="located indents")
+                         for f in files], ignore_index=True)
+    suffix = f" ({area})" if area else ""
+    fig_o = plots.mosaic_overview(small, pixel_size_nm * factor, located, quantity=quantity,
+                                  title=f"BSE overview with {len(located)} indents{suffix}",
+                                  downsample_factor=factor)
+    fig_m = plots.modulus_map(located, quantity=quantity)
+    plots.save_png(fig_o, snakemake.output.overview)
+    plots.save_png(fig_m, snakemake.output.modulus_map)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -11,23 +11,30 @@ snakemake.output.layout : folder to create, holding layout.csv whose one row
 """
 from pathlib import Path
 
-import pandas as pd
-from microprop.io import atomic_path
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
 
-image = Path(snakemake.input.image).resolve()
-region = snakemake.params.get("region_px")
-with atomic_path(snakemake.output.layout) as tmp:
-    tmp.mkdir(parents=True)
-    tile_file = str(image)
-    if region is not None:
-        import tifffile
-        from microprop.imaging import crop_region, load_tile
+def main(snakemake):
+    """Write the 1 x 1 layout of ``snakemake.input.image`` (and its region, if any)."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import pandas as pd
+    from microprop.io import atomic_path
 
-        window = crop_region(load_tile(image), region, path=str(image))
-        tifffile.imwrite(tmp / "region.tif", window)
-        tile_file = "region.tif"
-    pd.DataFrame([{"tile": "image", "file": tile_file, "row": 0, "col": 0,
-                   "x_um": 0.0, "y_um": 0.0}]).to_csv(tmp / "layout.csv", index=False)
+    image = Path(snakemake.input.image).resolve()
+    region = snakemake.params.get("region_px")
+    with atomic_path(snakemake.output.layout) as tmp:
+        tmp.mkdir(parents=True)
+        tile_file = str(image)
+        if region is not None:
+            import tifffile
+            from microprop.imaging import crop_region, load_tile
+
+            window = crop_region(load_tile(image), region, path=str(image))
+            tifffile.imwrite(tmp / "region.tif", window)
+            tile_file = "region.tif"
+        pd.DataFrame([{"tile": "image", "file": tile_file, "row": 0, "col": 0,
+                       "x_um": 0.0, "y_um": 0.0}]).to_csv(tmp / "layout.csv", index=False)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -42,54 +42,63 @@ snakemake.output.model : str
 """
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
 
-from microprop import io as mio  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
-from microprop.imaging import locate_batch, locate_nominal  # noqa: E402
+def main(snakemake):
+    """Locate the indents of one batch; write the located table and the grid model."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop import io as mio
+    from microprop.errors import InputError
+    from microprop.imaging import locate_batch, locate_nominal
 
-inp, par = snakemake.input, snakemake.params
-mode = str(par.mode)
-batch = str(par.get("batch", None) or "?")
-before_path = inp.before
-before = mio.open_image(before_path)
-for key in ("pixel_size_nm", "origin_um"):
-    if key not in before.attrs:
-        raise InputError(f"{before_path}: mosaic lacks attribute {key!r}")
-ps = float(before.attrs["pixel_size_nm"])
-if par.get("pixel_size_nm", None) is not None and abs(float(par.pixel_size_nm) - ps) > 1e-6 * ps:
-    raise InputError(f"{before_path}: pixel size {ps} nm differs from the configured "
-                     f"{par.pixel_size_nm} nm (batch {batch})")
-indents = mio.read_table(inp.indents, required=["indent", "x_um", "y_um"], what=f"indents of batch {batch}")
-spacing = par.get("spacing_um", None)
-spacing = None if spacing in (None, "null", "") else float(spacing)
+    inp, par = snakemake.input, snakemake.params
+    mode = str(par.mode)
+    batch = str(par.get("batch", None) or "?")
+    before_path = inp.before
+    before = mio.open_image(before_path)
+    for key in ("pixel_size_nm", "origin_um"):
+        mio.image_attr(before, key, before_path)
+    ps = float(before.attrs["pixel_size_nm"])
+    if par.get("pixel_size_nm", None) is not None and abs(float(par.pixel_size_nm) - ps) > 1e-6 * ps:
+        raise InputError(f"{before_path}: pixel size {ps} nm differs from the configured "
+                         f"{par.pixel_size_nm} nm (batch {batch})")
+    indents = mio.read_table(inp.indents, required=["indent", "x_um", "y_um"],
+                             what=f"indents of batch {batch}")
+    spacing = par.get("spacing_um", None)
+    spacing = None if spacing in (None, "null", "") else float(spacing)
 
-if mode == "nominal":
-    located = locate_nominal(indents, ps, before.attrs["origin_um"], par.indenter_offset_um,
-                             par.indenter_axes, spacing_um=spacing, shape=before.shape, batch=batch)
-    model = {"batch": batch, "mode": "nominal", "frame": "before-mosaic px", "pixel_size_nm": ps,
-             "n_indents": len(located), "n_detected": 0, "n_inside": int(located["inside"].sum())}
-elif mode == "marks":
-    after_path, shift_path = inp.get("after", None), inp.get("shift", None)
-    if not after_path or not shift_path:
-        raise InputError(f"batch {batch}: mode 'marks' needs input.after and input.shift")
-    after = mio.open_image(after_path)
-    if abs(float(after.attrs.get("pixel_size_nm", ps)) - ps) > 1e-6 * ps:
-        raise InputError(f"{after_path}: pixel size differs from the before-mosaic's ({before_path})")
-    shift = mio.read_json(shift_path)
-    if "dx_px" not in shift or "dy_px" not in shift:
-        raise InputError(f"{shift_path}: expected keys dx_px, dy_px")
-    kwargs = {} if par.get("threshold", None) is None else {"threshold": float(par.threshold)}
-    try:
-        located, model = locate_batch(
-            after, indents, ps, before.attrs["origin_um"], par.indenter_offset_um, par.indenter_axes,
-            shift, search_radius_um=float(par.search_radius_um), spacing_um=spacing,
-            before_shape=before.shape, batch=batch, **kwargs)
-    except InputError as exc:
-        raise InputError(f"{inp.indents}: {exc}") from exc
-    model["mode"] = "marks"
-else:
-    raise InputError(f"batch {batch}: params.mode must be 'marks' or 'nominal', got {mode!r}")
+    if mode == "nominal":
+        located = locate_nominal(indents, ps, before.attrs["origin_um"], par.indenter_offset_um,
+                                 par.indenter_axes, spacing_um=spacing, shape=before.shape,
+                                 batch=batch)
+        model = {"batch": batch, "mode": "nominal", "frame": "before-mosaic px",
+                 "pixel_size_nm": ps, "n_indents": len(located), "n_detected": 0,
+                 "n_inside": int(located["inside"].sum())}
+    elif mode == "marks":
+        after_path, shift_path = inp.get("after", None), inp.get("shift", None)
+        if not after_path or not shift_path:
+            raise InputError(f"batch {batch}: mode 'marks' needs input.after and input.shift")
+        after = mio.open_image(after_path)
+        if abs(float(after.attrs.get("pixel_size_nm", ps)) - ps) > 1e-6 * ps:
+            raise InputError(f"{after_path}: pixel size differs from the before-mosaic's "
+                             f"({before_path})")
+        shift = mio.read_json(shift_path)
+        if "dx_px" not in shift or "dy_px" not in shift:
+            raise InputError(f"{shift_path}: expected keys dx_px, dy_px")
+        kwargs = {} if par.get("threshold", None) is None else {"threshold": float(par.threshold)}
+        try:
+            located, model = locate_batch(
+                after, indents, ps, before.attrs["origin_um"], par.indenter_offset_um,
+                par.indenter_axes, shift, search_radius_um=float(par.search_radius_um),
+                spacing_um=spacing, before_shape=before.shape, batch=batch, **kwargs)
+        except InputError as exc:
+            raise InputError(f"{inp.indents}: {exc}") from exc
+        model["mode"] = "marks"
+    else:
+        raise InputError(f"batch {batch}: params.mode must be 'marks' or 'nominal', got {mode!r}")
 
-mio.write_table(located, snakemake.output.located)
-mio.write_json(model, snakemake.output.model)
+    mio.write_table(located, snakemake.output.located)
+    mio.write_json(model, snakemake.output.model)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -75,165 +75,96 @@ snakemake.output.meta : JSON, optional
     ``pixel_size_nm``, ``origin_um``), checkpoints, device and the measured
     throughput (crops/s, megapixels/s) of both maps.
 """
-import time
+import logging
+import math
 from pathlib import Path
 
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import zarr  # noqa: E402
-from microprop import io as mio  # noqa: E402
-from microprop import (
-    learning,  # noqa: E402
-    plots,  # noqa: E402
-)
-from microprop.errors import InputError  # noqa: E402
-
 log = logging.getLogger("microprop.map_area")
 
 
-def as_list(value):
-    if value is None:
-        return []
-    if isinstance(value, (str, Path)):
-        return [str(value)]
-    return [str(v) for v in value]
+def main(snakemake):
+    """Map the area with the ensemble and the table model; write grids, Table 1 and figures."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import pandas as pd
+    from microprop import io as mio
+    from microprop import learning, plots, stats
+    from microprop.errors import InputError
+
+    inp, par, out = snakemake.input, snakemake.params, snakemake.output
+    scale = str(par.get("scale", "MulF"))
+    calibrated, cal_attrs = mio.open_calibrated(inp.calibrated, scale)
+    ps_nm = float(cal_attrs["pixel_size_nm"])
+    origin_um = [float(v) for v in cal_attrs.get("origin_um", [0.0, 0.0])]
+
+    device = learning.resolve_device(par.get("device", "auto"))
+    checkpoints = mio.path_list(inp.checkpoints)
+    models, meta = learning.load_ensemble(checkpoints, device)
+    target = str(meta["target"])
+    s = int(meta["crop_size_px"])
+    batch_size = int(par.get("batch_size") or (512 if device.type == "cuda" else 64))
+    step_px = int(round(float(par.step_um) * 1000.0 / ps_nm))
+    dense_px = learning.dense_step_px(calibrated.shape, s,
+                                      int(par.get("dense_step_px") or max(s // 8, 1)),
+                                      par.get("dense_max_crops"))
+    log.info("%d model(s) of %s on %s, crop %d px, steps %d px (%.3g um) and %d px", len(models),
+             target, device, s, step_px, step_px * ps_nm / 1000, dense_px)
+    steps = (("coarse", step_px), ("dense", dense_px))
+
+    predict_fn = learning.ensemble_mean_predictor(models, device, batch_size)
+    grids, timing, centres = {}, {}, {}
+    for kind, step in steps:
+        grids[kind], centres[kind], timing[kind] = learning.timed_predict_map(
+            calibrated, predict_fn, s, step, batch=batch_size, desc=f"{kind} map")
+
+    tables = {}
+    if inp.get("table"):
+        bins = stats.read_table_model_bins(inp.table, target)
+        for kind, step in steps:
+            tables[kind] = learning.table_model_map(calibrated, bins, s, step)
+
+    frames = [mio.read_table(f, required=(target,), what="located indents")
+              for f in mio.path_list(inp.indents)]
+    if not frames:
+        raise InputError("map_area: input.indents is empty; the comparison needs the "
+                         "indentation test")
+    indents = pd.concat(frames, ignore_index=True)
+
+    sources = {learning.map_label("ResNet", step, ps_nm): grids[kind] for kind, step in steps}
+    for kind, step in steps:
+        if kind in tables:
+            sources[learning.map_label("table model", step, ps_nm)] = tables[kind]
+    table1 = learning.compare_statistics(
+        indents[target], sources, n_components=int(par.get("n_components", 4)),
+        seed=int(par.get("seed", 0)), n_init=int(par.get("n_init", 10)),
+        max_values=int(par.get("max_values", 10000)), quantity=target)
+
+    mosaic = mio.open_image(inp.mosaic)
+    factor = max(1, math.ceil(max(mosaic.shape) / int(par.get("bse_max_px", 1200))))
+    bse = mio.downsample(mosaic, factor)
+    fig_maps = plots.map_triptych(
+        bse, ps_nm * factor, grids["dense"], tables.get("dense"), dense_px * ps_nm / 1000,
+        first_centre_um=learning.first_centre_um(centres["dense"], s, ps_nm),
+        downsample_factor=factor, quantity=target,
+        title=f"{target.split('_')[0]} mapped over {Path(str(inp.calibrated)).parent.name} "
+              f"({len(models)}-model ensemble)")
+    fig_hist = plots.map_histograms(indents[target], sources, table1, quantity=target)
+
+    mio.write_npy(grids["coarse"], out.grid_coarse)
+    mio.write_npy(grids["dense"], out.grid_dense)
+    mio.write_table(table1, out.table1)
+    plots.save_png(fig_maps, out.fig_maps)
+    plots.save_png(fig_hist, out.fig_hist)
+    if out.get("meta"):
+        geometry = {kind: {**learning.map_geometry(step, ps_nm, grids[kind], centres[kind]),
+                           **timing[kind]} for kind, step in steps}
+        mio.write_json({"target": target, "crop_size_px": s, "pixel_size_nm": ps_nm,
+                        "origin_um": origin_um, "scale": scale, "device": str(device),
+                        "checkpoints": checkpoints, "map_shape": list(calibrated.shape),
+                        "table_model": bool(tables), "n_indents": int(len(indents)),
+                        **geometry}, out.meta)
 
 
-def load_ensemble(paths, device):
-    if not paths:
-        raise InputError("map_area: input.checkpoints is empty; expected at least one best.pt")
-    models = [(p, *learning.load_model(p, device)) for p in paths]
-    first = models[0][2]
-    for p, _, meta in models[1:]:
-        for key in ("target", "crop_size_px"):
-            if meta.get(key) != first.get(key):
-                raise InputError(f"{p}: {key} = {meta.get(key)!r} differs from "
-                                 f"{models[0][0]}'s {first.get(key)!r}; an ensemble needs one")
-    return models, first
-
-
-def read_bins(path, target):
-    df = mio.read_table(path, required=("grey_lo", "grey_hi", "y_mean"), what="table-model bins")
-    if "target" in df.columns:
-        df = df[df["target"] == target]
-        if df.empty:
-            raise InputError(f"{path}: no table-model bins for target {target!r}")
-    if "bin" in df.columns:
-        df = df.sort_values("bin")
-    return df.reset_index(drop=True)
-
-
-def save_npy(array, path):
-    with mio.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array)
-
-
-inp, par, out = snakemake.input, snakemake.params, snakemake.output
-scale = str(par.get("scale", "MulF"))
-calibrated = mio.open_image(inp.calibrated, name=scale)
-cal_attrs = {**dict(zarr.open_group(str(inp.calibrated), mode="r").attrs),
-             **dict(calibrated.attrs)}
-if not cal_attrs.get("pixel_size_nm"):
-    raise InputError(f"{inp.calibrated}/{scale}: attrs lack pixel_size_nm")
-ps_nm = float(cal_attrs["pixel_size_nm"])
-origin_um = [float(v) for v in cal_attrs.get("origin_um", [0.0, 0.0])]
-
-device = learning.resolve_device(par.get("device", "auto"))
-checkpoints = as_list(inp.checkpoints)
-models, meta = load_ensemble(checkpoints, device)
-target = str(meta["target"])
-s = int(meta["crop_size_px"])
-batch_size = int(par.get("batch_size") or (512 if device.type == "cuda" else 64))
-step_px = int(round(float(par.step_um) * 1000.0 / ps_nm))
-dense_px = int(par.get("dense_step_px") or max(s // 8, 1))
-max_crops = par.get("dense_max_crops")
-if max_crops:
-    want = dense_px
-    while np.prod([c.size for c in learning.window_centres(calibrated.shape, s, dense_px)]) \
-            > int(max_crops):
-        dense_px += 1
-    if dense_px != want:
-        log.warning("dense step raised from %d to %d px to stay within dense_max_crops = %d",
-                    want, dense_px, int(max_crops))
-log.info("%d model(s) of %s on %s, crop %d px, steps %d px (%.3g um) and %d px", len(models),
-         target, device, s, step_px, step_px * ps_nm / 1000, dense_px)
-
-
-def ensemble(crops):
-    preds = [learning.predict(m, mt, crops, device, batch_size) for _, m, mt in models]
-    return np.mean(np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in preds]), axis=0)
-
-
-grids, timing, centres = {}, {}, {}
-for kind, step in (("coarse", step_px), ("dense", dense_px)):
-    t0 = time.perf_counter()
-    grids[kind], centres[kind] = learning.predict_map(calibrated, ensemble, s, step,
-                                                     batch=batch_size, desc=f"{kind} map")
-    dt = max(time.perf_counter() - t0, 1e-9)
-    timing[kind] = {"seconds": dt, "crops": int(grids[kind].size),
-                    "crops_per_s": grids[kind].size / dt,
-                    "megapixels_per_s": calibrated.shape[0] * calibrated.shape[1] / 1e6 / dt}
-    log.info("%s map: %d crops in %.1f s: %.1f crops/s, %.2f megapixels/s", kind,
-             grids[kind].size, dt, timing[kind]["crops_per_s"], timing[kind]["megapixels_per_s"])
-
-tables = {}
-if inp.get("table"):
-    bins = read_bins(inp.table, target)
-    for kind, step in (("coarse", step_px), ("dense", dense_px)):
-        tables[kind] = learning.table_model_map(calibrated, bins, s, step)
-
-frames = [mio.read_table(f, required=(target,), what="located indents")
-          for f in as_list(inp.indents)]
-if not frames:
-    raise InputError("map_area: input.indents is empty; the comparison needs the indentation test")
-indents = pd.concat(frames, ignore_index=True)
-
-
-def label(model, step):
-    return f"{model}, step {step * ps_nm / 1000:.3g} um"
-
-
-sources = {label("ResNet", step_px): grids["coarse"], label("ResNet", dense_px): grids["dense"]}
-for kind, step in (("coarse", step_px), ("dense", dense_px)):
-    if kind in tables:
-        sources[label("table model", step)] = tables[kind]
-table1 = learning.compare_statistics(
-    indents[target], sources, n_components=int(par.get("n_components", 4)),
-    seed=int(par.get("seed", 0)), n_init=int(par.get("n_init", 10)),
-    max_values=int(par.get("max_values", 10000)), quantity=target)
-
-mosaic = mio.open_image(inp.mosaic)
-factor = max(1, math.ceil(max(mosaic.shape) / int(par.get("bse_max_px", 1200))))
-bse = mio.downsample(mosaic, factor)
-first_centre = [(int(centres["dense"][1][0]) - s // 2 + (s - 1) / 2) * ps_nm / 1000,
-                (int(centres["dense"][0][0]) - s // 2 + (s - 1) / 2) * ps_nm / 1000]
-fig_maps = plots.map_triptych(
-    bse, ps_nm * factor, grids["dense"], tables.get("dense"), dense_px * ps_nm / 1000,
-    first_centre_um=first_centre, downsample_factor=factor, quantity=target,
-    title=f"{target.split('_')[0]} mapped over {Path(str(inp.calibrated)).parent.name} "
-          f"({len(models)}-model ensemble)")
-fig_hist = plots.map_histograms(indents[target], sources, table1, quantity=target)
-
-save_npy(grids["coarse"], out.grid_coarse)
-save_npy(grids["dense"], out.grid_dense)
-mio.write_table(table1, out.table1)
-plots.save_png(fig_maps, out.fig_maps)
-plots.save_png(fig_hist, out.fig_hist)
-if out.get("meta"):
-    geometry = {kind: {"step_px": int(step), "step_um": step * ps_nm / 1000,
-                       "shape": list(grids[kind].shape),
-                       "first_centre_px": [int(centres[kind][1][0]), int(centres[kind][0][0])],
-                       **timing[kind]}
-                for kind, step in (("coarse", step_px), ("dense", dense_px))}
-    mio.write_json({"target": target, "crop_size_px": s, "pixel_size_nm": ps_nm,
-                    "origin_um": origin_um, "scale": scale, "device": str(device),
-                    "checkpoints": checkpoints, "map_shape": list(calibrated.shape),
-                    "table_model": bool(tables), "n_indents": int(len(indents)),
-                    **geometry}, out.meta)
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -20,25 +20,31 @@ snakemake.output.rejected : path (CSV)
 
 Raises InputError (naming the file) when no row is accepted.
 """
+import logging
+
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-
-from microprop.errors import InputError  # noqa: E402
-from microprop.indentation import read_export  # noqa: E402
-from microprop.io import write_table  # noqa: E402
 
 log = logging.getLogger("microprop.read_indentation")
 
-path = str(snakemake.input.export)
-accepted, rejected = read_export(path, batch=str(snakemake.params.batch),
-                                 columns=snakemake.params.get("columns"),
-                                 units=snakemake.params.get("units"))
-if accepted.empty:
-    raise InputError(f"{path}: no valid indent in the export ({len(rejected)} rows rejected; first "
-                     f"reasons: {list(rejected['reason'][:3])})")
-write_table(rejected, snakemake.output.rejected)
-write_table(accepted, snakemake.output.indents)
-log.info("wrote %d indents, %d rejected rows", len(accepted), len(rejected))
+
+def main(snakemake):
+    """Read the export of one batch; write the accepted and the rejected rows."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop.errors import InputError
+    from microprop.indentation import read_export
+    from microprop.io import write_table
+
+    path = str(snakemake.input.export)
+    accepted, rejected = read_export(path, batch=str(snakemake.params.batch),
+                                     columns=snakemake.params.get("columns"),
+                                     units=snakemake.params.get("units"))
+    if accepted.empty:
+        raise InputError(f"{path}: no valid indent in the export ({len(rejected)} rows rejected; "
+                         f"first reasons: {list(rejected['reason'][:3])})")
+    write_table(rejected, snakemake.output.rejected)
+    write_table(accepted, snakemake.output.indents)
+    log.info("wrote %d indents, %d rejected rows", len(accepted), len(rejected))
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -17,29 +17,29 @@ snakemake.output.shift : str
 """
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
 
-from microprop import io as mio  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
-from microprop.imaging import register_mosaics  # noqa: E402
+def main(snakemake):
+    """Register the after-mosaic onto the before-mosaic; write the shift."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop import io as mio
+    from microprop.errors import InputError
+    from microprop.imaging import register_mosaics
+
+    before_path, after_path = snakemake.input.before, snakemake.input.after
+    before, after = mio.open_image(before_path), mio.open_image(after_path)
+    ps_b = float(mio.image_attr(before, "pixel_size_nm", before_path))
+    ps_a = float(mio.image_attr(after, "pixel_size_nm", after_path))
+    if abs(ps_a - ps_b) > 1e-6 * ps_b:
+        raise InputError(f"{after_path}: pixel size {ps_a} nm differs from the before-mosaic's "
+                         f"{ps_b} nm ({before_path})")
+    result = register_mosaics(
+        before, after, mio.image_attr(before, "origin_um", before_path),
+        mio.image_attr(after, "origin_um", after_path), ps_b,
+        max_shift_um=float(snakemake.params.max_shift_um),
+        downsample=int(snakemake.params.get("downsample", 8) or 8))
+    result.update({"pixel_size_nm": ps_b, "before": str(before_path), "after": str(after_path)})
+    mio.write_json(result, snakemake.output.shift)
 
 
-def _attr(arr, key, path):
-    if key not in arr.attrs:
-        raise InputError(f"{path}: mosaic lacks attribute {key!r}")
-    return arr.attrs[key]
-
-
-before_path, after_path = snakemake.input.before, snakemake.input.after
-before, after = mio.open_image(before_path), mio.open_image(after_path)
-ps_b = float(_attr(before, "pixel_size_nm", before_path))
-ps_a = float(_attr(after, "pixel_size_nm", after_path))
-if abs(ps_a - ps_b) > 1e-6 * ps_b:
-    raise InputError(f"{after_path}: pixel size {ps_a} nm differs from the before-mosaic's {ps_b} nm "
-                     f"({before_path})")
-result = register_mosaics(
-    before, after, _attr(before, "origin_um", before_path), _attr(after, "origin_um", after_path), ps_b,
-    max_shift_um=float(snakemake.params.max_shift_um),
-    downsample=int(snakemake.params.get("downsample", 8) or 8))
-result.update({"pixel_size_nm": ps_b, "before": str(before_path), "after": str(after_path)})
-mio.write_json(result, snakemake.output.shift)
+if __name__ == "__main__":
+    main(setup_script(globals()))

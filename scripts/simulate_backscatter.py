@@ -31,60 +31,68 @@ atomically.
 import logging
 import time
 
-import numpy as np
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import microprop  # noqa: E402
-from microprop import physics  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
-from microprop.io import write_json, write_table  # noqa: E402
 
 log = logging.getLogger("microprop.simulate_backscatter")
 
-params = snakemake.params
-energy = float(params.beam_energy_keV)
-n_electrons = int(params.n_electrons)
-n_points = int(params.n_points)
-seed = int(params.seed)
-cutoff = float(getattr(params, "cutoff_keV", 0.5))
-if n_points < 2:
-    raise InputError(f"params.n_points = {n_points}: expected at least 2 values of n in [0, 1]")
 
-try:
-    import numba
+def main(snakemake):
+    """Simulate eta(n) and the per-phase eta; write the tables and their metadata."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import microprop
+    import numpy as np
+    from microprop import physics
+    from microprop.errors import InputError
+    from microprop.io import write_json, write_table
 
-    numba.set_num_threads(max(1, min(int(getattr(snakemake, "threads", 1) or 1),
-                                     numba.config.NUMBA_NUM_THREADS)))
-except ImportError:  # pragma: no cover - numba is a dependency
-    pass
+    params = snakemake.params
+    energy = float(params.beam_energy_keV)
+    n_electrons = int(params.n_electrons)
+    n_points = int(params.n_points)
+    seed = int(params.seed)
+    cutoff = float(getattr(params, "cutoff_keV", 0.5))
+    if n_points < 2:
+        raise InputError(f"params.n_points = {n_points}: expected at least 2 values of n in [0, 1]")
 
-t0 = time.perf_counter()
-n_values = np.linspace(0.0, 1.0, n_points)
-log.info("eta(n): %s + Field's metal, %d values, %d electrons each, %g keV, %d threads",
-         physics.CSH.name, n_points, n_electrons, energy, physics.n_threads())
-table = physics.eta_table(physics.CSH, physics.FIELDS_METAL, n_values, energy, n_electrons, seed, cutoff)
-log.info("phase eta: %s", ", ".join(physics.DEFAULT_PHASES))
-phases = physics.phase_eta_table(physics.DEFAULT_PHASES, energy, n_electrons, seed, cutoff)
-wall = time.perf_counter() - t0
+    try:
+        import numba
 
-order = phases["eta"].to_numpy()
-if not np.all(np.diff(order) > 0):
-    log.warning("phase eta not in the order %s: %s", list(phases["phase"]), order.round(4).tolist())
+        numba.set_num_threads(max(1, min(int(getattr(snakemake, "threads", 1) or 1),
+                                         numba.config.NUMBA_NUM_THREADS)))
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
 
-meta = {
-    "beam_energy_keV": energy, "n_electrons": n_electrons, "n_points": n_points, "seed": seed,
-    "cutoff_keV": cutoff,
-    "method": "single-scattering Monte Carlo (Joy 1995): screened Rutherford, "
-              "Joy-Luo (1989) Bethe stopping power, J from Berger & Seltzer (1964)",
-    "materials": {"matrix": physics.CSH.as_dict(), "filler": physics.FIELDS_METAL.as_dict(),
-                  "phases": {k: m.as_dict() for k, m in physics.DEFAULT_PHASES.items()}},
-    "code_version": microprop.__version__,
-    "numba_threads": physics.n_threads(),
-    "wall_time_s": round(wall, 3),
-}
-write_table(table, snakemake.output.eta_table)
-write_table(phases, snakemake.output.phase_eta)
-write_json(meta, snakemake.output.eta_meta)
-log.info("done in %.1f s", wall)
+    t0 = time.perf_counter()
+    n_values = np.linspace(0.0, 1.0, n_points)
+    log.info("eta(n): %s + Field's metal, %d values, %d electrons each, %g keV, %d threads",
+             physics.CSH.name, n_points, n_electrons, energy, physics.n_threads())
+    table = physics.eta_table(physics.CSH, physics.FIELDS_METAL, n_values, energy, n_electrons,
+                              seed, cutoff)
+    log.info("phase eta: %s", ", ".join(physics.DEFAULT_PHASES))
+    phases = physics.phase_eta_table(physics.DEFAULT_PHASES, energy, n_electrons, seed, cutoff)
+    wall = time.perf_counter() - t0
+
+    order = phases["eta"].to_numpy()
+    if not np.all(np.diff(order) > 0):
+        log.warning("phase eta not in the order %s: %s", list(phases["phase"]),
+                    order.round(4).tolist())
+
+    meta = {
+        "beam_energy_keV": energy, "n_electrons": n_electrons, "n_points": n_points, "seed": seed,
+        "cutoff_keV": cutoff,
+        "method": "single-scattering Monte Carlo (Joy 1995): screened Rutherford, "
+                  "Joy-Luo (1989) Bethe stopping power, J from Berger & Seltzer (1964)",
+        "materials": {"matrix": physics.CSH.as_dict(), "filler": physics.FIELDS_METAL.as_dict(),
+                      "phases": {k: m.as_dict() for k, m in physics.DEFAULT_PHASES.items()}},
+        "code_version": microprop.__version__,
+        "numba_threads": physics.n_threads(),
+        "wall_time_s": round(wall, 3),
+    }
+    write_table(table, snakemake.output.eta_table)
+    write_table(phases, snakemake.output.phase_eta)
+    write_json(meta, snakemake.output.eta_meta)
+    log.info("done in %.1f s", wall)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

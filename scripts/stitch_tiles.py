@@ -21,15 +21,21 @@ exists.
 """
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
 
-from microprop.imaging import stitch  # noqa: E402
+def main(snakemake):
+    """Stitch the tile set of ``snakemake.input`` into the mosaic and its table."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    from microprop.imaging import stitch
 
-stitch(
-    snakemake.input.get("tiles") or snakemake.input.layout,
-    snakemake.output.mosaic,
-    snakemake.output.table,
-    pixel_size_nm=float(snakemake.params.pixel_size_nm),
-    max_stage_error_um=float(snakemake.params.max_stage_error_um),
-    chunk=int(snakemake.params.get("chunk", 1024)),
-)
+    stitch(
+        snakemake.input.get("tiles") or snakemake.input.layout,
+        snakemake.output.mosaic,
+        snakemake.output.table,
+        pixel_size_nm=float(snakemake.params.pixel_size_nm),
+        max_stage_error_um=float(snakemake.params.max_stage_error_um),
+        chunk=int(snakemake.params.get("chunk", 1024)),
+    )
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

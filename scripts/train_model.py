@@ -58,54 +58,58 @@ snakemake.output.last : str
 snakemake.output.metrics : str
     Copy of ``work_dir/metrics.csv`` (one row per epoch), at the end.
 """
+import logging
 import shutil
+import time
+from pathlib import Path
 
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-from microprop import io as mio  # noqa: E402
-from microprop.learning import (
-    resolve_device,  # noqa: E402
-    train,  # noqa: E402
-)
-
 log = logging.getLogger("microprop.train_model")
-p = snakemake.params
-epochs, lr, input_px = int(p.epochs), float(p.get("lr", 1e-5)), p.get("input_px")
-if resolve_device(p.get("device", "auto")).type == "cpu" and p.get("cpu"):
-    over = dict(p.get("cpu"))
-    epochs, lr = int(over.get("epochs", epochs)), float(over.get("lr", lr))
-    input_px = over.get("input_px", input_px)
-    log.warning("training on a CPU: reduced run with epochs=%d, lr=%g, input_px=%s "
-                "(learning.cpu of the config)", epochs, lr, input_px)
 
-work = Path(p.work_dir)
-last = work / "last.pt"
-if last.exists():
-    old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
-    if old != mio.sha256_file(snakemake.input.dataset):
-        stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
-        log.warning("%s was trained on another dataset; moved to %s, training afresh", work, stale)
-        work.rename(stale)
 
-summary = train(
-    snakemake.input.dataset, p.target, p.work_dir, split=p.get("split", "random"),
-    epochs=epochs, batch_size=int(p.get("batch_size", 32)), lr=lr,
-    input_px=None if input_px in (None, "", "None") else int(input_px),
-    augment=bool(p.get("augment", True)), device=p.get("device", "auto"),
-    bf16=bool(p.get("bf16", True)), compile=p.get("compile", False),
-    resident_uint8=p.get("resident_uint8"),
-    seed=int(p.get("seed", 0)), member=int(p.get("member", 0)),
-    patience=int(p.get("patience", 5)), factor=float(p.get("factor", 0.9)),
-    num_threads=int(getattr(snakemake, "threads", 1) or 1),
-    arch_kwargs=p.get("arch_kwargs") or None,
-)
-for key in ("best", "last", "metrics"):
-    with mio.atomic_path(getattr(snakemake.output, key)) as tmp:
-        shutil.copyfile(summary[key], tmp)
+def main(snakemake):
+    """Train one member (resuming from ``work_dir``); copy best, last and metrics out."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import torch
+    from microprop import io as mio
+    from microprop.learning import resolve_device, train
+
+    p = snakemake.params
+    epochs, lr, input_px = int(p.epochs), float(p.get("lr", 1e-5)), p.get("input_px")
+    if resolve_device(p.get("device", "auto")).type == "cpu" and p.get("cpu"):
+        over = dict(p.get("cpu"))
+        epochs, lr = int(over.get("epochs", epochs)), float(over.get("lr", lr))
+        input_px = over.get("input_px", input_px)
+        log.warning("training on a CPU: reduced run with epochs=%d, lr=%g, input_px=%s "
+                    "(learning.cpu of the config)", epochs, lr, input_px)
+
+    work = Path(p.work_dir)
+    last = work / "last.pt"
+    if last.exists():
+        old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
+        if old != mio.sha256_file(snakemake.input.dataset):
+            stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
+            log.warning("%s was trained on another dataset; moved to %s, training afresh",
+                        work, stale)
+            work.rename(stale)
+
+    summary = train(
+        snakemake.input.dataset, p.target, p.work_dir, split=p.get("split", "random"),
+        epochs=epochs, batch_size=int(p.get("batch_size", 32)), lr=lr,
+        input_px=None if input_px in (None, "", "None") else int(input_px),
+        augment=bool(p.get("augment", True)), device=p.get("device", "auto"),
+        bf16=bool(p.get("bf16", True)), compile=p.get("compile", False),
+        resident_uint8=p.get("resident_uint8"),
+        seed=int(p.get("seed", 0)), member=int(p.get("member", 0)),
+        patience=int(p.get("patience", 5)), factor=float(p.get("factor", 0.9)),
+        num_threads=int(getattr(snakemake, "threads", 1) or 1),
+        arch_kwargs=p.get("arch_kwargs") or None,
+    )
+    for key in ("best", "last", "metrics"):
+        with mio.atomic_path(getattr(snakemake.output, key)) as tmp:
+            shutil.copyfile(summary[key], tmp)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -13,55 +13,67 @@ snakemake.output.report : JSON with the measured errors and the acceptance
     limits of issue 2 (tile median <= 1 px, max <= 3 px; indent RMS <= 0.25 um;
     GMM fractions within 0.05 and means within 10 %)
 """
+import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from microprop import io
-from microprop import virtual as mp_virtual
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
-log = __import__("logging").getLogger("validate_virtual")
+log = logging.getLogger("validate_virtual")
 
-truth = Path(snakemake.input.truth_dir)
-px = float(snakemake.params.pixel_size_nm)
-report = {"stitching": {}, "limits": {"tile_median_px": 1.0, "tile_max_px": 3.0,
-                                      "indent_rms_um": 0.25, "gmm_fraction_abs": 0.05,
-                                      "gmm_mean_rel": 0.10}}
-placed = {}
-for stage in ("before", "after"):
-    placed[stage] = io.read_table(getattr(snakemake.input, f"stitch_{stage}"), ["tile", "x_px", "y_px"])
-    t = io.read_table(truth / f"tiles_{stage}.csv", ["tile", "x_px", "y_px"])
-    report["stitching"][stage] = mp_virtual.stitching_errors(t, placed[stage])
 
-offset = mp_virtual.mosaic_offset_px(io.read_table(truth / "tiles_before.csv"), placed["before"])
-labels = np.load(truth / "phases.npy", mmap_mode="r")
-report["calibration"] = mp_virtual.calibration_errors(
-    labels, io.open_image(snakemake.input.calibrated, "MulF"), offset,
-    io.read_json(truth / "truth.json")["phase_eta"])
-located = pd.concat([io.read_table(p) for p in snakemake.input.located], ignore_index=True)
-indents = io.read_table(truth / "indents.csv", ["batch", "indent", "x_px", "y_px"])
-report["location"] = mp_virtual.location_errors(indents, located, offset, px)
+def main(snakemake):
+    """Measure the errors of one virtual area against its truth; write the report."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import numpy as np
+    import pandas as pd
+    from microprop import io
+    from microprop import virtual as mp_virtual
 
-truth_json = io.read_json(truth / "truth.json")
-gmm = io.read_table(snakemake.input.gmm_E)
-pooled = gmm[gmm["area"] == "pooled"] if "area" in gmm.columns else gmm
-truth_phases = mp_virtual.generated_phases(indents, io.read_table(truth / "phase_properties.csv"))
-report["gmm_E"] = mp_virtual.gmm_errors(truth_phases, pooled)
-report["gmm_E"]["truth_definition"] = (
-    "fraction: mean volume fraction of the phase in the indents' interaction zones, "
-    "renormalised over the solid phases (pores are not a GMM component); "
-    "mean: mean E of the phase's generating distribution")
+    truth = Path(snakemake.input.truth_dir)
+    px = float(snakemake.params.pixel_size_nm)
+    report = {"stitching": {}, "limits": {"tile_median_px": 1.0, "tile_max_px": 3.0,
+                                          "indent_rms_um": 0.25, "gmm_fraction_abs": 0.05,
+                                          "gmm_mean_rel": 0.10}}
+    placed = {}
+    for stage in ("before", "after"):
+        placed[stage] = io.read_table(getattr(snakemake.input, f"stitch_{stage}"),
+                                      ["tile", "x_px", "y_px"])
+        t = io.read_table(truth / f"tiles_{stage}.csv", ["tile", "x_px", "y_px"])
+        report["stitching"][stage] = mp_virtual.stitching_errors(t, placed[stage])
 
-lim = report["limits"]
-report["pass"] = {
-    "stitching": all(s["median_px"] <= lim["tile_median_px"] and s["max_px"] <= lim["tile_max_px"]
-                     for s in report["stitching"].values()),
-    "location": report["location"]["rms_um"] <= lim["indent_rms_um"],
-    "gmm_E": (report["gmm_E"]["max_fraction_abs_error"] <= lim["gmm_fraction_abs"]
-              and report["gmm_E"]["max_mean_rel_error"] <= lim["gmm_mean_rel"]),
-}
-for k, ok in report["pass"].items():
-    log.info("validation %s: %s", k, "PASS" if ok else "FAIL")
-io.write_json(report, snakemake.output.report)
+    offset = mp_virtual.mosaic_offset_px(io.read_table(truth / "tiles_before.csv"),
+                                         placed["before"])
+    labels = np.load(truth / "phases.npy", mmap_mode="r")
+    report["calibration"] = mp_virtual.calibration_errors(
+        labels, io.open_image(snakemake.input.calibrated, "MulF"), offset,
+        io.read_json(truth / "truth.json")["phase_eta"])
+    located = pd.concat([io.read_table(p) for p in snakemake.input.located], ignore_index=True)
+    indents = io.read_table(truth / "indents.csv", ["batch", "indent", "x_px", "y_px"])
+    report["location"] = mp_virtual.location_errors(indents, located, offset, px)
+
+    gmm = io.read_table(snakemake.input.gmm_E)
+    pooled = gmm[gmm["area"] == "pooled"] if "area" in gmm.columns else gmm
+    truth_phases = mp_virtual.generated_phases(indents,
+                                               io.read_table(truth / "phase_properties.csv"))
+    report["gmm_E"] = mp_virtual.gmm_errors(truth_phases, pooled)
+    report["gmm_E"]["truth_definition"] = (
+        "fraction: mean volume fraction of the phase in the indents' interaction zones, "
+        "renormalised over the solid phases (pores are not a GMM component); "
+        "mean: mean E of the phase's generating distribution")
+
+    lim = report["limits"]
+    report["pass"] = {
+        "stitching": all(s["median_px"] <= lim["tile_median_px"]
+                         and s["max_px"] <= lim["tile_max_px"]
+                         for s in report["stitching"].values()),
+        "location": report["location"]["rms_um"] <= lim["indent_rms_um"],
+        "gmm_E": (report["gmm_E"]["max_fraction_abs_error"] <= lim["gmm_fraction_abs"]
+                  and report["gmm_E"]["max_mean_rel_error"] <= lim["gmm_mean_rel"]),
+    }
+    for k, ok in report["pass"].items():
+        log.info("validation %s: %s", k, "PASS" if ok else "FAIL")
+    io.write_json(report, snakemake.output.report)
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -42,72 +42,78 @@ snakemake.output.indents : path (CSV), optional
     The full simulated table (positions in px and um, true and noisy E/H,
     zone fractions ``f_<phase>``, dominant ``phase``).
 """
+import logging
+
 from microprop.workflow import setup_script
-
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-
-import numpy as np  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
-from microprop.imaging import crop_region, load_tile  # noqa: E402
-from microprop.indentation import write_export  # noqa: E402
-from microprop.io import atomic_path, sha256_file, write_json, write_table  # noqa: E402
-from microprop.phases import PHASE_PROPERTIES, PHASES
-from microprop.virtual import virtual_indentation
 
 log = logging.getLogger("microprop.virtual_indentation")
 
 
-p = snakemake.params
-image_path = str(snakemake.input.image)
-region_px = p.get("region_px")
-# the same reader and window as rule image_layout, so the indents and the mosaic see the same pixels
-image = crop_region(load_tile(image_path), region_px, path=image_path)
-pixel_size_nm = float(p.pixel_size_nm)
-spacing_um = float(p.spacing_um)
-margin_um = 0.5 * float(p.crop_size_um)
-dx, dy = (float(v) for v in p.indenter_offset_um)
-sx, sy = (int(v) for v in p.indenter_axes)
-if sx not in (1, -1) or sy not in (1, -1):
-    raise InputError(f"indenter_axes {list(p.indenter_axes)} for {image_path}: expected +1 or -1 each")
+def main(snakemake):
+    """Indent one micrograph virtually; write the export, labels, note and indents."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import numpy as np
+    from microprop.errors import InputError
+    from microprop.imaging import crop_region, load_tile
+    from microprop.indentation import write_export
+    from microprop.io import sha256_file, write_json, write_npy, write_table
+    from microprop.phases import PHASE_PROPERTIES, PHASES
+    from microprop.virtual import virtual_indentation
 
-rng = np.random.default_rng(int(p.seed))
-indents, labels = virtual_indentation(image, pixel_size_nm, spacing_um, rng, load_mN=float(p.load_mN),
-                                      margin_um=margin_um, noise_rel=float(p.noise_rel))
-indents.insert(0, "batch", str(p.batch))
+    p = snakemake.params
+    image_path = str(snakemake.input.image)
+    region_px = p.get("region_px")
+    # the same reader and window as rule image_layout, so the indents and the mosaic see the
+    # same pixels
+    image = crop_region(load_tile(image_path), region_px, path=image_path)
+    pixel_size_nm = float(p.pixel_size_nm)
+    spacing_um = float(p.spacing_um)
+    margin_um = 0.5 * float(p.crop_size_um)
+    dx, dy = (float(v) for v in p.indenter_offset_um)
+    sx, sy = (int(v) for v in p.indenter_axes)
+    if sx not in (1, -1) or sy not in (1, -1):
+        raise InputError(f"indenter_axes {list(p.indenter_axes)} for {image_path}: "
+                         "expected +1 or -1 each")
 
-# specimen frame (stage, um) -> indenter coordinates: stage = s * X + d  =>  X = s * (stage - d)
-export = indents.copy()
-export["x_um"] = sx * (indents["x_um"] - dx)
-export["y_um"] = sy * (indents["y_um"] - dy)
+    rng = np.random.default_rng(int(p.seed))
+    indents, labels = virtual_indentation(image, pixel_size_nm, spacing_um, rng,
+                                          load_mN=float(p.load_mN), margin_um=margin_um,
+                                          noise_rel=float(p.noise_rel))
+    indents.insert(0, "batch", str(p.batch))
 
-area = np.bincount(labels.ravel(), minlength=len(PHASES)) / labels.size
-zone_cols = [f"f_{ph}" for ph in PHASES]
-note = {
-    "targets": "SIMULATED",
-    "statement": ("E_GPa and H_GPa of this batch are SIMULATED by virtual indentation of a grey-level "
-                  "segmentation of a real micrograph with literature phase properties; they are not "
-                  "measurements."),
-    "image": image_path, "image_sha256": sha256_file(image_path),
-    "region_px": None if region_px is None else [int(v) for v in region_px],
-    "batch": str(p.batch), "n_indents": int(len(indents)),
-    "grid": {"n_rows": int(indents["row"].max() + 1), "n_cols": int(indents["col"].max() + 1),
-             "spacing_um": spacing_um, "margin_um": margin_um},
-    "parameters": {"pixel_size_nm": pixel_size_nm, "load_mN": float(p.load_mN),
-                   "noise_rel": float(p.noise_rel), "seed": int(p.seed),
-                   "indenter_offset_um": [dx, dy], "indenter_axes": [sx, sy]},
-    "phase_area_fractions": dict(zip(PHASES, area)),
-    "mean_zone_fractions": dict(zip(PHASES, indents[zone_cols].mean().to_numpy())),
-    "dominant_phase_counts": {ph: int((indents["phase"] == ph).sum()) for ph in PHASES},
-    "phase_properties": PHASE_PROPERTIES.reset_index().to_dict(orient="records"),
-}
+    # specimen frame (stage, um) -> indenter coordinates: stage = s * X + d  =>  X = s * (stage - d)
+    export = indents.copy()
+    export["x_um"] = sx * (indents["x_um"] - dx)
+    export["y_um"] = sy * (indents["y_um"] - dy)
 
-write_export(export, snakemake.output.export)
-with atomic_path(snakemake.output.labels) as tmp:
-    with open(tmp, "wb") as fh:
-        np.save(fh, labels.astype(np.uint8))
-if snakemake.output.get("indents"):
-    write_table(indents, snakemake.output.indents)
-write_json(note, snakemake.output.note)
-log.info("virtual indentation of %s: %d SIMULATED indents written", image_path, len(indents))
+    area = np.bincount(labels.ravel(), minlength=len(PHASES)) / labels.size
+    zone_cols = [f"f_{ph}" for ph in PHASES]
+    note = {
+        "targets": "SIMULATED",
+        "statement": ("E_GPa and H_GPa of this batch are SIMULATED by virtual indentation of a "
+                      "grey-level segmentation of a real micrograph with literature phase "
+                      "properties; they are not measurements."),
+        "image": image_path, "image_sha256": sha256_file(image_path),
+        "region_px": None if region_px is None else [int(v) for v in region_px],
+        "batch": str(p.batch), "n_indents": int(len(indents)),
+        "grid": {"n_rows": int(indents["row"].max() + 1), "n_cols": int(indents["col"].max() + 1),
+                 "spacing_um": spacing_um, "margin_um": margin_um},
+        "parameters": {"pixel_size_nm": pixel_size_nm, "load_mN": float(p.load_mN),
+                       "noise_rel": float(p.noise_rel), "seed": int(p.seed),
+                       "indenter_offset_um": [dx, dy], "indenter_axes": [sx, sy]},
+        "phase_area_fractions": dict(zip(PHASES, area)),
+        "mean_zone_fractions": dict(zip(PHASES, indents[zone_cols].mean().to_numpy())),
+        "dominant_phase_counts": {ph: int((indents["phase"] == ph).sum()) for ph in PHASES},
+        "phase_properties": PHASE_PROPERTIES.reset_index().to_dict(orient="records"),
+    }
+
+    write_export(export, snakemake.output.export)
+    write_npy(labels.astype(np.uint8), snakemake.output.labels)
+    if snakemake.output.get("indents"):
+        write_table(indents, snakemake.output.indents)
+    write_json(note, snakemake.output.note)
+    log.info("virtual indentation of %s: %d SIMULATED indents written", image_path, len(indents))
+
+
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -49,105 +49,97 @@ All outputs are written into temporary siblings and renamed only when every
 one of them is complete.
 """
 import contextlib
+import logging
 from pathlib import Path
 
-import numpy as np
-import tifffile
 from microprop.workflow import setup_script
 
-snakemake = setup_script(globals())
-
-import logging  # noqa: E402
-
-from microprop import indentation as mp_indentation  # noqa: E402
-from microprop import io as mio  # noqa: E402
-from microprop import phases as mp_phases  # noqa: E402
-from microprop import virtual as mp_virtual  # noqa: E402
-from microprop.errors import InputError  # noqa: E402
-from microprop.progress import progress  # noqa: E402
-
 log = logging.getLogger("microprop.virtual_specimen")
-P = snakemake.params
+
+#: Generator parameters of ``snakemake.params`` and their defaults (also for a null value).
+DEFAULTS = {
+    "n_batches": [2, 1], "batch_shape": [20, 20], "spacing_um": 10.0, "margin_um": 15.0,
+    "batch_origin_error_um": 1.0, "grid_drift_um": 0.1, "tile_shape_px": [2048, 2048],
+    "overlap_frac": 0.1, "stage_error_um": 1.5, "after_offset_um": [3.0, -2.0],
+    "indenter_offset_um": [0.0, 0.0], "indenter_axes": [1, 1], "load_mN": 2.0,
+    "noise_rel": 0.05, "electrons_per_px": 5000.0, "brightness_drift": 0.01,
+    "contrast_drift": 0.02, "seed": 0,
+}
+#: Parameters passed to the generator as float (the others as given, the seed as int).
+FLOATS = ("spacing_um", "margin_um", "batch_origin_error_um", "grid_drift_um", "overlap_frac",
+          "stage_error_um", "load_mN", "noise_rel", "electrons_per_px", "brightness_drift",
+          "contrast_drift")
 
 
-def param(name, default):
-    value = P.get(name, default)
-    return default if value is None else value
+def main(snakemake):
+    """Generate one virtual area; write its tile sets, exports and truth atomically."""
+    # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import numpy as np
+    from microprop import imaging
+    from microprop import indentation as mp_indentation
+    from microprop import io as mio
+    from microprop import phases as mp_phases
+    from microprop import virtual as mp_virtual
+    from microprop.errors import InputError
+    from microprop.progress import progress
+
+    P = snakemake.params
+    # a parameter absent or null takes its default
+    par = {k: (d if P.get(k, d) is None else P.get(k, d)) for k, d in
+           {**DEFAULTS, "fractions": mp_phases.DEFAULT_FRACTIONS, "batches": None}.items()}
+    eta_table = mio.read_table(snakemake.input.phase_eta, required=("phase", "eta"),
+                               what="phase eta table")
+    phase_eta = dict(zip(eta_table["phase"].astype(str), eta_table["eta"].astype(float)))
+    missing = [p for p in mp_phases.PHASES if p not in phase_eta]
+    if missing:
+        raise InputError(f"{snakemake.input.phase_eta}: no row for phase(s) {missing}")
+
+    batch_names = list(par.pop("batches") or [])
+    out = snakemake.output
+    export_paths = list(out.get("exports", None) or [])
+    if export_paths and len(export_paths) != len(batch_names):
+        raise InputError(f"virtual_specimen: {len(export_paths)} export outputs for "
+                         f"{len(batch_names)} batches {batch_names}")
+
+    kwargs = {k: float(v) if k in FLOATS else v for k, v in par.items()}
+    kwargs["seed"] = int(kwargs["seed"])
+    area = mp_virtual.generate_area(phase_eta, pixel_size_nm=float(P.pixel_size_nm),
+                                    batches=batch_names or None, **kwargs)
+    names = area["summary"]["parameters"]["batches"]
+
+    with contextlib.ExitStack() as stack:
+        # every output goes to a temporary sibling; all are renamed when the block ends without
+        # error
+        tmp_before = stack.enter_context(mio.atomic_path(out.before))
+        tmp_after = stack.enter_context(mio.atomic_path(out.after))
+        tmp_truth = Path(stack.enter_context(mio.atomic_path(out.truth_dir)))
+        if export_paths:
+            tmp_exports = [stack.enter_context(mio.atomic_path(p)) for p in export_paths]
+        else:
+            tmp_dir = Path(stack.enter_context(mio.atomic_path(out.indentation_dir)))
+            tmp_dir.mkdir(parents=True)
+            tmp_exports = [tmp_dir / f"{b}.csv" for b in names]
+
+        for folder, tileset in ((Path(tmp_before), area["before"]),
+                                (Path(tmp_after), area["after"])):
+            imaging.write_tile_set(folder, progress(tileset["tiles"], desc=f"tiles {folder.name}",
+                                                    unit="tile"), tileset["layout"])
+        for b, path in zip(names, tmp_exports):
+            mp_indentation.write_export(area["exports"][b], path)
+
+        tmp_truth.mkdir(parents=True)
+        np.save(tmp_truth / "phases.npy", area["labels"])
+        area["before"]["truth"].to_csv(tmp_truth / "tiles_before.csv", index=False)
+        area["after"]["truth"].to_csv(tmp_truth / "tiles_after.csv", index=False)
+        area["indents"].to_csv(tmp_truth / "indents.csv", index=False)
+        mp_phases.PHASE_PROPERTIES.to_csv(tmp_truth / "phase_properties.csv")
+        mio.write_json(area["summary"], tmp_truth / "truth.json")
+
+    log.info("virtual area written: %d + %d tiles, %d batches, %d indents; area fractions %s",
+             len(area["before"]["tiles"]), len(area["after"]["tiles"]), len(names),
+             len(area["indents"]),
+             {k: round(v, 4) for k, v in area["summary"]["area_fractions"].items()})
 
 
-eta_table = mio.read_table(snakemake.input.phase_eta, required=("phase", "eta"), what="phase eta table")
-phase_eta = dict(zip(eta_table["phase"].astype(str), eta_table["eta"].astype(float)))
-missing = [p for p in mp_phases.PHASES if p not in phase_eta]
-if missing:
-    raise InputError(f"{snakemake.input.phase_eta}: no row for phase(s) {missing}")
-
-batch_names = list(param("batches", None) or [])
-out = snakemake.output
-export_paths = list(out.get("exports", None) or [])
-if export_paths and len(export_paths) != len(batch_names):
-    raise InputError(f"virtual_specimen: {len(export_paths)} export outputs for {len(batch_names)} batches "
-                         f"{batch_names}")
-
-area = mp_virtual.generate_area(
-    phase_eta,
-    pixel_size_nm=float(P.pixel_size_nm),
-    fractions=param("fractions", mp_phases.DEFAULT_FRACTIONS),
-    n_batches=param("n_batches", [2, 1]),
-    batch_shape=param("batch_shape", [20, 20]),
-    spacing_um=float(param("spacing_um", 10.0)),
-    margin_um=float(param("margin_um", 15.0)),
-    batch_origin_error_um=float(param("batch_origin_error_um", 1.0)),
-    grid_drift_um=float(param("grid_drift_um", 0.1)),
-    tile_shape_px=param("tile_shape_px", [2048, 2048]),
-    overlap_frac=float(param("overlap_frac", 0.1)),
-    stage_error_um=float(param("stage_error_um", 1.5)),
-    after_offset_um=param("after_offset_um", [3.0, -2.0]),
-    indenter_offset_um=param("indenter_offset_um", [0.0, 0.0]),
-    indenter_axes=param("indenter_axes", [1, 1]),
-    load_mN=float(param("load_mN", 2.0)),
-    noise_rel=float(param("noise_rel", 0.05)),
-    electrons_per_px=float(param("electrons_per_px", 5000.0)),
-    brightness_drift=float(param("brightness_drift", 0.01)),
-    contrast_drift=float(param("contrast_drift", 0.02)),
-    batches=batch_names or None,
-    seed=int(param("seed", 0)),
-)
-names = area["summary"]["parameters"]["batches"]
-
-
-def write_tiles(folder, tileset):
-    folder.mkdir(parents=True, exist_ok=True)
-    for tile, fname in progress(list(zip(tileset["tiles"], tileset["layout"]["file"])),
-                                desc=f"tiles {folder.name}", unit="tile"):
-        tifffile.imwrite(folder / fname, tile, compression=None)
-    tileset["layout"].to_csv(folder / "layout.csv", index=False)
-
-
-with contextlib.ExitStack() as stack:
-    # every output goes to a temporary sibling; all are renamed when the block ends without error
-    tmp_before = stack.enter_context(mio.atomic_path(out.before))
-    tmp_after = stack.enter_context(mio.atomic_path(out.after))
-    tmp_truth = Path(stack.enter_context(mio.atomic_path(out.truth_dir)))
-    if export_paths:
-        tmp_exports = [stack.enter_context(mio.atomic_path(p)) for p in export_paths]
-    else:
-        tmp_dir = Path(stack.enter_context(mio.atomic_path(out.indentation_dir)))
-        tmp_dir.mkdir(parents=True)
-        tmp_exports = [tmp_dir / f"{b}.csv" for b in names]
-
-    write_tiles(Path(tmp_before), area["before"])
-    write_tiles(Path(tmp_after), area["after"])
-    for b, path in zip(names, tmp_exports):
-        mp_indentation.write_export(area["exports"][b], path)
-
-    tmp_truth.mkdir(parents=True)
-    np.save(tmp_truth / "phases.npy", area["labels"])
-    area["before"]["truth"].to_csv(tmp_truth / "tiles_before.csv", index=False)
-    area["after"]["truth"].to_csv(tmp_truth / "tiles_after.csv", index=False)
-    area["indents"].to_csv(tmp_truth / "indents.csv", index=False)
-    mp_phases.PHASE_PROPERTIES.to_csv(tmp_truth / "phase_properties.csv")
-    mio.write_json(area["summary"], tmp_truth / "truth.json")
-
-log.info("virtual area written: %d + %d tiles, %d batches, %d indents; area fractions %s",
-         len(area["before"]["tiles"]), len(area["after"]["tiles"]), len(names), len(area["indents"]),
-         {k: round(v, 4) for k, v in area["summary"]["area_fractions"].items()})
+if __name__ == "__main__":
+    main(setup_script(globals()))

@@ -264,3 +264,105 @@ def test_rule_scripts_chain(tmp_path, rng):
     assert attrs["calibration"]["demo/a1"]["quantity"] == "eta"
     rep = __import__("json").loads((tmp_path / "splits.json").read_text())
     assert rep["n"] == 2 and sum(v["count"] for v in rep["random"].values()) == 2
+
+
+# --------------------------------------------------------------------------
+# the one reader of dataset.h5
+# --------------------------------------------------------------------------
+def _assembled(tmp_path, rng):
+    paths, _, _ = _three_shards(tmp_path, rng)
+    out = tmp_path / "dataset.h5"
+    data.assemble(paths, out, seed=0, block_um=50.0)
+    return out
+
+
+def _copy_with(src, dst, splits):
+    """``src`` with its /splits replaced by ``splits`` ({scheme: {part: indices}})."""
+    with h5py.File(src, "r") as a, h5py.File(dst, "w") as b:
+        for k in ("images", "targets", "meta"):
+            a.copy(k, b)
+        b.attrs.update(a.attrs)
+        for scheme, parts in splits.items():
+            for part, idx in parts.items():
+                b[f"splits/{scheme}/{part}"] = np.asarray(idx, np.int64)
+    return dst
+
+
+def test_open_dataset_names_the_file(tmp_path):
+    with pytest.raises(InputError, match="none.h5: dataset not found"):
+        with data.open_dataset(tmp_path / "none.h5"):
+            pass
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(InputError, match="junk.h5: not a readable HDF5 dataset"):
+        with data.open_dataset(tmp_path / "junk.h5"):
+            pass
+    with h5py.File(tmp_path / "other.h5", "w") as fh:
+        fh["x"] = np.zeros(3)
+    with pytest.raises(InputError, match="other.h5: not a dataset: lacks /images"):
+        with data.open_dataset(tmp_path / "other.h5"):
+            pass
+    with h5py.File(tmp_path / "flat.h5", "w") as fh:
+        fh["images"] = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(InputError, match=r"flat.h5: not a dataset: /images must be \(N, S, S\)"):
+        data.read_split(tmp_path / "flat.h5", "random")
+
+
+def test_read_split_equals_the_stored_indices_from_a_path_or_an_open_file(tmp_path, rng):
+    path = _assembled(tmp_path, rng)
+    with h5py.File(path, "r") as fh:
+        stored = {s: fh[f"splits/blocked/{s}"][...] for s in data.SPLITS}
+    by_path = data.read_split(path, "blocked")
+    with data.open_dataset(path) as fh:
+        by_file = data.read_split(fh, "blocked")
+        assert fh.id.valid  # a file handed in stays open
+    for s in data.SPLITS:
+        assert by_path[s].dtype == np.int64 and by_path[s].ndim == 1
+        np.testing.assert_array_equal(by_path[s], stored[s])
+        np.testing.assert_array_equal(by_file[s], stored[s])
+    assert list(by_path) == list(data.SPLITS)
+    assert set(data.read_splits(path)) == {"random", "blocked"}
+    assert data.has_split(path, "random") and not data.has_split(path, "spatial")
+
+
+@pytest.mark.parametrize("splits, message", [
+    ({"random": {"train": [0, 1], "val": [2]}}, r"lacks /splits/random/test"),
+    ({"random": {"train": [0, 1], "val": [2], "test": [3, 120]}},
+     r"/splits/random/test has indices outside 0\.\.119"),
+    ({"random": {"train": [0, 1, 1], "val": [2], "test": [3]}}, "/splits/random/train repeats"),
+    ({"random": {"train": [0, 1], "val": [2, 3], "test": [3, 4]}},
+     r"/splits/random puts 1 samples in more than one split"),
+    ({"blocked": {"train": [0], "val": [1], "test": [2]}}, r"no /splits/random .*found \['blocked'\]"),
+])
+def test_read_split_rejects_bad_splits(tmp_path, rng, splits, message):
+    bad = _copy_with(_assembled(tmp_path, rng), tmp_path / "bad.h5", splits)
+    with pytest.raises(InputError, match="bad.h5.*" + message):
+        data.read_split(bad, "random")
+
+
+def test_read_split_optional_parts_are_empty(tmp_path, rng):
+    bad = _copy_with(_assembled(tmp_path, rng), tmp_path / "noval.h5",
+                     {"random": {"train": [0, 1], "test": [5]}})
+    parts = data.read_split(bad, "random", required=("train", "test"))
+    assert parts["val"].size == 0 and parts["val"].dtype == np.int64
+    assert not data.has_split(bad, "random") and data.has_split(bad, "random", ("train", "test"))
+    with pytest.raises(InputError, match="has no /splits group"):
+        data.read_splits(_copy_with(bad, tmp_path / "nosplits.h5", {}))
+
+
+def test_read_crops_follow_the_split_order(tmp_path, rng):
+    path = _assembled(tmp_path, rng)
+    imgs, table, _ = data.read_shard(path)
+    parts = data.read_split(path, "random")
+    for part in data.SPLITS:
+        x, y, index = data.read_crops(path, "H_GPa", "random", part)
+        np.testing.assert_array_equal(index, parts[part])
+        np.testing.assert_array_equal(x, imgs[index])
+        np.testing.assert_array_equal(y, table["H_GPa"].to_numpy(np.float64)[index])
+    targets = data.read_targets(path)
+    assert set(targets) == {"E_GPa", "H_GPa"} and targets["E_GPa"].dtype == np.float64
+    np.testing.assert_array_equal(targets["E_GPa"], table["E_GPa"].to_numpy(np.float64))
+    assert data.read_attrs(path)["crop_size_px"] == 9
+    with pytest.raises(InputError, match="target 'G_GPa'"):
+        data.read_crops(path, "G_GPa")
+    with pytest.raises(InputError, match="split 'nope'"):
+        data.read_crops(path, "E_GPa", "nope")

@@ -360,3 +360,41 @@ def test_map_area_script(tmp_path, rng, monkeypatch):
     assert meta["dense"]["shape"] == list(dense.shape) and meta["dense"]["crops_per_s"] > 0
     assert Image.open(out["fig_maps"]).size == (1600, 550)
     assert Image.open(out["fig_hist"]).size[0] == 1650
+
+
+def test_dense_step_and_window_placement():
+    shape, s = (260, 300), 40
+    n = lambda step: np.prod([c.size for c in learning.window_centres(shape, s, step)])  # noqa: E731
+    assert learning.dense_step_px(shape, s, 5) == 5 and learning.dense_step_px(shape, s, 5, 0) == 5
+    step = learning.dense_step_px(shape, s, 5, max_crops=200)
+    assert n(step) <= 200 < n(step - 1)
+    assert learning.map_label("ResNet", 40, 40.0) == "ResNet, step 1.6 um"
+    centres = learning.window_centres(shape, s, 10)
+    grid = np.zeros((centres[0].size, centres[1].size), np.float32)
+    geo = learning.map_geometry(10, 40.0, grid, centres)
+    assert geo == {"step_px": 10, "step_um": 0.4, "shape": list(grid.shape),
+                   "first_centre_px": [int(centres[1][0]), int(centres[0][0])]}
+    # an even crop's centre lies half a pixel before its centre pixel
+    x_um, y_um = learning.first_centre_um(centres, s, 40.0)
+    assert x_um == pytest.approx((centres[1][0] - 0.5) * 0.04)
+    assert y_um == pytest.approx((centres[0][0] - 0.5) * 0.04)
+    assert learning.first_centre_um(centres, 41, 40.0)[0] == pytest.approx(centres[1][0] * 0.04)
+
+
+def test_load_ensemble_and_mean_predictor(tmp_path, rng):
+    fake = _fake_train(8)
+    paths = []
+    for i, shift in enumerate((-1.0, 3.0)):
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        (tmp_path / f"m{i}.pt").write_text(str(shift))
+    models, meta = learning.load_ensemble(paths, "cpu", load_model=fake.load_model)
+    assert [m[0] for m in models] == paths and meta["crop_size_px"] == 8
+    fn = learning.ensemble_mean_predictor(models, "cpu", 4, predict=fake.predict)
+    crops = rng.random((5, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(fn(crops), 20 + 200 * crops.mean(axis=(1, 2)) + 1.0, rtol=1e-6)
+    with pytest.raises(InputError, match="no checkpoints"):
+        learning.load_ensemble([], "cpu", load_model=fake.load_model)
+    other = _fake_train(16)
+    mixed = lambda p, d: (other if p == paths[1] else fake).load_model(p, d)  # noqa: E731
+    with pytest.raises(InputError, match="m1.pt: crop_size_px = 16 differs"):
+        learning.load_ensemble(paths, "cpu", load_model=mixed)

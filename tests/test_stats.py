@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from microprop import io as mio
 from microprop import stats  # noqa: E402
 from microprop.errors import InputError
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -303,3 +304,47 @@ def test_component_names_keep_the_order_of_the_means():
     """Means all shifted above the references: names must stay in order."""
     names = stats.name_components([46.0, 66.0, 89.0, 105.0], stats.phase_reference_means("E_GPa"))
     assert names == ["LD-C-S-H", "HD-C-S-H", "CH", "ACC"]
+
+
+def test_gmm_tables_fractions_and_hydration_by_area(rng):
+    counts = rng.multinomial(1200, FRACTIONS)
+    e = np.concatenate([rng.normal(m, s, k) for m, s, k in zip(LIT_E, SD_E, counts)])
+    data = pd.DataFrame({"E_GPa": e, "H_GPa": e / 30.0,
+                         "area": np.where(np.arange(e.size) % 2, "A2", "A1")})
+    data.loc[:3, "area"] = "tiny"  # too few indents for a mixture: left out with a warning
+    t = stats.gmm_tables(data, "E_GPa", n_components=4, seed=0, n_init=2)
+    assert list(t["area"].unique()) == ["pooled", "A1", "A2"]
+    assert (t["method"] == "E_GPa only").all()
+    assert (t.loc[t["area"] == "pooled", "n"] == 1200).all()
+    fr = stats.mixture_fractions(t)
+    assert list(fr) == sorted(PHASES) and sum(fr.values()) == pytest.approx(1.0)
+    hyd = stats.hydration_by_area(t, t, 0.5)
+    assert hyd["alpha"] == pytest.approx(stats.hydration(fr, 0.5)["alpha"])
+    assert set(hyd["per_area"]) == {"A1", "A2"} and hyd["fractions_E"] == fr
+    note = stats.hydration_or_note({"CH": 0.2}, 0.5)
+    assert note["alpha"] is None and "ACC" in note["notes"][0]
+
+
+def test_read_located_and_table_model_bins(tmp_path):
+    files = []
+    for area in ("A1", "A2"):
+        f = tmp_path / "results" / "S" / area / "located" / "b1.csv"
+        f.parent.mkdir(parents=True)
+        pd.DataFrame({"batch": "b1", "indent": [1, 2], "E_GPa": [20.0, 30.0],
+                      "H_GPa": [1.0, 1.1]}).to_csv(f, index=False)
+        files.append(str(f))
+    df = mio.read_located(files)
+    assert df["area"].tolist() == ["A1", "A1", "A2", "A2"] and df["source"].tolist()[2] == files[1]
+    assert mio.read_located(files, areas=["x", "y"])["area"].tolist() == ["x", "x", "y", "y"]
+    with pytest.raises(InputError, match="one area per file"):
+        mio.read_located(files, areas=["x"])
+    with pytest.raises(InputError, match="no located-indent files"):
+        mio.read_located([])
+    bins = pd.DataFrame({"target": ["E_GPa", "E_GPa", "H_GPa"], "bin": [1, 0, 0],
+                         "grey_lo": [0.5, 0.0, 0.0], "grey_hi": [1.0, 0.5, 1.0],
+                         "y_mean": [30.0, 20.0, 1.0]})
+    bins.to_csv(tmp_path / "bins.csv", index=False)
+    b = stats.read_table_model_bins(tmp_path / "bins.csv", "E_GPa")
+    assert b["bin"].tolist() == [0, 1] and b["y_mean"].tolist() == [20.0, 30.0]
+    with pytest.raises(InputError, match="bins.csv: no table-model bins for target 'G'"):
+        stats.read_table_model_bins(tmp_path / "bins.csv", "G")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from microprop.data import read_split
+from microprop.data import read_crops
 from microprop.errors import InputError
 from microprop.learning import (
     METRIC_COLUMNS,
@@ -103,7 +103,7 @@ def test_learns_known_relation(data32, tmp_path):
 
     model, meta = load_model(out / "best.pt", "cpu")
     assert meta["target"] == "E_GPa" and meta["epoch"] == summary["best_epoch"]
-    images, y, index = read_split(path, "E_GPa", "random", "test")
+    images, y, index = read_crops(path, "E_GPa", "random", "test")
     pred = predict(model, meta, images, "cpu")
     r2 = 1 - np.mean((pred - y) ** 2) / np.var(y)
     best_r2 = 1 - 1.0 / np.var(y)  # the relation's noise is N(0, 1 GPa)
@@ -142,7 +142,7 @@ def test_gpu_code_paths_learn_on_cpu(mode, data16, tmp_path):
     assert ckpt["meta"]["config"]["autocast_bf16"] == (mode == "bf16")
     assert ckpt["meta"]["config"]["resident_uint8"] == (mode == "uint8")
     model, meta = load_model(out / "best.pt", "cpu")
-    images, y, _ = read_split(data16, "E_GPa", "random", "test")
+    images, y, _ = read_crops(data16, "E_GPa", "random", "test")
     pred = predict(model, meta, images, "cpu")
     assert 1 - np.mean((pred - y) ** 2) / np.var(y) > 0.3
 
@@ -165,7 +165,7 @@ def test_bf16_inference_is_close_to_float32(data16, tmp_path):
     train(data16, "E_GPa", out, epochs=3, batch_size=16, lr=1e-3, arch_kwargs=TINY,
           log_every=0, device="cpu")
     model, meta = load_model(out / "best.pt", "cpu")
-    images, _, _ = read_split(data16, "E_GPa", "random", "test")
+    images, _, _ = read_crops(data16, "E_GPa", "random", "test")
     p32 = predict(model, meta, images, "cpu")
     p16 = predict(model, meta, images, "cpu", bf16=True)
     rel = np.abs(p16 - p32) / meta["target_std"]
@@ -184,13 +184,13 @@ def test_checkpoint_contract_and_mc_dropout(data16, tmp_path):
         assert key in best["meta"], key
     for key in ("model", "meta", "optimizer", "scheduler", "rng", "best_val_loss", "epoch"):
         assert key in last, key
-    _, y, _ = read_split(data16, "H_GPa", "random", "train")
+    _, y, _ = read_crops(data16, "H_GPa", "random", "train")
     assert best["meta"]["target_mean"] == pytest.approx(y.mean())
     assert best["meta"]["target_std"] == pytest.approx(y.std())
     assert best["meta"]["input_px"] is None  # 16 == crop size: no downsampling
 
     model, meta = load_model(out / "best.pt", "cpu")
-    images, _, _ = read_split(data16, "H_GPa", "random", "test")
+    images, _, _ = read_crops(data16, "H_GPa", "random", "test")
     p1 = predict(model, meta, images, "cpu")
     assert np.array_equal(p1, predict(model, meta, images, "cpu"))
     torch.manual_seed(0)

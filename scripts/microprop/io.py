@@ -150,6 +150,36 @@ def open_image(path, name=None):
     return arr
 
 
+def open_calibrated(path, name):
+    """Open one array of a calibrated group with the attrs of the group and of the array.
+
+    Parameters
+    ----------
+    path : path-like
+        ``calibrated.zarr`` group store.
+    name : str
+        Array of the group (``"MulF"`` or ``"MicF"``).
+
+    Returns
+    -------
+    array : zarr.Array
+        As :func:`open_image`.
+    attrs : dict
+        The group's attrs updated with the array's own (which carry the
+        calibration too); ``pixel_size_nm`` (nm) is present and non-zero.
+
+    Raises
+    ------
+    InputError
+        As :func:`open_image`; if the attrs lack ``pixel_size_nm``.
+    """
+    arr = open_image(path, name=name)
+    attrs = {**dict(_zarr().open_group(str(path), mode="r").attrs), **dict(arr.attrs)}
+    if not attrs.get("pixel_size_nm"):
+        raise InputError(f"{path}/{name}: attrs lack pixel_size_nm")
+    return arr, attrs
+
+
 def iter_chunks(shape, chunk=DEFAULT_CHUNK):
     """Yield ``(slice_y, slice_x)`` covering a 2D ``shape`` in square blocks."""
     h, w = shape
@@ -186,6 +216,58 @@ def downsample(arr, factor):
         out[y0 // factor: y1 // factor] = block.reshape(
             (y1 - y0) // factor, factor, ow, factor).mean(axis=(1, 3))
     return out
+
+
+def image_attr(arr, key, path):
+    """Attribute ``key`` of an image store opened with :func:`open_image`.
+
+    Parameters
+    ----------
+    arr : zarr.Array
+        The opened store.
+    key : str
+        Attribute name (e.g. ``pixel_size_nm``, ``origin_um``).
+    path : path-like
+        The store's path, for the message.
+
+    Returns
+    -------
+    object
+        The attribute's value (JSON type).
+
+    Raises
+    ------
+    InputError
+        If the store lacks the attribute (the message names the file).
+    """
+    if key not in arr.attrs:
+        raise InputError(f"{path}: mosaic lacks attribute {key!r}")
+    return arr.attrs[key]
+
+
+def write_npy(array, path):
+    """Write a numpy array as ``.npy`` atomically (:func:`numpy.save`, dtype and shape kept)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+
+
+def path_list(value):
+    """A path, a list of paths or None (a Snakemake input) as a list of str.
+
+    Parameters
+    ----------
+    value : str, path-like, iterable of path-like, or None
+
+    Returns
+    -------
+    list of str
+        ``[]`` for None, ``[str(value)]`` for one path.
+    """
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [str(value)]
+    return [str(v) for v in value]
 
 
 def open_hdf5(path, what="HDF5 file"):
@@ -238,6 +320,46 @@ def read_table(path, required=(), what="table"):
     if missing:
         raise InputError(f"{path}: {what} lacks column(s) {missing}; found {list(df.columns)}")
     return df
+
+
+def read_located(files, areas=None, required=("batch", "indent", "E_GPa", "H_GPa")):
+    """Concatenate located-indent tables, with an ``area`` and a ``source`` column.
+
+    Parameters
+    ----------
+    files : sequence of path-like
+        ``results/{specimen}/{area}/located/{batch}.csv`` files.
+    areas : sequence of str, optional
+        The area of each file, same order; default: read from the path (the
+        folder above ``located/``).
+    required : sequence of str
+        Columns every file must have.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of all files in order, index reset, with ``area`` (str) and
+        ``source`` (the file, str) added.
+
+    Raises
+    ------
+    InputError
+        If no file is given, ``areas`` does not have one entry per file, or a
+        file is missing or lacks a required column (the message names it).
+    """
+    files = [str(f) for f in files]
+    if not files:
+        raise InputError("no located-indent files given (input.located is empty)")
+    if areas is not None and len(areas) != len(files):
+        raise InputError(f"{len(areas)} areas given for {len(files)} located files; "
+                         "expected one area per file")
+    frames = []
+    for i, f in enumerate(files):
+        df = read_table(f, required=tuple(required), what="located indents")
+        df["area"] = str(areas[i]) if areas is not None else Path(f).parent.parent.name
+        df["source"] = f
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
 
 
 def write_table(df, path):

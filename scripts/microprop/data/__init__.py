@@ -13,8 +13,13 @@ from ._crops import (  # noqa: F401
     crop_size_px,
 )
 from ._reader import (  # noqa: F401
+    has_split,
+    open_dataset,
+    read_attrs,
+    read_crops,
     read_split,
     read_splits,
+    read_targets,
 )
 from ._shards import (  # noqa: F401
     CONSISTENT_ATTRS,
@@ -39,8 +44,13 @@ __all__ = [
     "SKIP_NO_TARGET",
     "crop_size_px",
     "crop_indents",
-    "read_splits",
+    "open_dataset",
+    "has_split",
     "read_split",
+    "read_splits",
+    "read_targets",
+    "read_attrs",
+    "read_crops",
     "META_STR",
     "META_COLUMNS",
     "TARGETS",

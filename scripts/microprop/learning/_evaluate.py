@@ -28,7 +28,6 @@ import importlib
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
@@ -109,15 +108,7 @@ def ensemble_predict(checkpoints, images, device="auto", mc_samples=0, batch_siz
     """
     import torch
 
-    paths = [Path(p) for p in checkpoints]
-    if not paths:
-        raise InputError("ensemble_predict: no checkpoints given")
-    for p in paths:
-        if not p.exists():
-            raise InputError(f"{p}: checkpoint not found")
-    if len(getattr(images, "shape", ())) != 3:
-        raise InputError(f"ensemble_predict: images must be (N, S, S); got shape "
-                         f"{getattr(images, 'shape', None)}")
+    paths = _check_ensemble_input(checkpoints, images)
     n, s = int(images.shape[0]), int(images.shape[-1])
     mc_samples = int(mc_samples or 0)
     load_model, predict = _train_api(load_model, predict)
@@ -129,31 +120,11 @@ def ensemble_predict(checkpoints, images, device="auto", mc_samples=0, batch_siz
     for m, p in enumerate(paths):
         model, meta = load_model(p, dev)
         metas.append(dict(meta))
-        if meta.get("target") != metas[0].get("target"):
-            raise InputError(f"{p}: member predicts {meta.get('target')!r} but {paths[0]} "
-                             f"predicts {metas[0].get('target')!r}")
-        for key, want in (expect or {}).items():
-            have = meta.get(key)
-            if want is not None and have is not None and have != want:
-                hint = (" (evaluating on another split scheme would score it on samples it was "
-                        "trained on)") if key == "split" else ""
-                raise InputError(f"{p}: member has {key} = {have!r}; expected {want!r}{hint}")
-        size = meta.get("crop_size_px")
-        if size is not None and int(size) != s:
-            raise InputError(f"{p}: member was trained on {int(size)} px crops; the dataset "
-                             f"has {s} px crops")
-        for r in range(passes):
-            col = m * passes + r
-            for i0 in progress(range(0, n, block), desc=f"predict {p.parent.name or p.name}",
-                               unit="block", disable=n <= block):
-                x = np.asarray(images[i0:i0 + block], dtype=np.float32)
-                out = np.asarray(predict(model, meta, x, dev, batch_size=batch_size,
-                                         mc_dropout=mc_samples > 0), dtype=np.float64).ravel()
-                if out.shape != (x.shape[0],):
-                    raise InputError(f"{p}: predict returned shape {out.shape} for "
-                                     f"{x.shape[0]} crops")
-                preds[i0:i0 + x.shape[0], col] = out
-        bad = ~np.isfinite(preds[:, m * passes:(m + 1) * passes])
+        _check_member(p, meta, paths[0], metas[0], expect, s)
+        cols = preds[:, m * passes:(m + 1) * passes]
+        _member_passes(cols, p, model, meta, images, predict, dev, batch_size, block,
+                       mc_samples)
+        bad = ~np.isfinite(cols)
         if bad.any():
             raise InputError(f"{p}: {int(bad.sum())} non-finite predictions (crops "
                              f"{np.flatnonzero(bad.any(axis=1))[:10].tolist()})")
@@ -161,26 +132,60 @@ def ensemble_predict(checkpoints, images, device="auto", mc_samples=0, batch_siz
     return preds, metas
 
 
+def _check_ensemble_input(checkpoints, images):
+    """The checkpoint paths, checked to exist, and ``images`` checked to be (N, S, S)."""
+    paths = [Path(p) for p in checkpoints]
+    if not paths:
+        raise InputError("ensemble_predict: no checkpoints given")
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: checkpoint not found")
+    if len(getattr(images, "shape", ())) != 3:
+        raise InputError(f"ensemble_predict: images must be (N, S, S); got shape "
+                         f"{getattr(images, 'shape', None)}")
+    return paths
+
+
+def _check_member(path, meta, first_path, first_meta, expect, crop_px):
+    """Raise if a member's meta disagrees with the first member, ``expect`` or the crops."""
+    if meta.get("target") != first_meta.get("target"):
+        raise InputError(f"{path}: member predicts {meta.get('target')!r} but {first_path} "
+                         f"predicts {first_meta.get('target')!r}")
+    for key, want in (expect or {}).items():
+        have = meta.get(key)
+        if want is not None and have is not None and have != want:
+            hint = (" (evaluating on another split scheme would score it on samples it was "
+                    "trained on)") if key == "split" else ""
+            raise InputError(f"{path}: member has {key} = {have!r}; expected {want!r}{hint}")
+    size = meta.get("crop_size_px")
+    if size is not None and int(size) != crop_px:
+        raise InputError(f"{path}: member was trained on {int(size)} px crops; the dataset "
+                         f"has {crop_px} px crops")
+
+
+def _member_passes(cols, path, model, meta, images, predict, dev, batch_size, block, mc_samples):
+    """Fill ``cols`` (N, passes) with one member's passes over ``images``, ``block`` crops a time."""
+    n = cols.shape[0]
+    for r in range(cols.shape[1]):
+        for i0 in progress(range(0, n, block), desc=f"predict {path.parent.name or path.name}",
+                           unit="block", disable=n <= block):
+            x = np.asarray(images[i0:i0 + block], dtype=np.float32)
+            out = np.asarray(predict(model, meta, x, dev, batch_size=batch_size,
+                                     mc_dropout=mc_samples > 0), dtype=np.float64).ravel()
+            if out.shape != (x.shape[0],):
+                raise InputError(f"{path}: predict returned shape {out.shape} for "
+                                 f"{x.shape[0]} crops")
+            cols[i0:i0 + x.shape[0], r] = out
+
+
 def _read_dataset(path, scheme):
+    """Table and attrs of a dataset and the parts of split ``scheme`` (val, test non-empty)."""
     path = Path(path)
+    with mdataset.open_dataset(path) as fh:
+        if "splits" not in fh:
+            raise InputError(f"{path}: dataset has no /splits group")
+        parts = mdataset.read_split(fh, scheme)
     _, table, attrs = mdataset.read_shard(path, images=False)
-    try:
-        splits = mdataset.read_splits(path)
-    except KeyError as exc:
-        raise InputError(f"{path}: dataset has no /splits group") from exc
-    if scheme not in splits:
-        raise InputError(f"{path}: no /splits/{scheme}; found {sorted(splits)}")
-    parts = splits[scheme]
-    n = len(table)
-    seen = np.zeros(n, int)
-    for name in SPLITS:
-        idx = parts[name]
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise InputError(f"{path}: /splits/{scheme}/{name} has indices outside 0..{n - 1}")
-        np.add.at(seen, idx, 1)
-    if (seen > 1).any():
-        raise InputError(f"{path}: /splits/{scheme} puts {int((seen > 1).sum())} samples in "
-                         "more than one split")
     for name in ("val", "test"):
         if parts[name].size == 0:
             raise InputError(f"{path}: /splits/{scheme}/{name} is empty")
@@ -238,11 +243,8 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
     """
     dataset_path = Path(dataset_path)
     table, attrs, parts = _read_dataset(dataset_path, split)
-    rows = np.concatenate([parts[s] for s in SPLITS]).astype(np.int64)
-    labels = np.concatenate([np.full(parts[s].size, s, dtype=object) for s in SPLITS])
-    order = np.argsort(rows, kind="stable")
-    rows, labels = rows[order], labels[order]
-    with h5py.File(dataset_path, "r") as fh:
+    rows, labels = _rows_and_labels(parts)
+    with mdataset.open_dataset(dataset_path) as fh:
         imgs = fh["images"]
         # h5py reads fancy indices in increasing order; all rows is the common case
         images = imgs if rows.size == imgs.shape[0] else imgs[rows]
@@ -255,15 +257,41 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
         raise InputError(f"{checkpoints[0]}: unknown target {tgt!r}; expected one of "
                          f"{list(mdataset.TARGETS)}")
     y = table[tgt].to_numpy(float)[rows]
+    mean, std = _ensemble_mean_std(preds)
+    cal = labels == "val"
+    lo, hi, info = prediction_interval(mean, std, y[cal], mean[cal], std[cal], level=level)
+    raw_lo, raw_hi = info.pop("raw_lo"), info.pop("raw_hi")
+    metrics = _split_metrics(y, mean, preds, labels)
+    interval = _interval_summary(y, labels, (lo, hi), (raw_lo, raw_hi), info)
+    pred_df = _predictions_table(table, rows, labels, y, mean, std, (lo, hi), (raw_lo, raw_hi))
+    _log_summary(tgt, preds.shape[1], metrics, interval, level)
+    return {"target": tgt, "split_scheme": split, "level": float(level),
+            "n_members": len(metas), "mc_samples": int(mc_samples or 0),
+            "n_predictions": int(preds.shape[1]), "checkpoints": [str(p) for p in checkpoints],
+            "pixel_size_nm": attrs.get("pixel_size_nm"), "metrics": metrics,
+            "interval": interval, "predictions": pred_df}
+
+
+def _rows_and_labels(parts):
+    """Dataset rows of all parts in increasing order and the part name of each."""
+    rows = np.concatenate([parts[s] for s in SPLITS]).astype(np.int64)
+    labels = np.concatenate([np.full(parts[s].size, s, dtype=object) for s in SPLITS])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], labels[order]
+
+
+def _ensemble_mean_std(preds):
+    """Ensemble mean and spread (ddof 1; zeros for a single prediction) per crop."""
     mean = preds.mean(axis=1)
     std = preds.std(axis=1, ddof=1) if preds.shape[1] > 1 else np.zeros_like(mean)
     if preds.shape[1] == 1:
         log.warning("one prediction per crop: no ensemble spread; the conformal interval has "
                     "constant width and the raw interval zero width")
-    cal = labels == "val"
-    lo, hi, info = prediction_interval(mean, std, y[cal], mean[cal], std[cal], level=level)
-    raw_lo, raw_hi = info.pop("raw_lo"), info.pop("raw_hi")
+    return mean, std
 
+
+def _split_metrics(y, mean, preds, labels):
+    """Per split, the metrics of the ensemble mean and of every member (None below 2 samples)."""
     metrics = {}
     for s in SPLITS:
         sel = labels == s
@@ -274,39 +302,49 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
         metrics[s] = {"ensemble": regression_metrics(y[sel], mean[sel]),
                       "members": [regression_metrics(y[sel], preds[sel, m])
                                   for m in range(preds.shape[1])]}
-    te = labels == "test"
-    interval = {"conformal": {**info,
-                              "coverage_test": empirical_coverage(y[te], lo[te], hi[te]),
-                              "coverage_test_ci95": list(coverage_confidence_interval(
-                                  y[te], lo[te], hi[te])),
-                              "coverage_val": empirical_coverage(y[cal], lo[cal], hi[cal]),
-                              "mean_width_test": float(np.mean(hi[te] - lo[te]))},
-                "raw": {"z": info["z"],
-                        "coverage_test": empirical_coverage(y[te], raw_lo[te], raw_hi[te]),
-                        "coverage_val": empirical_coverage(y[cal], raw_lo[cal], raw_hi[cal]),
-                        "mean_width_test": float(np.mean(raw_hi[te] - raw_lo[te]))}}
+    return metrics
+
+
+def _interval_summary(y, labels, conformal, raw, info):
+    """Coverage and mean width on test (and val) of the conformal and the raw interval."""
+    (lo, hi), (raw_lo, raw_hi) = conformal, raw
+    te, cal = labels == "test", labels == "val"
+    return {"conformal": {**info,
+                          "coverage_test": empirical_coverage(y[te], lo[te], hi[te]),
+                          "coverage_test_ci95": list(coverage_confidence_interval(
+                              y[te], lo[te], hi[te])),
+                          "coverage_val": empirical_coverage(y[cal], lo[cal], hi[cal]),
+                          "mean_width_test": float(np.mean(hi[te] - lo[te]))},
+            "raw": {"z": info["z"],
+                    "coverage_test": empirical_coverage(y[te], raw_lo[te], raw_hi[te]),
+                    "coverage_val": empirical_coverage(y[cal], raw_lo[cal], raw_hi[cal]),
+                    "mean_width_test": float(np.mean(raw_hi[te] - raw_lo[te]))}}
+
+
+def _predictions_table(table, rows, labels, y, mean, std, conformal, raw):
+    """One row per predicted crop, with :data:`PREDICTION_COLUMNS`."""
+    (lo, hi), (raw_lo, raw_hi) = conformal, raw
     t = table.iloc[rows]
-    pred_df = pd.DataFrame({
+    return pd.DataFrame({
         "index": rows, "split": labels.astype(str),
         "specimen": t["specimen"].to_numpy(), "area": t["area"].to_numpy(),
         "batch": t["batch"].to_numpy(), "indent": t["indent"].to_numpy(np.int64),
         "x_um": t["x_um"].to_numpy(float), "y_um": t["y_um"].to_numpy(float),
         "y": y, "mean": mean, "std": std, "lo": lo, "hi": hi,
         "raw_lo": raw_lo, "raw_hi": raw_hi})
+
+
+def _log_summary(target, n_predictions, metrics, interval, level):
+    """Log the test error and the interval coverage."""
     c, r = interval["conformal"], interval["raw"]
     ens = metrics["test"]["ensemble"] or {}
     log.info("%s, %d prediction(s) per crop: test MAE %.3g GPa, R2 %.3f; %.0f%% interval "
              "coverage on test: conformal %.3f (95%% CI %.3f-%.3f, mean width %.3g GPa), "
              "raw %.3f (%.3g GPa)",
-             tgt, preds.shape[1], ens.get("MAE", float("nan")), ens.get("R2", float("nan")),
+             target, n_predictions, ens.get("MAE", float("nan")), ens.get("R2", float("nan")),
              100 * level, c["coverage_test"], *c["coverage_test_ci95"], c["mean_width_test"],
              r["coverage_test"],
              r["mean_width_test"])
-    return {"target": tgt, "split_scheme": split, "level": float(level),
-            "n_members": len(metas), "mc_samples": int(mc_samples or 0),
-            "n_predictions": int(preds.shape[1]), "checkpoints": [str(p) for p in checkpoints],
-            "pixel_size_nm": attrs.get("pixel_size_nm"), "metrics": metrics,
-            "interval": interval, "predictions": pred_df}
 
 
 def pick_examples(predictions, n=12, seed=0, split="test"):

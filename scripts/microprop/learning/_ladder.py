@@ -56,8 +56,14 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, RidgeCV
 from threadpoolctl import threadpool_limits
 
-from .. import io as mio
-from ..data import SPLIT_SCHEMES, TARGETS
+from ..data import (
+    SPLIT_SCHEMES,
+    TARGETS,
+    open_dataset,
+    read_attrs,
+    read_split,
+    read_targets,
+)
 from ..errors import InputError
 from ..microstructure import (
     block_factor,
@@ -180,14 +186,6 @@ def fit_boosting(X, y, seed=0, n_threads=1):
         ).fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64).ravel())
 
 
-def _attr(v):
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 def _fit_test_split(h5, scheme, path="dataset"):
     """Fit (train + val) and test indices of split ``scheme`` of an open dataset.
 
@@ -198,23 +196,12 @@ def _fit_test_split(h5, scheme, path="dataset"):
     Raises
     ------
     InputError
-        If ``/splits/<scheme>/{train,val,test}`` is missing, an index is out of
-        range, or fit and test overlap.
+        As :func:`microprop.data.read_split` (a part missing, an index out of
+        range or in two parts); if fewer than 3 fit or 2 test crops remain.
     """
-    n = h5["images"].shape[0]
-    parts = {}
-    for s in ("train", "val", "test"):
-        key = f"splits/{scheme}/{s}"
-        if key not in h5:
-            raise InputError(f"{path}: lacks /{key} (split scheme {scheme!r})")
-        ix = np.asarray(h5[key], dtype=np.int64).ravel()
-        if ix.size and (ix.min() < 0 or ix.max() >= n):
-            raise InputError(f"{path}: /{key} has indices outside 0..{n - 1}")
-        parts[s] = ix
+    parts = read_split(h5, scheme)
     fit = np.unique(np.concatenate([parts["train"], parts["val"]]))
     test = np.unique(parts["test"])
-    if np.intersect1d(fit, test).size:
-        raise InputError(f"{path}: /splits/{scheme}: test indices also in train/val")
     if fit.size < 3 or test.size < 2:
         raise InputError(f"{path}: /splits/{scheme}: {fit.size} train+val and {test.size} test "
                          "crops; at least 3 and 2 are needed")
@@ -315,116 +302,128 @@ def _ladder(path, targets, splits, seed, downsample, n_classes, disc_radius_um, 
     for m in models:
         if m not in MODELS:
             raise InputError(f"{path}: unknown model {m!r}; expected one of {MODELS}")
-    h5 = mio.open_hdf5(path, "dataset")
     t0 = time.perf_counter()
-    with h5:
-        if "images" not in h5 or h5["images"].ndim != 3:
-            raise InputError(f"{path}: lacks /images of shape (N, S, S)")
+    with open_dataset(path) as h5:
         images = h5["images"]
         n, s = images.shape[0], images.shape[1]
-        if images.shape[2] != s:
-            raise InputError(f"{path}: /images crops are {images.shape[1:]}; expected square")
-        ys = {}
-        for t in targets:
-            if f"targets/{t}" not in h5:
-                raise InputError(f"{path}: lacks /targets/{t}")
-            ys[t] = np.asarray(h5[f"targets/{t}"], dtype=np.float64).ravel()
-            if ys[t].size != n:
-                raise InputError(f"{path}: /targets/{t} has {ys[t].size} values; expected {n}")
+        ys = read_targets(h5, targets)
         idx = {sc: _fit_test_split(h5, sc, path) for sc in splits}
-        pixel_nm = float(_attr(h5.attrs.get("pixel_size_nm", np.nan)))
-        if not (np.isfinite(pixel_nm) and pixel_nm > 0):
-            raise InputError(f"{path}: file attr pixel_size_nm missing or not positive")
-        disc_px = float(disc_radius_um) * 1000.0 / pixel_nm
-        disc = disc_mask(s, disc_px)
-        win = None if window_um is None else int(round(float(window_um) * 1000.0 / pixel_nm))
-        factor = block_factor(s, downsample)
-        max_shift_px = max(0, int(round(float(max_shift_um) * 1000.0 / (pixel_nm * factor))))
-
-        # pass 1: threshold-free features + pixel subsample
-        base, sub = [], []
-        stride = max(1, int(pixel_stride))
-        for i0, i1 in progress(_chunks(n, chunk), desc="ladder features", unit="chunk"):
-            a = np.asarray(images[i0:i1], dtype=np.float64)
-            f, base_names = crop_features(a, disc)
-            base.append(f)
-            sub.append(a[:, ::stride, ::stride].reshape(i1 - i0, -1).astype(np.float32))
-        base = np.concatenate(base)
-        sub = np.concatenate(sub)
-        means = crop_means_from(base, base_names)
-        thr = {sc: fit_thresholds(sub[idx[sc][0]], n_classes, what=f"{path} {sc} train+val")
-               for sc in splits}
-        del sub
-        for sc in splits:
-            log.info("%s split: class thresholds %s", sc, np.round(thr[sc], 5).tolist())
-
-        # pass 2: class fractions and two-point correlations per split's thresholds
-        frac = {sc: [] for sc in splits}
-        corr = {sc: [] for sc in splits}
-        need_2pt = "two_point" in models
-        need_frac = "boosting" in models
-        if need_2pt or need_frac:
-            for i0, i1 in progress(_chunks(n, chunk), desc="ladder 2-point", unit="chunk"):
-                a = np.asarray(images[i0:i1], dtype=np.float64)
-                for sc in splits:
-                    if need_frac:
-                        frac[sc].append(np.hstack([class_fractions(a, thr[sc]),
-                                                   class_fractions(a, thr[sc], disc)]))
-                    if need_2pt:
-                        corr[sc].append(two_point_features(central_window(a, win), thr[sc],
-                                                           factor, max_shift_px,
-                                                           periodic))
+        geo = _geometry(path, read_attrs(h5).get("pixel_size_nm", np.nan), s, disc_radius_um,
+                        window_um, downsample, max_shift_um)
+        base, base_names, thr = _base_features(images, idx, splits, geo["disc"], n_classes, chunk,
+                                               pixel_stride, path)
+        frac, corr = _split_features(images, splits, thr, geo, chunk, periodic,
+                                     need_2pt="two_point" in models,
+                                     need_frac="boosting" in models)
     feature_s = time.perf_counter() - t0
     log.info("%s: %d crops of %d px; features in %.1f s (2-point: factor %d, shift <= %d px)",
-             path, n, s, feature_s, factor, max_shift_px)
-
+             path, n, s, feature_s, geo["factor"], geo["max_shift_px"])
+    means = crop_means_from(base, base_names)
     rows = []
     for sc in splits:
-        fit, test = idx[sc]
         X2 = np.concatenate(corr[sc]) if corr[sc] else None
         Xb = np.hstack([base, np.concatenate(frac[sc])]) if frac[sc] else None
         for t in targets:
             y = ys[t]
             ok = np.isfinite(y) & np.isfinite(means)
+            fit, test = idx[sc]
             tr, te = fit[ok[fit]], test[ok[test]]
             for model in models:
-                t1 = time.perf_counter()
-                if model == "table":
-                    tab = table_model_fit(means[tr], y[tr], n_bins=n_bins, binning="quantile",
-                                          what=f"{path} {sc} table model")
-                    fit_s = time.perf_counter() - t1
-                    pred = table_model_predict(tab, means[te])
-                    notes = f"{len(tab)} equal-count bins of the crop mean"
-                elif model == "linear":
-                    reg = LinearRegression().fit(means[tr, None], y[tr])
-                    fit_s = time.perf_counter() - t1
-                    pred = reg.predict(means[te, None])
-                    notes = f"y = {reg.intercept_:.4g} + {reg.coef_[0]:.4g} * mean"
-                elif model == "two_point":
-                    mdl = fit_pca_ridge(X2[tr], y[tr], seed=seed)
-                    fit_s = time.perf_counter() - t1
-                    pred = predict_pca_ridge(mdl, X2[te])
-                    notes = (f"{n_classes} classes, {X2.shape[1]} correlations, "
-                             f"k={mdl['k']} PCs ({mdl['explained_variance']:.3f} var), "
-                             f"alpha={mdl['alpha']:.2g}")
-                else:
-                    gb = fit_boosting(Xb[tr], y[tr], seed=seed)
-                    fit_s = time.perf_counter() - t1
-                    pred = gb.predict(Xb[te])
-                    notes = f"{Xb.shape[1]} features, {gb.n_iter_} iterations"
-                met = metrics(y[te], pred)
-                rows.append({"model": model, "target": t, "split": sc, **met,
-                             "n_train": int(tr.size), "n_test": int(te.size),
-                             "fit_s": float(fit_s), "fit_on": "train+val", "notes": notes})
+                rows.append(_score_rung(model, means, X2, Xb, y, tr, te, seed, n_bins, n_classes,
+                                        f"{path} {sc}"))
+                rows[-1].update(target=t, split=sc)
                 log.info("%s split, %s, %s: R2 %.3f, MAE %.4g GPa (%s)", sc, t, model,
-                         met["R2"], met["MAE"], notes)
+                         rows[-1]["R2"], rows[-1]["MAE"], rows[-1]["notes"])
     table = pd.DataFrame(rows, columns=["model", "target", "split", "MSE", "MAE", "R2", "n_train",
                                         "n_test", "fit_s", "fit_on", "notes"])
-    table.attrs.update(thresholds={sc: thr[sc].tolist() for sc in splits}, factor=factor,
-                       max_shift_px=max_shift_px, window_px=win, disc_radius_px=disc_px, feature_s=feature_s,
+    table.attrs.update(thresholds={sc: thr[sc].tolist() for sc in splits}, factor=geo["factor"],
+                       max_shift_px=geo["max_shift_px"], window_px=geo["win"],
+                       disc_radius_px=geo["disc_px"], feature_s=feature_s,
                        feature_names=base_names + [f"frac{k}" for k in range(n_classes)]
                        + [f"disc_frac{k}" for k in range(n_classes)])
     return table
+
+
+def _geometry(path, pixel_nm, s, disc_radius_um, window_um, downsample, max_shift_um):
+    """Pixel geometry of the features: disc, window, 2-point block factor and shift, in px."""
+    pixel_nm = float(pixel_nm)
+    if not (np.isfinite(pixel_nm) and pixel_nm > 0):
+        raise InputError(f"{path}: file attr pixel_size_nm missing or not positive")
+    disc_px = float(disc_radius_um) * 1000.0 / pixel_nm
+    factor = block_factor(s, downsample)
+    return {"disc_px": disc_px, "disc": disc_mask(s, disc_px),
+            "win": None if window_um is None else int(round(float(window_um) * 1000.0 / pixel_nm)),
+            "factor": factor,
+            "max_shift_px": max(0, int(round(float(max_shift_um) * 1000.0 / (pixel_nm * factor))))}
+
+
+def _base_features(images, idx, splits, disc, n_classes, chunk, pixel_stride, path):
+    """Pass 1: threshold-free features of every crop and the class thresholds per split."""
+    n = images.shape[0]
+    base, sub = [], []
+    stride = max(1, int(pixel_stride))
+    for i0, i1 in progress(_chunks(n, chunk), desc="ladder features", unit="chunk"):
+        a = np.asarray(images[i0:i1], dtype=np.float64)
+        f, base_names = crop_features(a, disc)
+        base.append(f)
+        sub.append(a[:, ::stride, ::stride].reshape(i1 - i0, -1).astype(np.float32))
+    base = np.concatenate(base)
+    sub = np.concatenate(sub)
+    thr = {sc: fit_thresholds(sub[idx[sc][0]], n_classes, what=f"{path} {sc} train+val")
+           for sc in splits}
+    del sub
+    for sc in splits:
+        log.info("%s split: class thresholds %s", sc, np.round(thr[sc], 5).tolist())
+    return base, base_names, thr
+
+
+def _split_features(images, splits, thr, geo, chunk, periodic, need_2pt, need_frac):
+    """Pass 2: class fractions and two-point correlations with each split's thresholds."""
+    frac = {sc: [] for sc in splits}
+    corr = {sc: [] for sc in splits}
+    if not (need_2pt or need_frac):
+        return frac, corr
+    for i0, i1 in progress(_chunks(images.shape[0], chunk), desc="ladder 2-point", unit="chunk"):
+        a = np.asarray(images[i0:i1], dtype=np.float64)
+        for sc in splits:
+            if need_frac:
+                frac[sc].append(np.hstack([class_fractions(a, thr[sc]),
+                                           class_fractions(a, thr[sc], geo["disc"])]))
+            if need_2pt:
+                corr[sc].append(two_point_features(central_window(a, geo["win"]), thr[sc],
+                                                   geo["factor"], geo["max_shift_px"], periodic))
+    return frac, corr
+
+
+def _score_rung(model, means, X2, Xb, y, tr, te, seed, n_bins, n_classes, what):
+    """Fit one rung on ``tr``, score it on ``te``: a row of the ladder table (no target/split)."""
+    t1 = time.perf_counter()
+    if model == "table":
+        tab = table_model_fit(means[tr], y[tr], n_bins=n_bins, binning="quantile",
+                              what=f"{what} table model")
+        fit_s = time.perf_counter() - t1
+        pred = table_model_predict(tab, means[te])
+        notes = f"{len(tab)} equal-count bins of the crop mean"
+    elif model == "linear":
+        reg = LinearRegression().fit(means[tr, None], y[tr])
+        fit_s = time.perf_counter() - t1
+        pred = reg.predict(means[te, None])
+        notes = f"y = {reg.intercept_:.4g} + {reg.coef_[0]:.4g} * mean"
+    elif model == "two_point":
+        mdl = fit_pca_ridge(X2[tr], y[tr], seed=seed)
+        fit_s = time.perf_counter() - t1
+        pred = predict_pca_ridge(mdl, X2[te])
+        notes = (f"{n_classes} classes, {X2.shape[1]} correlations, "
+                 f"k={mdl['k']} PCs ({mdl['explained_variance']:.3f} var), "
+                 f"alpha={mdl['alpha']:.2g}")
+    else:
+        gb = fit_boosting(Xb[tr], y[tr], seed=seed)
+        fit_s = time.perf_counter() - t1
+        pred = gb.predict(Xb[te])
+        notes = f"{Xb.shape[1]} features, {gb.n_iter_} iterations"
+    met = metrics(y[te], pred)
+    return {"model": model, **met, "n_train": int(tr.size), "n_test": int(te.size),
+            "fit_s": float(fit_s), "fit_on": "train+val", "notes": notes}
 
 
 def crop_means_from(features, names):

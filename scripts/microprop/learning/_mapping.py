@@ -7,8 +7,12 @@ are compared with those of the grid-indentation test.
 
 * :func:`window_centres` -- the crop centres of a sliding window at a step.
 * :func:`predict_map` -- sliding-window inference with any crop predictor
-  (a ResNet ensemble in the workflow), read from the map in strips so that
-  memory stays bounded.
+  (a ResNet ensemble in the workflow, :func:`load_ensemble` and
+  :func:`ensemble_mean_predictor`), read from the map in strips so that
+  memory stays bounded (:func:`timed_predict_map` measures its throughput);
+  :func:`dense_step_px` bounds the windows of a dense
+  map, :func:`map_label` names a map by model and step, and
+  :func:`first_centre_um` and :func:`map_geometry` place its windows.
 * :func:`window_means` / :func:`table_model_map` -- the same windows reduced
   to their mean grey (integral image), then the seed's table model.
 * :func:`compare_statistics` -- Table-1-like comparison of GMM phase
@@ -23,6 +27,7 @@ model predicts for an indent located at that pixel.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -31,6 +36,7 @@ from scipy.stats import wasserstein_distance
 from ..errors import InputError
 from ..progress import progress
 from ..stats import deconvolve, deconvolve_joint, marginal, table_model_predict
+from ._evaluate import _train_api
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,168 @@ def window_centres(shape, crop_size_px, step_px):
         return (first + s // 2 + step * np.arange(n)).astype(np.int64)
 
     return axis(h), axis(w)
+
+
+def dense_step_px(shape, crop_size_px, step_px, max_crops=None):
+    """The smallest step from ``step_px`` up whose windows number at most ``max_crops``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` of the map, pixels.
+    crop_size_px : int
+        Crop edge ``S``, pixels.
+    step_px : int
+        Wanted step of the dense map, pixels.
+    max_crops : int, optional
+        Upper bound on the windows of :func:`window_centres`; ``None`` or 0:
+        no bound (``step_px`` is returned).
+
+    Returns
+    -------
+    int
+        The step, pixels; a warning is logged when it exceeds ``step_px``.
+
+    Raises
+    ------
+    InputError
+        As :func:`window_centres`.
+    """
+    step = int(step_px)
+    if not max_crops:
+        return step
+    while np.prod([c.size for c in window_centres(shape, crop_size_px, step)]) > int(max_crops):
+        step += 1
+    if step != int(step_px):
+        log.warning("dense step raised from %d to %d px to stay within dense_max_crops = %d",
+                    int(step_px), step, int(max_crops))
+    return step
+
+
+def map_label(model, step_px, pixel_size_nm):
+    """Source name of a map: ``"<model>, step <step> um"`` (step to 3 significant digits)."""
+    return f"{model}, step {step_px * pixel_size_nm / 1000:.3g} um"
+
+
+def first_centre_um(centres, crop_size_px, pixel_size_nm):
+    """``[x, y]`` um of the centre of window ``[0, 0]`` (pixel ``[0, 0]`` centred at 0 um).
+
+    The centre of a window of even edge ``S`` lies half a pixel before its
+    centre pixel ``(cy, cx)``: the window covers ``c - S//2 .. c - S//2 + S - 1``.
+
+    Parameters
+    ----------
+    centres : tuple of numpy.ndarray
+        ``(cy, cx)`` of :func:`window_centres`, pixels.
+    crop_size_px : int
+        Crop edge ``S``, pixels.
+    pixel_size_nm : float
+        nm per pixel.
+
+    Returns
+    -------
+    list of float
+        ``[x_um, y_um]``, as :func:`microprop.plots.map_triptych` takes it.
+    """
+    s = int(crop_size_px)
+    return [(int(centres[1][0]) - s // 2 + (s - 1) / 2) * pixel_size_nm / 1000,
+            (int(centres[0][0]) - s // 2 + (s - 1) / 2) * pixel_size_nm / 1000]
+
+
+def map_geometry(step_px, pixel_size_nm, grid, centres):
+    """Window geometry of one map, as recorded in the ``map_area`` rule's meta JSON.
+
+    Parameters
+    ----------
+    step_px : int
+        Step between window centres, pixels.
+    pixel_size_nm : float
+        nm per pixel.
+    grid : numpy.ndarray, shape (ny, nx)
+        The map (:func:`predict_map`).
+    centres : tuple of numpy.ndarray
+        ``(cy, cx)`` of the map's windows.
+
+    Returns
+    -------
+    dict
+        ``step_px``, ``step_um``, ``shape`` (``[ny, nx]``) and
+        ``first_centre_px`` (``[x, y]`` pixel of window ``[0, 0]``'s centre).
+    """
+    return {"step_px": int(step_px), "step_um": step_px * pixel_size_nm / 1000,
+            "shape": list(grid.shape),
+            "first_centre_px": [int(centres[1][0]), int(centres[0][0])]}
+
+
+def load_ensemble(checkpoints, device, same=("target", "crop_size_px"), load_model=None):
+    """Load the members of an ensemble and check that they agree.
+
+    Parameters
+    ----------
+    checkpoints : sequence of path-like
+        ``best.pt`` of the members (:func:`microprop.learning.load_model`).
+    device : torch.device
+        Where the models are put.
+    same : sequence of str
+        Checkpoint meta keys every member must share with the first.
+    load_model : callable, optional
+        Replacement of ``microprop.learning.load_model`` (same signature);
+        default: the package's, looked up at call time.
+
+    Returns
+    -------
+    models : list of tuple
+        ``(path, model, meta)`` per member, in the order of ``checkpoints``.
+    meta : dict
+        The first member's checkpoint meta (``target``, ``crop_size_px``, ...).
+
+    Raises
+    ------
+    InputError
+        If no checkpoint is given or a member differs from the first in a
+        key of ``same`` (the message names both files).
+    """
+    if not checkpoints:
+        raise InputError("load_ensemble: no checkpoints given; expected at least one best.pt")
+    load_model, _ = _train_api(load_model, None)
+    models = [(p, *load_model(p, device)) for p in checkpoints]
+    first = models[0][2]
+    for p, _, meta in models[1:]:
+        for key in same:
+            if meta.get(key) != first.get(key):
+                raise InputError(f"{p}: {key} = {meta.get(key)!r} differs from "
+                                 f"{models[0][0]}'s {first.get(key)!r}; an ensemble needs one")
+    return models, first
+
+
+def ensemble_mean_predictor(models, device, batch_size, predict=None):
+    """A ``predict_fn`` for :func:`predict_map`: the mean prediction of the members.
+
+    Parameters
+    ----------
+    models : list of tuple
+        ``(path, model, meta)`` from :func:`load_ensemble`.
+    device : torch.device
+    batch_size : int
+        Crops per forward pass.
+    predict : callable, optional
+        Replacement of ``microprop.learning.predict`` (same signature);
+        default: the package's, looked up when the predictor is made.
+
+    Returns
+    -------
+    callable
+        ``fn(crops)``, crops ``(n, S, S)`` float32, returns the members' mean
+        prediction, shape ``(n,)`` float64 (GPa).
+    """
+    _, predict = _train_api(None, predict)
+
+    def mean_prediction(crops):
+        preds = [predict(m, mt, crops, device, batch_size) for _, m, mt in models]
+        return np.mean(np.stack([np.asarray(p, dtype=np.float64).reshape(-1) for p in preds]),
+                       axis=0)
+
+    return mean_prediction
 
 
 def _strips(cy, s, step, strip_px):
@@ -185,28 +353,70 @@ def predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64, strip_p
     with progress(total=grid.size, desc=desc, unit="crop") as bar:
         for k0, k1, r0, r1 in _strips(cy, s, step, strip_px):
             strip = _read(calibrated, r0, r1, c0, c1)
-            view = np.lib.stride_tricks.sliding_window_view(strip, (s, s))
-            ys = cy[k0:k1] - s // 2 - r0
-            ii, jj = np.meshgrid(np.arange(k1 - k0), np.arange(cx.size), indexing="ij")
-            ii, jj = ii.ravel(), jj.ravel()
-            for b0 in range(0, ii.size, batch):
-                bi, bj = ii[b0:b0 + batch], jj[b0:b0 + batch]
-                crops = np.ascontiguousarray(view[ys[bi], xs[bj]])
-                ok = np.isfinite(crops).all(axis=(1, 2))
-                if ok.any():
-                    pred = np.asarray(predict_fn(crops[ok] if not ok.all() else crops),
-                                      dtype=np.float32).reshape(-1)
-                    if pred.size != int(ok.sum()):
-                        raise InputError(f"predict_map: predict_fn returned {pred.size} "
-                                         f"values for {int(ok.sum())} crops")
-                    grid[k0 + bi[ok], bj[ok]] = pred
-                n_skipped += int((~ok).sum())
-                bar.update(bi.size)
+            n_skipped += _predict_strip(grid, strip, k0, k1, cy[k0:k1] - s // 2 - r0, xs, s,
+                                        predict_fn, batch, bar)
     if n_skipped:
         log.warning("%s: %d of %d windows hold non-finite pixels and are NaN", desc,
                     n_skipped, grid.size)
     log.info("%s: %d x %d windows of %d px at step %d px", desc, cy.size, cx.size, s, step)
     return grid, (cy, cx)
+
+
+def _predict_strip(grid, strip, k0, k1, ys, xs, s, predict_fn, batch, bar):
+    """Predict window rows ``k0..k1-1`` of ``grid`` from one strip; return the skipped count."""
+    view = np.lib.stride_tricks.sliding_window_view(strip, (s, s))
+    ii, jj = np.meshgrid(np.arange(k1 - k0), np.arange(xs.size), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    n_skipped = 0
+    for b0 in range(0, ii.size, batch):
+        bi, bj = ii[b0:b0 + batch], jj[b0:b0 + batch]
+        crops = np.ascontiguousarray(view[ys[bi], xs[bj]])
+        ok = np.isfinite(crops).all(axis=(1, 2))
+        if ok.any():
+            pred = np.asarray(predict_fn(crops[ok] if not ok.all() else crops),
+                              dtype=np.float32).reshape(-1)
+            if pred.size != int(ok.sum()):
+                raise InputError(f"predict_map: predict_fn returned {pred.size} "
+                                 f"values for {int(ok.sum())} crops")
+            grid[k0 + bi[ok], bj[ok]] = pred
+        n_skipped += int((~ok).sum())
+        bar.update(bi.size)
+    return n_skipped
+
+
+def timed_predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64,
+                      strip_px=STRIP_PX, desc="map"):
+    """:func:`predict_map`, timed: the map, its centres and its throughput.
+
+    Parameters
+    ----------
+    calibrated, predict_fn, crop_size_px, step_px, batch, strip_px, desc
+        As :func:`predict_map`.
+
+    Returns
+    -------
+    grid : numpy.ndarray, shape (ny, nx), float32
+        As :func:`predict_map`.
+    centres : tuple of numpy.ndarray
+        ``(cy, cx)``, as :func:`predict_map`.
+    timing : dict
+        ``seconds`` (wall time), ``crops`` (windows), ``crops_per_s`` and
+        ``megapixels_per_s`` (map area over wall time); logged as well.
+
+    Raises
+    ------
+    InputError
+        As :func:`predict_map`.
+    """
+    t0 = time.perf_counter()
+    grid, centres = predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=batch,
+                                strip_px=strip_px, desc=desc)
+    dt = max(time.perf_counter() - t0, 1e-9)
+    timing = {"seconds": dt, "crops": int(grid.size), "crops_per_s": grid.size / dt,
+              "megapixels_per_s": calibrated.shape[0] * calibrated.shape[1] / 1e6 / dt}
+    log.info("%s: %d crops in %.1f s: %.1f crops/s, %.2f megapixels/s", desc, grid.size, dt,
+             timing["crops_per_s"], timing["megapixels_per_s"])
+    return grid, centres, timing
 
 
 def window_means(calibrated, crop_size_px, step_px, strip_px=STRIP_PX):
@@ -379,35 +589,9 @@ def compare_statistics(indent_E, map_grids, n_components=4, seed=0, n_init=10,
         sources.append((str(name), grid, grid_h))
     blocks = []
     for name, values, values_h in sources:
-        v = np.asarray(values, dtype=float).ravel()
-        what = f"{quantity} of {name}"
-        if values_h is not None:
-            vh = np.asarray(values_h, dtype=float).ravel()
-            if vh.shape != v.shape:
-                raise InputError(f"compare_statistics: {name}: {vh.size} H values for "
-                                 f"{v.size} {quantity} values")
-            ok = np.isfinite(v) & np.isfinite(vh)
-            v, vh = v[ok], vh[ok]
-        else:
-            v = v[np.isfinite(v)]
-        if name != INDENTATION and max_values is not None and v.size > int(max_values):
-            pick = np.sort(rng.choice(v.size, int(max_values), replace=False))
-            v = v[pick]
-            vh = vh[pick] if values_h is not None else None
-        n_distinct = np.unique(v).size
-        if n_distinct < 5 * int(n_components):
-            log.warning("%s: only %d distinct values (a table-model map takes one value per "
-                        "grey bin); its mixture components are degenerate", what, n_distinct)
-        if values_h is not None:
-            e, h = (v, vh) if quantity == "E_GPa" else (vh, v)
-            t = marginal(deconvolve_joint(e, h, n_components=n_components, seed=seed,
-                                          n_init=n_init, what=what), quantity)
-            method = "joint E-H"
-        else:
-            t = deconvolve(v, n_components=n_components, seed=seed, n_init=n_init,
-                           quantity=quantity, what=what)
-            method = f"{quantity} only"
-        t = t[["component", "phase", "fraction", "mean", "std"]].copy()
+        v, vh = _source_values(name, values, values_h, quantity, max_values, rng)
+        t, method = _fit_source(v, vh, f"{quantity} of {name}", quantity, n_components, seed,
+                                n_init)
         t.insert(0, "source", name)
         t["n"] = int(v.size)
         t["method"] = method
@@ -415,7 +599,50 @@ def compare_statistics(indent_E, map_grids, n_components=4, seed=0, n_init=10,
             indent_values = v
         t["w1_GPa"] = wasserstein_distance(v, indent_values)
         blocks.append(t)
-    table = pd.concat(blocks, ignore_index=True)
+    table = _with_differences(pd.concat(blocks, ignore_index=True))
+    return table[[c for c in table.columns if c != "w1_GPa"] + ["w1_GPa"]]
+
+
+def _source_values(name, values, values_h, quantity, max_values, rng):
+    """Finite values (and H values, or None) of one source, a map's subsampled to ``max_values``."""
+    v = np.asarray(values, dtype=float).ravel()
+    vh = None
+    if values_h is not None:
+        vh = np.asarray(values_h, dtype=float).ravel()
+        if vh.shape != v.shape:
+            raise InputError(f"compare_statistics: {name}: {vh.size} H values for "
+                             f"{v.size} {quantity} values")
+        ok = np.isfinite(v) & np.isfinite(vh)
+        v, vh = v[ok], vh[ok]
+    else:
+        v = v[np.isfinite(v)]
+    if name != INDENTATION and max_values is not None and v.size > int(max_values):
+        pick = np.sort(rng.choice(v.size, int(max_values), replace=False))
+        v = v[pick]
+        vh = vh[pick] if values_h is not None else None
+    return v, vh
+
+
+def _fit_source(v, vh, what, quantity, n_components, seed, n_init):
+    """Mixture components of one source (joint E-H when ``vh`` is given) and the method name."""
+    n_distinct = np.unique(v).size
+    if n_distinct < 5 * int(n_components):
+        log.warning("%s: only %d distinct values (a table-model map takes one value per "
+                    "grey bin); its mixture components are degenerate", what, n_distinct)
+    if vh is not None:
+        e, h = (v, vh) if quantity == "E_GPa" else (vh, v)
+        t = marginal(deconvolve_joint(e, h, n_components=n_components, seed=seed,
+                                      n_init=n_init, what=what), quantity)
+        method = "joint E-H"
+    else:
+        t = deconvolve(v, n_components=n_components, seed=seed, n_init=n_init,
+                       quantity=quantity, what=what)
+        method = f"{quantity} only"
+    return t[["component", "phase", "fraction", "mean", "std"]].copy(), method
+
+
+def _with_differences(table):
+    """Add ``d_fraction, d_mean, d_std``: each row minus the indentation row of its phase."""
     ref = table[(table["source"] == INDENTATION) & ~table["phase"].str.startswith("extra")]
     ref = ref.set_index("phase")[["fraction", "mean", "std"]]
     for col in ("fraction", "mean", "std"):
@@ -423,4 +650,4 @@ def compare_statistics(indent_E, map_grids, n_components=4, seed=0, n_init=10,
         diff = table[col].to_numpy(float) - base
         diff[(table["source"] == INDENTATION).to_numpy()] = np.nan
         table[f"d_{col}"] = diff
-    return table[[c for c in table.columns if c != "w1_GPa"] + ["w1_GPa"]]
+    return table

@@ -101,18 +101,7 @@ def map_triptych(bse_downsampled, pixel_size_nm, resnet_grid, table_grid, step_u
         If an image is not 2D, the grids differ in shape, or the pixel size or
         step is not positive.
     """
-    img = np.asarray(bse_downsampled, dtype=float)
-    grids = [np.asarray(resnet_grid, dtype=float)]
-    if table_grid is not None:
-        grids.append(np.asarray(table_grid, dtype=float))
-    if img.ndim != 2 or any(g.ndim != 2 for g in grids):
-        raise InputError("map_triptych: the BSE image and the grids must be 2D")
-    if len(grids) == 2 and grids[0].shape != grids[1].shape:
-        raise InputError(f"map_triptych: grids differ in shape {grids[0].shape} vs "
-                         f"{grids[1].shape}")
-    if not float(pixel_size_nm) > 0 or not float(step_um) > 0:
-        raise InputError(f"map_triptych: pixel_size_nm ({pixel_size_nm}) and step_um "
-                         f"({step_um}) must be > 0")
+    img, grids = _triptych_arrays(bse_downsampled, resnet_grid, table_grid, pixel_size_nm, step_um)
     ps_um = float(pixel_size_nm) / 1000.0
     half_full = 0.5 * ps_um / max(int(downsample_factor), 1)
     h, w = img.shape
@@ -129,13 +118,7 @@ def map_triptych(bse_downsampled, pixel_size_nm, resnet_grid, table_grid, step_u
                    interpolation="antialiased")
     axes[0].set_title("BSE image\n(before indentation)")
     add_scale_bar(axes[0], w * ps_um)
-    sym = quantity.split("_")[0]
-    for ax, g, name in zip(axes[1:], grids, names):
-        ax.set_facecolor("0.85")
-        im = ax.imshow(np.ma.masked_invalid(g), cmap="viridis", vmin=vmin, vmax=vmax,
-                       extent=extent, interpolation="nearest")
-        ax.set_title(f"{name} map of {sym}\n{g.shape[0]} x {g.shape[1]} windows, "
-                     f"step {step_um:.3g} um")
+    im = _draw_maps(axes[1:], grids, names, quantity, step_um, extent, (vmin, vmax))
     for ax in axes:
         ax.set_xlim(bse_extent[0], bse_extent[1])
         ax.set_ylim(bse_extent[2], bse_extent[3])
@@ -147,6 +130,35 @@ def map_triptych(bse_downsampled, pixel_size_nm, resnet_grid, table_grid, step_u
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _triptych_arrays(bse_downsampled, resnet_grid, table_grid, pixel_size_nm, step_um):
+    """The BSE image and the grids as float arrays, checked (2D, same shape, positive sizes)."""
+    img = np.asarray(bse_downsampled, dtype=float)
+    grids = [np.asarray(resnet_grid, dtype=float)]
+    if table_grid is not None:
+        grids.append(np.asarray(table_grid, dtype=float))
+    if img.ndim != 2 or any(g.ndim != 2 for g in grids):
+        raise InputError("map_triptych: the BSE image and the grids must be 2D")
+    if len(grids) == 2 and grids[0].shape != grids[1].shape:
+        raise InputError(f"map_triptych: grids differ in shape {grids[0].shape} vs "
+                         f"{grids[1].shape}")
+    if not float(pixel_size_nm) > 0 or not float(step_um) > 0:
+        raise InputError(f"map_triptych: pixel_size_nm ({pixel_size_nm}) and step_um "
+                         f"({step_um}) must be > 0")
+    return img, grids
+
+
+def _draw_maps(axes, grids, names, quantity, step_um, extent, vlim):
+    """Draw each grid on its axes with one colour scale; return the last image (colourbar)."""
+    sym = quantity.split("_")[0]
+    for ax, g, name in zip(axes, grids, names):
+        ax.set_facecolor("0.85")
+        im = ax.imshow(np.ma.masked_invalid(g), cmap="viridis", vmin=vlim[0], vmax=vlim[1],
+                       extent=extent, interpolation="nearest")
+        ax.set_title(f"{name} map of {sym}\n{g.shape[0]} x {g.shape[1]} windows, "
+                     f"step {step_um:.3g} um")
+    return im
 
 
 def _components_table(tables, source):

@@ -3,8 +3,11 @@ phase naming, hydration (Powers; Tennis & Jennings), the seed's table model
 and a linear model.
 """
 from ._hydration import (  # noqa: F401
+    HYDRATION_EQUATIONS,
     POWERS_CEMENT_VOLUME,
     hydration,
+    hydration_by_area,
+    hydration_or_note,
 )
 from ._mixture import (  # noqa: F401
     bic_table,
@@ -12,7 +15,9 @@ from ._mixture import (  # noqa: F401
     deconvolve,
     deconvolve_joint,
     fit_gmm,
+    gmm_tables,
     marginal,
+    mixture_fractions,
     name_components,
     phase_reference_means,
 )
@@ -20,6 +25,8 @@ from ._table_model import (  # noqa: F401
     crop_means,
     linear_model,
     metrics,
+    read_crop_means,
+    read_table_model_bins,
     split_indices,
     table_model,
     table_model_fit,
@@ -28,7 +35,10 @@ from ._table_model import (  # noqa: F401
 
 __all__ = [
     "POWERS_CEMENT_VOLUME",
+    "HYDRATION_EQUATIONS",
     "hydration",
+    "hydration_or_note",
+    "hydration_by_area",
     "phase_reference_means",
     "name_components",
     "fit_gmm",
@@ -37,6 +47,8 @@ __all__ = [
     "marginal",
     "component_curves",
     "bic_table",
+    "gmm_tables",
+    "mixture_fractions",
     "metrics",
     "table_model_fit",
     "table_model_predict",
@@ -44,4 +56,6 @@ __all__ = [
     "table_model",
     "linear_model",
     "crop_means",
+    "read_table_model_bins",
+    "read_crop_means",
 ]

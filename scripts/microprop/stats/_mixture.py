@@ -390,3 +390,76 @@ def bic_table(values, k_range=range(1, 9), seed=0, n_init=5, what="values"):
     out["best"] = out["bic"] == out["bic"].min()
     log.info("%s: minimum BIC at k=%d", what, int(out.loc[out.best, "k"].iloc[0]))
     return out
+
+
+def gmm_tables(data, quantity, n_components=4, seed=0, n_init=10, joint=False):
+    """Mixture tables of one quantity for all indents pooled and for each area.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per indent with ``area`` and ``quantity`` (and, with
+        ``joint``, both ``E_GPa`` and ``H_GPa``) columns, GPa.
+    quantity : {"E_GPa", "H_GPa"}
+    n_components, seed, n_init
+        As :func:`deconvolve`.
+    joint : bool
+        Report the ``quantity`` marginal of the bivariate (E, H) mixture
+        (:func:`deconvolve_joint`, :func:`marginal`) instead of a 1D mixture
+        of ``quantity``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The component tables stacked, the ``area = "pooled"`` block first and
+        then the areas in sorted order: ``area`` plus the columns of the
+        table, ``n`` (values fitted) and ``method`` (``"joint E-H"`` or
+        ``"<quantity> only"``). An area with too few indents for the mixture
+        is left out with a warning.
+
+    Raises
+    ------
+    InputError
+        If the pooled values are too few for the mixture.
+    """
+    blocks = []
+    groups = [("pooled", data)] + list(data.groupby("area", sort=True))
+    for area, part in groups:
+        try:
+            if joint:
+                t = marginal(deconvolve_joint(
+                    part["E_GPa"], part["H_GPa"], n_components=n_components, seed=seed,
+                    n_init=n_init, what=f"(E, H) of area {area!r}"), quantity)
+            else:
+                t = deconvolve(part[quantity], n_components=n_components, seed=seed,
+                               n_init=n_init, quantity=quantity,
+                               what=f"{quantity} of area {area!r}")
+        except InputError as exc:
+            if area == "pooled":
+                raise
+            log.warning("skipping the per-area mixture: %s", exc)
+            continue
+        t.insert(0, "area", area)
+        t["n"] = t.attrs["n"]
+        t["method"] = "joint E-H" if joint else f"{quantity} only"
+        blocks.append(t)
+    return pd.concat(blocks, ignore_index=True)
+
+
+def mixture_fractions(table, area="pooled"):
+    """Phase -> summed fraction of the named components of one area of :func:`gmm_tables`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`gmm_tables` output (``area``, ``phase``, ``fraction``).
+    area : str
+        Block of the table (``"pooled"`` or an area name).
+
+    Returns
+    -------
+    dict
+        Phase name -> fraction (0..1); ``extra-*`` components are left out.
+    """
+    t = table[(table["area"] == area) & ~table["phase"].str.startswith("extra")]
+    return t.groupby("phase")["fraction"].sum().to_dict()

@@ -28,7 +28,17 @@ from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
+from .. import io as mio
+from ..data import (
+    TARGETS,
+    has_split,
+    open_dataset,
+    read_attrs,
+    read_split,
+    read_targets,
+)
 from ..errors import InputError
+from ..progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +279,86 @@ def crop_means(images):
     s = np.where(np.isfinite(flat), flat, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+def read_table_model_bins(path, target=None):
+    """Read table-model bins written by the ``baselines`` rule (its ``bins`` output).
+
+    Parameters
+    ----------
+    path : path-like
+        CSV with ``grey_lo, grey_hi, y_mean`` (and optionally ``target``,
+        ``bin``, ...; the columns of :func:`table_model_fit`).
+    target : str, optional
+        With a ``target`` column, keep the rows of this target (``E_GPa`` or
+        ``H_GPa``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The bins, sorted by ``bin`` when that column exists, index reset.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or lacks a column, or has no bins for
+        ``target`` (the message names the file).
+    """
+    df = mio.read_table(path, required=("grey_lo", "grey_hi", "y_mean"), what="table-model bins")
+    if "target" in df.columns and target is not None:
+        df = df[df["target"] == target]
+        if df.empty:
+            raise InputError(f"{path}: no table-model bins for target {target!r}")
+    if "bin" in df.columns:
+        df = df.sort_values("bin")
+    return df.reset_index(drop=True)
+
+
+def read_crop_means(path, targets=TARGETS, scheme="random", block=512):
+    """What the table and linear models need of a dataset: crop means, targets, split.
+
+    Parameters
+    ----------
+    path : path-like
+        ``dataset.h5`` (:func:`microprop.data.open_dataset`).
+    targets : sequence of str
+        Target columns to read (``E_GPa``, ``H_GPa``).
+    scheme : str
+        Split scheme whose ``train`` + ``val`` (fit) and ``test`` parts are
+        returned, when the file has its ``train`` and ``test`` parts.
+    block : int
+        Crops read at a time (memory bound).
+
+    Returns
+    -------
+    means : numpy.ndarray, shape (N,), float64
+        :func:`crop_means` of every crop (NaN pixels ignored).
+    targets : dict of str -> numpy.ndarray, shape (N,), float64
+        GPa.
+    split : tuple of two numpy.ndarray (int64, sorted), or None
+        ``(train + val, test)`` row indices of ``/splits/<scheme>``; None when
+        the file lacks its train or test part.
+    quantity : str
+        File attr ``quantity`` (``eta``, ``porosity``; ``"grey"`` if absent):
+        the grey axis of the crop means.
+
+    Raises
+    ------
+    InputError
+        As :func:`microprop.data.open_dataset`, :func:`microprop.data.read_targets`
+        and :func:`microprop.data.read_split`.
+    """
+    with open_dataset(path) as h5:
+        ys = read_targets(h5, targets)
+        images = h5["images"]
+        n = images.shape[0]
+        means = np.empty(n, np.float64)
+        for i0 in progress(range(0, n, block), desc="crop means", unit="block"):
+            means[i0:i0 + block] = crop_means(images[i0:i0 + block])
+        split = None
+        if has_split(h5, scheme, ("train", "test")):
+            parts = read_split(h5, scheme, required=("train", "test"))
+            split = (np.sort(np.concatenate([parts["train"], parts["val"]])),
+                     np.sort(parts["test"]))
+        quantity = read_attrs(h5).get("quantity", "grey")
+    return means, ys, split, str(quantity)
