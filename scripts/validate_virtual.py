@@ -10,7 +10,7 @@ snakemake.input.gmm_E : pooled and per-area GMM table of E (the E marginal of
     the joint (E, H) mixture by default)
 snakemake.params.pixel_size_nm : float
 snakemake.output.report : JSON with the measured errors and the acceptance
-    limits of issue 2 (tile median <= 1 px, max <= 3 px; indent RMS <= 0.25 um;
+    limits (tile median <= 1 px, max <= 3 px; indent RMS <= 0.25 um;
     GMM fractions within 0.05 and means within 10 %)
 """
 import logging

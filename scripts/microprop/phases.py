@@ -70,7 +70,7 @@ E_PHASE_MEANS_GPA = {"LD-C-S-H": 26.5, "HD-C-S-H": 34.8, "CH": 52.0, "ACC": 122.
 
 #: Fallback literature hardness means, GPa (Constantinides & Ulm 2007,
 #: J. Mech. Phys. Solids 55: LD 0.8-0.9, HD 1.2; CH ~1.8; clinker ~8 (Velez
-#: et al. 2001)), used when :mod:`microprop.nanoindentation` does not provide
+#: et al. 2001)), used when :mod:`microprop.phases` does not provide
 #: ``PHASE_PROPERTIES``.
 H_PHASE_MEANS_GPA = {"LD-C-S-H": 0.9, "HD-C-S-H": 1.2, "CH": 1.8, "ACC": 8.0}
 

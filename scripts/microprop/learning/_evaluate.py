@@ -1,26 +1,12 @@
-"""Evaluation of the trained crop -> property networks: metrics, uncertainty, figures.
+"""Evaluation of a trained ensemble on the dataset's split: predictions, metrics, intervals.
 
-An ensemble of ``M`` independently trained members (or ``M`` Monte Carlo
-dropout samples of one member, Gal & Ghahramani 2016) predicts the property
-of every crop; the ensemble mean is the prediction and the ensemble standard
-deviation its spread (deep ensembles, Lakshminarayanan et al. 2017).
-
-The spread of an ensemble measures only the disagreement of its members, not
-the scatter of the measurement itself, so a Gaussian interval built from it
-usually covers far fewer samples than it claims. The interval reported here is
-therefore calibrated by split conformal prediction on the validation split
-(Papadopoulos et al. 2002; normalised residual scores as in Lei et al. 2018,
-sec. 5.2; Angelopoulos & Bates 2021, "A gentle introduction to conformal
-prediction and distribution-free uncertainty quantification", sec. 2.3):
-with scores ``s_i = |y_i - mean_i| / spread_i`` on ``n`` calibration samples,
-``q`` is the ``ceil((n + 1) * level)``-th smallest score and the interval is
-``mean +- q * spread``. If calibration and test samples are exchangeable, it
-covers a new sample with probability at least ``level`` (marginally).
-
-The trained networks are reached only through ``microprop.train``
-(``load_model``, ``predict``); all predictions here are in physical units
-(GPa). Figures follow :mod:`microprop.figures` (fixed size, Agg, units on
-every axis).
+:func:`ensemble_predict` runs every member (or its MC-dropout samples) over
+the crops; :func:`evaluate` scores the ensemble mean on train, val and test
+(:func:`microprop.learning.regression_metrics`), calibrates the interval on
+val and measures its coverage on test (:mod:`microprop.learning._intervals`).
+The trained networks are reached only through ``microprop.learning``
+(``load_model``, ``predict``, looked up at call time so that tests can put
+stand-ins there); all predictions are in physical units (GPa).
 """
 from __future__ import annotations
 
@@ -67,7 +53,7 @@ def ensemble_predict(checkpoints, images, device="auto", mc_samples=0, batch_siz
     ----------
     checkpoints : sequence of path-like
         Checkpoints (``best.pt``) of the members, loaded with
-        ``microprop.train.load_model``; all must predict the same target from
+        ``microprop.learning.load_model``; all must predict the same target from
         crops of the same size.
     images : array-like, shape (N, S, S), float32
         Calibrated crops; a numpy array or an ``h5py`` dataset (read
@@ -89,7 +75,7 @@ def ensemble_predict(checkpoints, images, device="auto", mc_samples=0, batch_siz
         ``{"target": "E_GPa", "split": "random"}``; a key a member's meta
         lacks (or None) is not checked. Checked as soon as a member is loaded.
     load_model, predict : callable, optional
-        Replacements of ``microprop.train.load_model`` and ``predict`` (same
+        Replacements of ``microprop.learning.load_model`` and ``predict`` (same
         signatures), e.g. for tests.
 
     Returns

@@ -1,4 +1,4 @@
-"""Evaluation of the trained crop -> property networks: metrics, uncertainty, figures.
+"""Metrics and prediction intervals of an ensemble's predictions.
 
 An ensemble of ``M`` independently trained members (or ``M`` Monte Carlo
 dropout samples of one member, Gal & Ghahramani 2016) predicts the property
@@ -15,12 +15,8 @@ prediction and distribution-free uncertainty quantification", sec. 2.3):
 with scores ``s_i = |y_i - mean_i| / spread_i`` on ``n`` calibration samples,
 ``q`` is the ``ceil((n + 1) * level)``-th smallest score and the interval is
 ``mean +- q * spread``. If calibration and test samples are exchangeable, it
-covers a new sample with probability at least ``level`` (marginally).
-
-The trained networks are reached only through ``microprop.train``
-(``load_model``, ``predict``); all predictions here are in physical units
-(GPa). Figures follow :mod:`microprop.figures` (fixed size, Agg, units on
-every axis).
+covers a new sample with probability at least ``level`` (marginally). The
+empirical coverage carries a Wilson interval (:func:`coverage_confidence_interval`).
 """
 from __future__ import annotations
 

@@ -17,9 +17,10 @@ are compared with those of the grid-indentation test.
   to their mean grey (integral image), then the seed's table model.
 * :func:`compare_statistics` -- Table-1-like comparison of GMM phase
   statistics of the indents and of the maps.
-* :func:`map_triptych`, :func:`map_histograms` -- Fig. 15 and Fig. 16-17.
+* the figures, :func:`microprop.plots.map_triptych` and
+  :func:`microprop.plots.map_histograms` (Fig. 15 and Fig. 16-17), are in ``plots``.
 
-Window convention (same as :func:`microprop.dataset.crop_indents`): a window
+Window convention (same as :func:`microprop.data.crop_indents`): a window
 centred at pixel ``(cy, cx)`` covers rows ``cy - S//2 .. cy - S//2 + S - 1``
 and the same columns, so that a map value at a window centre is what the
 model predicts for an indent located at that pixel.

@@ -531,7 +531,7 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
         over their joint range), dequantised per batch on the device.
         ``None`` (default): on CUDA only.
     arch_kwargs : dict, optional
-        Override :class:`~microprop.resnet.SeedResNet` arguments (tests use a
+        Override :class:`~microprop.learning.models.SeedResNet` arguments (tests use a
         narrower network); None is the seed paper's layout.
 
     Returns

@@ -111,7 +111,7 @@ def segment(images, thresholds):
 def disc_mask(size_px, radius_px):
     """Boolean disc of radius ``radius_px`` centred on pixel ``[S // 2, S // 2]``.
 
-    That is where :func:`microprop.dataset.crop_indents` puts the indent.
+    That is where :func:`microprop.data.crop_indents` puts the indent.
 
     Parameters
     ----------

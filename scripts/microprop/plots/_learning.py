@@ -1,26 +1,8 @@
-"""Evaluation of the trained crop -> property networks: metrics, uncertainty, figures.
+"""Figures of the learning stage: training history, predicted against measured, test crops, the baseline ladder.
 
-An ensemble of ``M`` independently trained members (or ``M`` Monte Carlo
-dropout samples of one member, Gal & Ghahramani 2016) predicts the property
-of every crop; the ensemble mean is the prediction and the ensemble standard
-deviation its spread (deep ensembles, Lakshminarayanan et al. 2017).
-
-The spread of an ensemble measures only the disagreement of its members, not
-the scatter of the measurement itself, so a Gaussian interval built from it
-usually covers far fewer samples than it claims. The interval reported here is
-therefore calibrated by split conformal prediction on the validation split
-(Papadopoulos et al. 2002; normalised residual scores as in Lei et al. 2018,
-sec. 5.2; Angelopoulos & Bates 2021, "A gentle introduction to conformal
-prediction and distribution-free uncertainty quantification", sec. 2.3):
-with scores ``s_i = |y_i - mean_i| / spread_i`` on ``n`` calibration samples,
-``q`` is the ``ceil((n + 1) * level)``-th smallest score and the interval is
-``mean +- q * spread``. If calibration and test samples are exchangeable, it
-covers a new sample with probability at least ``level`` (marginally).
-
-The trained networks are reached only through ``microprop.train``
-(``load_model``, ``predict``); all predictions here are in physical units
-(GPa). Figures follow :mod:`microprop.figures` (fixed size, Agg, units on
-every axis).
+Each function takes tables or arrays and returns a fixed-size
+:class:`matplotlib.figure.Figure` (:mod:`microprop.plots._common`: size,
+DPI, units on every axis).
 """
 from __future__ import annotations
 
@@ -38,7 +20,7 @@ from ._common import FIGSIZE, quantity_label
 
 log = logging.getLogger(__name__)
 
-#: size (inches) of the example-crops figure at :data:`microprop.figures.DPI`
+#: size (inches) of the example-crops figure at :data:`microprop.plots.DPI`
 CROPS_FIGSIZE = (12.0, 10.0)
 
 
@@ -86,7 +68,7 @@ def training_history(tables, labels=None, quantity="E_GPa", title=None):
     Returns
     -------
     matplotlib.figure.Figure
-        Size ``FIGSIZE["double"]`` at :data:`microprop.figures.DPI`: left MSE
+        Size ``FIGSIZE["double"]`` at :data:`microprop.plots.DPI`: left MSE
         (GPa^2, log scale), right MAE (GPa); blue training, orange
         validation, one line style per member; a star marks each member's
         lowest validation MSE.
@@ -231,7 +213,7 @@ def example_crops(images, predictions, pixel_size_nm, n=12, seed=0, quantity="E_
     Returns
     -------
     matplotlib.figure.Figure
-        Size :data:`CROPS_FIGSIZE` at :data:`microprop.figures.DPI`; crops
+        Size :data:`CROPS_FIGSIZE` at :data:`microprop.plots.DPI`; crops
         in um (indent at the centre, marked +), one grey scale for all
         (2nd-98th percentile), a scale bar in um; each title gives the
         measured value and the prediction +- half the interval width.
@@ -293,7 +275,7 @@ def r2_figure(table, title=None):
     Returns
     -------
     matplotlib.figure.Figure
-        12 x 5 in (``microprop.figures.FIGSIZE["double"]``).
+        12 x 5 in (``microprop.plots.FIGSIZE["double"]``).
     """
     from matplotlib.figure import Figure
 

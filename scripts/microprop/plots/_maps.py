@@ -1,24 +1,8 @@
-"""Property maps of whole areas and their statistics against indentation.
+"""Figures of the mapped areas: the seed paper's Fig. 15 (BSE | ResNet map | table-model map) and Fig. 16-17 (histograms with mixture components).
 
-The seed paper's out-of-bag test (its Fig. 15-17 and Table 1): a trained
-model maps E over an area that was never indented, and the phase statistics
-of the map (Gaussian-mixture deconvolution: fraction, mean, std per phase)
-are compared with those of the grid-indentation test.
-
-* :func:`window_centres` -- the crop centres of a sliding window at a step.
-* :func:`predict_map` -- sliding-window inference with any crop predictor
-  (a ResNet ensemble in the workflow), read from the map in strips so that
-  memory stays bounded.
-* :func:`window_means` / :func:`table_model_map` -- the same windows reduced
-  to their mean grey (integral image), then the seed's table model.
-* :func:`compare_statistics` -- Table-1-like comparison of GMM phase
-  statistics of the indents and of the maps.
-* :func:`map_triptych`, :func:`map_histograms` -- Fig. 15 and Fig. 16-17.
-
-Window convention (same as :func:`microprop.dataset.crop_indents`): a window
-centred at pixel ``(cy, cx)`` covers rows ``cy - S//2 .. cy - S//2 + S - 1``
-and the same columns, so that a map value at a window centre is what the
-model predicts for an indent located at that pixel.
+Window convention (same as :func:`microprop.data.crop_indents`): a map value
+at a window centre is what the model predicts for an indent located at that
+pixel; :func:`grid_extent` places the map's pixels in um.
 """
 from __future__ import annotations
 
@@ -34,7 +18,7 @@ from ..learning._mapping import _finite
 from ._common import DPI, add_scale_bar, quantity_label, robust_limits
 from ._stats import draw_components
 
-#: Figure sizes in inches (at :data:`microprop.figures.DPI`).
+#: Figure sizes in inches (at :data:`microprop.plots.DPI`).
 FIGSIZE_TRIPTYCH = (16.0, 5.5)
 
 
@@ -93,7 +77,7 @@ def map_triptych(bse_downsampled, pixel_size_nm, resnet_grid, table_grid, step_u
     Returns
     -------
     matplotlib.figure.Figure
-        Size :data:`FIGSIZE_TRIPTYCH` at :data:`microprop.figures.DPI`.
+        Size :data:`FIGSIZE_TRIPTYCH` at :data:`microprop.plots.DPI`.
 
     Raises
     ------
@@ -177,8 +161,8 @@ def _components_table(tables, source):
 def _draw_histogram(ax, x, table, quantity, bins, xlim, label):
     """Density histogram, weighted Gaussian components and their sum on one axes.
 
-    The components are drawn by :func:`microprop.figures.draw_components`,
-    as in :func:`microprop.figures.histogram_components`, on a given axes so
+    The components are drawn by :func:`microprop.plots.draw_components`,
+    as in :func:`microprop.plots.histogram_components`, on a given axes so
     that several sources fit one figure.
     """
     # density relative to all N values (values beyond xlim are counted, not drawn)
@@ -197,7 +181,7 @@ def map_histograms(indent_E, grids, tables, quantity="E_GPa", bins=60, title=Non
     share the x range (0.5th-99.5th percentile of all values, widened to
     the components' mean +- 3 std) and the bin edges, so that the peaks can
     be compared by eye. Each panel draws what
-    :func:`microprop.figures.histogram_components` draws for one source.
+    :func:`microprop.plots.histogram_components` draws for one source.
 
     Parameters
     ----------

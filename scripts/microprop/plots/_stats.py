@@ -1,11 +1,4 @@
-"""Figures for the Snakemake report (matplotlib, Agg backend).
-
-Each function takes arrays/tables and returns a :class:`matplotlib.figure.Figure`
-of a fixed size (``FIGSIZE`` inches at ``DPI``), so that the saved PNG has a
-known pixel size; :func:`save_png` writes one atomically. Every axis carries
-its unit, colourbars are labelled, and images have a scale bar in um.
-Positions follow the project convention: ``x`` right, ``y`` down, in um in
-the before-mosaic frame (``x_um = x_px * pixel_size_nm / 1000``).
+"""Figures of the statistics: histograms with mixture components, the table model, the BIC.
 """
 from __future__ import annotations
 

@@ -1,24 +1,10 @@
-"""Statistics of grid nanoindentation: deconvolution, hydration, baselines.
+"""Degree of hydration and C-S-H ratio from the deconvolved phase fractions.
 
-* :func:`deconvolve` -- statistical deconvolution of a property histogram
-  (indentation modulus ``E_GPa`` or hardness ``H_GPa``) into Gaussian
-  components, one per mechanical phase (grid indentation technique:
-  Constantinides, Ravi Chandran, Ulm & Van Vliet 2006, Mater. Sci. Eng. A 430;
-  Ulm et al. 2007, J. Am. Ceram. Soc. 90). The mixture is fitted by maximum
-  likelihood with scikit-learn's :class:`~sklearn.mixture.GaussianMixture`
-  (EM) and the components are named by optimal assignment of their means to
-  literature phase means.
-* :func:`bic_table` -- Bayesian/Akaike information criteria against the
-  number of components (Schwarz 1978; Akaike 1974).
-* :func:`hydration` -- degree of hydration from the clinker volume fraction
-  (Powers' model) and the LD/(LD+HD) C-S-H ratio (Tennis & Jennings 2000);
-  :func:`hydration_or_note` and :func:`hydration_by_area` report it for the
-  mixture tables of a specimen.
-* :func:`table_model_fit` / :func:`table_model_predict` /
-  :func:`table_model` -- the seed's "table model": mean grey of a crop, binned,
-  and the mean property of each bin as the prediction.
-* :func:`linear_model` -- ordinary least squares of the property on the mean
-  grey, the other baseline; :func:`metrics` -- MSE, MAE, R^2.
+:func:`hydration` -- degree of hydration from the clinker volume fraction
+(Powers' model) and the LD/(LD+HD) C-S-H ratio Mr (Tennis & Jennings 2000,
+Cem. Concr. Res. 30), which stand in for the seed paper's eqs. 9-10;
+:func:`hydration_by_area` and :func:`hydration_or_note` apply it per area
+of a deconvolution and say why when it cannot be computed.
 """
 from __future__ import annotations
 

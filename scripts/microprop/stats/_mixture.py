@@ -1,4 +1,4 @@
-"""Statistics of grid nanoindentation: deconvolution, hydration, baselines.
+"""Gaussian-mixture deconvolution of grid-indentation data, with its information criteria.
 
 * :func:`deconvolve` -- statistical deconvolution of a property histogram
   (indentation modulus ``E_GPa`` or hardness ``H_GPa``) into Gaussian
@@ -7,16 +7,13 @@
   Ulm et al. 2007, J. Am. Ceram. Soc. 90). The mixture is fitted by maximum
   likelihood with scikit-learn's :class:`~sklearn.mixture.GaussianMixture`
   (EM) and the components are named by optimal assignment of their means to
-  literature phase means.
+  literature phase means (:data:`microprop.phases.E_PHASE_MEANS_GPA`).
+* :func:`deconvolve_joint` -- one bivariate mixture of (E, H) pairs, with
+  its E and H marginals (:func:`marginal`).
 * :func:`bic_table` -- Bayesian/Akaike information criteria against the
   number of components (Schwarz 1978; Akaike 1974).
-* :func:`hydration` -- degree of hydration from the clinker volume fraction
-  (Powers' model) and the LD/(LD+HD) C-S-H ratio (Tennis & Jennings 2000).
-* :func:`table_model_fit` / :func:`table_model_predict` /
-  :func:`table_model` -- the seed's "table model": mean grey of a crop, binned,
-  and the mean property of each bin as the prediction.
-* :func:`linear_model` -- ordinary least squares of the property on the mean
-  grey, the other baseline; :func:`metrics` -- MSE, MAE, R^2.
+* :func:`gmm_tables`, :func:`mixture_fractions` -- the tables the
+  ``deconvolve`` rule writes, pooled and per area.
 """
 from __future__ import annotations
 
@@ -45,7 +42,7 @@ def phase_reference_means(quantity="E_GPa"):
     dict
         Phase name -> mean in GPa, for ``LD-C-S-H``, ``HD-C-S-H``, ``CH``,
         ``ACC``. For ``H_GPa`` the column ``H_mean_GPa`` of
-        ``microprop.nanoindentation.PHASE_PROPERTIES`` (indexed by phase) is
+        ``microprop.phases.PHASE_PROPERTIES`` (indexed by phase) is
         used when that module provides it (the forward model of the virtual specimens),
         else :data:`H_PHASE_MEANS_GPA`; for ``E_GPa``, :data:`E_PHASE_MEANS_GPA`.
 

@@ -122,12 +122,12 @@ def generate_area(phase_eta, *, pixel_size_nm=40.0, fractions=None, n_batches=(2
 
     Flow: :func:`area_geometry`; phase labels
     (:func:`generate_microstructure`); per batch the true indent positions
-    from the grid model (``microprop.grid_positions``, seed
+    from the grid model (``microprop.imaging.grid_positions``, seed
     paper eq. 3a/3b) with origin = nominal + N(0, ``batch_origin_error_um``)
     and increment drift ``grid_drift_um``; measured E/H from the forward
     model (``indent_properties``) on the labels; the BSE
     image (:func:`render_bse`); Berkovich marks at the true positions
-    (``microprop.render_berkovich_marks``) for the after image; the
+    (``microprop.imaging.render_berkovich_marks``) for the after image; the
     before and after tile sets (:func:`cut_tiles`, independent stage errors,
     the after set shifted by ``after_offset_um``).
 

@@ -49,7 +49,7 @@ def synthetic_known_relation(n=200, size=32, seed=0, a=40.0, b=10.0, noise_GPa=1
     crops : numpy.ndarray, shape (n, size, size), float32
     table : pandas.DataFrame
         ``specimen, area, batch, indent, x_um, y_um, E_GPa, H_GPa`` (the
-        columns of :func:`microprop.dataset.write_shard`) and ``z``.
+        columns of :func:`microprop.data.write_shard`) and ``z``.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -79,8 +79,8 @@ def synthetic_known_relation(n=200, size=32, seed=0, a=40.0, b=10.0, noise_GPa=1
 def write_synthetic_dataset(path, n=200, size=32, seed=0, pixel_size_nm=40.0, **kwargs):
     """Write a known-relation ``dataset.h5`` (see :func:`synthetic_known_relation`).
 
-    Goes through the dataset writers (:func:`microprop.dataset.write_shard`,
-    :func:`microprop.dataset.assemble`), so the file follows the dataset
+    Goes through the dataset writers (:func:`microprop.data.write_shard`,
+    :func:`microprop.data.assemble`), so the file follows the dataset
     contract, with 70/15/15 random and blocked splits.
 
     Returns
