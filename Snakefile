@@ -36,7 +36,10 @@ include: "rules/indentation.smk"
 include: "rules/dataset.smk"
 include: "rules/stats.smk"
 include: "rules/validate.smk"
-include: "rules/learning.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/ladder.smk"
+include: "rules/mapping.smk"
 
 
 rule all:

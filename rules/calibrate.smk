@@ -16,11 +16,11 @@ rule calibrate:
             labels={"specimen": "{specimen}", "area": "{area}"},
         ),
     params:
-        mode=lambda w: spec_cfg(w.specimen)["calibration"]["mode"],
-        reference_phases=lambda w: spec_cfg(w.specimen)["calibration"]["reference_phases"],
-        reference_greys=lambda w: spec_cfg(w.specimen)["calibration"]["reference_greys"],
-        clinker_grey_window=lambda w: spec_cfg(w.specimen)["calibration"]["clinker_grey_window"],
-        micf_sigma_px=lambda w: spec_cfg(w.specimen)["calibration"]["micf_sigma_px"],
+        mode=spec_param("calibration", "mode"),
+        reference_phases=spec_param("calibration", "reference_phases"),
+        reference_greys=spec_param("calibration", "reference_greys"),
+        clinker_grey_window=spec_param("calibration", "clinker_grey_window"),
+        micf_sigma_px=spec_param("calibration", "micf_sigma_px"),
         chunk=config["stitching"]["chunk_px"],
     log:
         "results/logs/calibrate/{specimen}_{area}.log",

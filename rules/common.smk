@@ -27,6 +27,61 @@ def area_cfg(specimen, area):
     return spec_cfg(specimen)["areas"][area]
 
 
+_REQUIRED = object()  # `default` of the look-ups below: the key must be there
+
+
+def _look_up(section, keys, default, transform):
+    value = section
+    for key in keys:
+        if default is not _REQUIRED and key not in value:
+            value = default
+            break
+        value = value[key]
+    return value if transform is None else transform(value)
+
+
+def spec_param(*keys, default=_REQUIRED, transform=None):
+    """A params function of the wildcards: one value of the specimen's config.
+
+    ``spec_param("stats", "seed")`` returns ``f(wildcards)`` giving
+    ``config["specimens"][wildcards.specimen]["stats"]["seed"]``.
+
+    Parameters
+    ----------
+    *keys : str
+        Path of the value below the specimen's section.
+    default : object, optional
+        Value when a key is absent (as ``dict.get``); without it an absent
+        key raises ``KeyError``.
+    transform : callable, optional
+        Applied to the value found (or the default), e.g. ``lambda v: v or 10.0``.
+
+    Returns
+    -------
+    callable
+        ``f(wildcards) -> object``, for a rule's ``params:``.
+    """
+
+    def param(wildcards):
+        return _look_up(spec_cfg(wildcards.specimen), keys, default, transform)
+
+    return param
+
+
+def learn_param(*keys, default=_REQUIRED, transform=None):
+    """`spec_param` under the specimen's ``learning:`` section."""
+    return spec_param("learning", *keys, default=default, transform=transform)
+
+
+def area_param(*keys, default=_REQUIRED, transform=None):
+    """`spec_param` under the area's section: ``areas[wildcards.area]``."""
+
+    def param(wildcards):
+        return _look_up(area_cfg(wildcards.specimen, wildcards.area), keys, default, transform)
+
+    return param
+
+
 def is_virtual(specimen):
     return "virtual" in spec_cfg(specimen)
 

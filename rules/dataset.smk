@@ -10,8 +10,8 @@ rule crop_batch:
         shard="results/{specimen}/{area}/shards/{batch}.h5",
         skipped="results/{specimen}/{area}/shards/{batch}_skipped.csv",
     params:
-        scale=lambda w: spec_cfg(w.specimen)["dataset"]["scale"],
-        crop_size_um=lambda w: spec_cfg(w.specimen)["dataset"]["crop_size_um"],
+        scale=spec_param("dataset", "scale"),
+        crop_size_um=spec_param("dataset", "crop_size_um"),
         specimen="{specimen}",
         area="{area}",
         batch="{batch}",
@@ -34,9 +34,9 @@ rule assemble_dataset:
         dataset="results/{specimen}/dataset.h5",
         splits_report="results/{specimen}/dataset_splits.json",
     params:
-        seed=lambda w: spec_cfg(w.specimen)["dataset"]["split_seed"],
-        split_fractions=lambda w: spec_cfg(w.specimen)["dataset"]["split_fractions"],
-        block_um=lambda w: spec_cfg(w.specimen)["dataset"]["block_um"],
+        seed=spec_param("dataset", "split_seed"),
+        split_fractions=spec_param("dataset", "split_fractions"),
+        block_um=spec_param("dataset", "block_um"),
         config_sha256=config_sha256,
         code_version=code_version(),
     log:

@@ -5,22 +5,22 @@
 rule virtual_indentation:
     """Simulated indentation of a single real image on its segmented phases."""
     input:
-        image=lambda w: area_cfg(w.specimen, w.area)["image"],
+        image=area_param("image"),
     output:
         export="results/{specimen}/{area}/virtual_indentation/{batch}.csv",
         labels="results/{specimen}/{area}/virtual_indentation/{batch}_labels.npy",
         note="results/{specimen}/{area}/virtual_indentation/{batch}_SIMULATED.json",
     params:
-        pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
-        spacing_um=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["spacing_um"],
-        crop_size_um=lambda w: spec_cfg(w.specimen)["dataset"]["crop_size_um"],
-        load_mN=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["load_mN"],
-        noise_rel=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["noise_rel"],
-        seed=lambda w: area_cfg(w.specimen, w.area)["virtual_indentation"]["seed"],
+        pixel_size_nm=spec_param("pixel_size_nm"),
+        spacing_um=area_param("virtual_indentation", "spacing_um"),
+        crop_size_um=spec_param("dataset", "crop_size_um"),
+        load_mN=area_param("virtual_indentation", "load_mN"),
+        noise_rel=area_param("virtual_indentation", "noise_rel"),
+        seed=area_param("virtual_indentation", "seed"),
         batch="{batch}",
-        region_px=lambda w: area_cfg(w.specimen, w.area).get("region_px"),
-        indenter_offset_um=lambda w: area_cfg(w.specimen, w.area)["indenter_offset_um"],
-        indenter_axes=lambda w: area_cfg(w.specimen, w.area)["indenter_axes"],
+        region_px=area_param("region_px", default=None),
+        indenter_offset_um=area_param("indenter_offset_um"),
+        indenter_axes=area_param("indenter_axes"),
     log:
         "results/logs/virtual_indentation/{specimen}_{area}_{batch}.log",
     threads: 1
@@ -41,8 +41,8 @@ rule read_indentation:
         rejected="results/{specimen}/{area}/indents/{batch}_rejected.csv",
     params:
         batch="{batch}",
-        columns=lambda w: spec_cfg(w.specimen)["indentation"]["columns"],
-        units=lambda w: spec_cfg(w.specimen)["indentation"]["units"],
+        columns=spec_param("indentation", "columns"),
+        units=spec_param("indentation", "units"),
     log:
         "results/logs/read_indentation/{specimen}_{area}_{batch}.log",
     threads: 1
@@ -84,11 +84,11 @@ rule locate_indents:
     params:
         mode=lambda w: locate_mode(w.specimen, w.area),
         batch="{batch}",
-        pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
-        indenter_offset_um=lambda w: area_cfg(w.specimen, w.area)["indenter_offset_um"],
-        indenter_axes=lambda w: area_cfg(w.specimen, w.area)["indenter_axes"],
-        search_radius_um=lambda w: spec_cfg(w.specimen)["indentation"]["search_radius_um"],
-        spacing_um=lambda w: spec_cfg(w.specimen)["indentation"]["spacing_um"],
+        pixel_size_nm=spec_param("pixel_size_nm"),
+        indenter_offset_um=area_param("indenter_offset_um"),
+        indenter_axes=area_param("indenter_axes"),
+        search_radius_um=spec_param("indentation", "search_radius_um"),
+        spacing_um=spec_param("indentation", "spacing_um"),
     log:
         "results/logs/locate_indents/{specimen}_{area}_{batch}.log",
     benchmark:

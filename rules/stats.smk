@@ -31,11 +31,11 @@ rule deconvolve:
         ),
     params:
         areas=lambda w: [a for a in areas(w.specimen) for _ in batches(w.specimen, a)],
-        n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"],
-        method=lambda w: spec_cfg(w.specimen)["stats"]["method"],
-        k_max=lambda w: spec_cfg(w.specimen)["stats"]["k_max"],
-        seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
-        w_c=lambda w: spec_cfg(w.specimen)["w_c"],
+        n_components=spec_param("stats", "n_components"),
+        method=spec_param("stats", "method"),
+        k_max=spec_param("stats", "k_max"),
+        seed=spec_param("stats", "seed"),
+        w_c=spec_param("w_c"),
     log:
         "results/logs/deconvolve/{specimen}.log",
     threads: 1
@@ -67,8 +67,8 @@ rule baselines:
         ),
         bins="results/{specimen}/stats/table_model_bins.csv",
     params:
-        n_bins=lambda w: spec_cfg(w.specimen)["stats"]["n_bins"],
-        seed=lambda w: spec_cfg(w.specimen)["stats"]["seed"],
+        n_bins=spec_param("stats", "n_bins"),
+        seed=spec_param("stats", "seed"),
     log:
         "results/logs/baselines/{specimen}.log",
     threads: 1

@@ -4,11 +4,11 @@
 rule image_layout:
     """A single pre-stitched image as a 1 x 1 tile layout."""
     input:
-        image=lambda w: area_cfg(w.specimen, w.area)["image"],
+        image=area_param("image"),
     output:
         layout=directory("results/{specimen}/{area}/image_layout"),
     params:
-        region_px=lambda w: area_cfg(w.specimen, w.area).get("region_px"),
+        region_px=area_param("region_px", default=None),
     log:
         "results/logs/image_layout/{specimen}_{area}.log",
     threads: 1
@@ -28,7 +28,7 @@ rule stitch_tiles:
         mosaic=directory("results/{specimen}/{area}/mosaic_{stage}.zarr"),
         table="results/{specimen}/{area}/stitch_{stage}.csv",
     params:
-        pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
+        pixel_size_nm=spec_param("pixel_size_nm"),
         max_stage_error_um=config["stitching"]["max_stage_error_um"],
         chunk=config["stitching"]["chunk_px"],
     log:

@@ -13,7 +13,7 @@ rule validate_virtual:
     output:
         report="results/{specimen}/validation/{area}.json",
     params:
-        pixel_size_nm=lambda w: spec_cfg(w.specimen)["pixel_size_nm"],
+        pixel_size_nm=spec_param("pixel_size_nm"),
     log:
         "results/logs/validate_virtual/{specimen}_{area}.log",
     threads: 1

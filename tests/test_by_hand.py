@@ -90,7 +90,7 @@ def test_run_by_hand_with_wildcards_only(tmp_path):
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "scripts/read_indentation.py", "specimen=hand", "area=A1", "batch=b01",
            "--directory", str(tmp_path), "--configfile", str(tmp_path / "my.yaml")]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     indents = pd.read_csv(tmp_path / "results/hand/A1/indents/b01.csv")
     assert list(indents["indent"]) == [1, 2, 3, 5] and set(indents["batch"]) == {"b01"}
@@ -99,7 +99,7 @@ def test_run_by_hand_with_wildcards_only(tmp_path):
         tmp_path / "results/logs/read_indentation/hand_A1_b01.log").read_text()
 
     bad = subprocess.run(cmd[:3] + cmd[5:] + ["bach=b01"], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=1800)
     assert bad.returncode != 0
     assert "read_indentation.py: rule read_indentation has wildcards area, batch, specimen: " \
            "missing area, batch; unexpected bach" in bad.stderr
@@ -107,5 +107,5 @@ def test_run_by_hand_with_wildcards_only(tmp_path):
 
 def test_outside_the_repository_root_asks_for_directory(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "read_indentation.py"), "specimen=demo"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert proc.returncode != 0 and "--directory DIR" in proc.stderr

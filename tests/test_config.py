@@ -1,4 +1,4 @@
-"""The configuration schema: the demo config validates, bad keys fail by name."""
+"""The configuration schema: the demo config and the test studies validate, bad keys fail by name."""
 import copy
 from pathlib import Path
 
@@ -18,6 +18,14 @@ def load(name="config.yaml"):
 @pytest.mark.parametrize("name", ["config.yaml", "configs/real_bse_B.yaml", "configs/example_user.yaml",
                                   "configs/demo_learning.yaml"])
 def test_shipped_configs_validate(name):
+    cfg = load(name)
+    validate(cfg, SCHEMA, set_default=True)
+
+
+@pytest.mark.parametrize("name", [".test/config_tiny_virtual/config.yaml", ".test/config_user_layout/config.yaml",
+                                  ".test/config_tiny_learning/config.yaml"])
+def test_test_studies_validate(name):
+    """The tiny studies tests/test_workflow.py runs are valid configs."""
     cfg = load(name)
     validate(cfg, SCHEMA, set_default=True)
 

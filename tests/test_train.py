@@ -261,7 +261,7 @@ def _train_child(data, out_dir, kill_at, kw):
     import sys
 
     proc = subprocess.run([sys.executable, "-c", KILL_CHILD, str(data), str(out_dir), str(kill_at), repr(kw)],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=1800,
                           env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
     if kill_at:
         assert proc.returncode == -9, proc.stderr[-3000:]

@@ -1,6 +1,5 @@
 """The Snakemake workflow itself: lint, dry runs, a tiny end-to-end run, and
 the partial rerun when a new indentation batch arrives."""
-import copy
 import json
 import re
 import shutil
@@ -15,58 +14,34 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
-TINY_VIRTUAL = {
-    "seed": 11,
-    "fractions": {"pore": 0.05, "LD-C-S-H": 0.38, "HD-C-S-H": 0.25, "CH": 0.15, "ACC": 0.17},
-    "n_batches": [3, 1],
-    "batch_shape": [4, 4],
-    "spacing_um": 10.0,
-    "margin_um": 12.0,
-    "batch_origin_error_um": 1.0,
-    "grid_drift_um": 0.1,
-    "tile_shape_px": [512, 512],
-    "overlap_frac": 0.15,
-    "stage_error_um": 0.8,
-    "after_offset_um": [2.0, -1.5],
-    "load_mN": 2.0,
-    "noise_rel": 0.05,
-    "electrons_per_px": 5000,
-}
+TEST_STUDIES = REPO / ".test"
+
+
+def study_config(name):
+    """The test study ``.test/config_{name}/config.yaml`` as a new dict.
+
+    Each call reads the file again, so a test may change its copy. Relative
+    paths in it are relative to the working directory (``--directory``).
+    """
+    return yaml.safe_load((TEST_STUDIES / f"config_{name}" / "config.yaml").read_text())
 
 
 def tiny_config():
     """A virtual specimen small enough to run end to end in about a minute."""
-    return {
-        "backscatter": {"beam_energy_keV": 20.0, "n_electrons": 300, "n_points": 5, "seed": 0},
-        "stitching": {"max_stage_error_um": 4.0, "chunk_px": 256},
-        "specimens": {"tiny": {
-            "pixel_size_nm": 100.0,
-            "virtual": copy.deepcopy(TINY_VIRTUAL),
-            "areas": {"A1": {"before": "resources/tiny/A1/before", "after": "resources/tiny/A1/after",
-                             "indentation": "resources/tiny/A1/indentation"}},
-            "indentation": {"search_radius_um": 4.0, "spacing_um": 10.0},
-            "stats": {"n_components": 2, "k_max": 3},
-            "dataset": {"block_um": 20.0},
-        }},
-    }
+    return study_config("tiny_virtual")
 
 
 def user_config():
     """The tiny specimen's data laid out as a user brings it: tiles and a
     folder of exports (batches discovered), no generator."""
-    cfg = tiny_config()
-    spec = cfg["specimens"].pop("tiny")
-    del spec["virtual"]
-    spec["areas"]["A1"]["indentation"] = "exports/A1"
-    cfg["specimens"]["user"] = spec
-    return cfg
+    return study_config("user_layout")
 
 
 def run_smk(workdir, config, *args, check=True):
     cfg = Path(workdir) / "config_test.yaml"
     cfg.write_text(yaml.safe_dump(config))
     cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)  # a hang guard, far above a loaded machine's time
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -85,7 +60,7 @@ def planned_jobs(dry_run_output):
 
 
 def test_lint_is_clean():
-    proc = subprocess.run(SNAKEMAKE + ["--lint"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(SNAKEMAKE + ["--lint"], capture_output=True, text=True, cwd=REPO, timeout=1800)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Lints for" not in out, out
@@ -181,11 +156,7 @@ def test_real_image_config_runs_through_the_dag(tmp_path, real_bse_path):
 def test_tiny_learning_stage(tmp_path):
     """The learning stage end to end on the tiny specimen: ensembles on both
     splits, evaluation with intervals, the ladder and the summary table."""
-    cfg = tiny_config()
-    cfg["specimens"]["tiny"]["learning"] = {
-        "targets": ["E_GPa"], "splits": ["random", "blocked"], "ensemble": 2, "ensemble_blocked": 1,
-        "epochs": 2, "lr": 1e-3, "input_px": 32, "device": "cpu", "cpu": {"epochs": 2}}
-    run_smk(tmp_path, cfg)
+    run_smk(tmp_path, study_config("tiny_learning"))
     table = __import__("pandas").read_csv(tmp_path / "results/tiny/learning/summary.csv")
     resnet = table[table.model.str.startswith("resnet")]
     assert sorted(resnet.split) == ["blocked", "random"]
@@ -202,6 +173,8 @@ def test_tiny_learning_stage(tmp_path):
 def test_blocked_split_members_default_to_the_random_splits(tmp_path, blocked, expected):
     """ensemble_blocked unset: as many members on the blocked split as on the
     random one (like with like); set: that many."""
+    # A variant of the tiny study, made here: the one key under test,
+    # ensemble_blocked, absent or set; a dry run, so no training settings.
     cfg = tiny_config()
     learning = {"targets": ["E_GPa"], "splits": ["random", "blocked"], "ensemble": 2}
     if blocked is not None:

@@ -1,0 +1,55 @@
+# Mapping: the trained ensemble maps an area it never saw (role `map`); the
+# phase statistics of the map beside those of the indentation (Table 1).
+
+
+rule map_area:
+    """The seed's out-of-bag test: map an area the model never saw."""
+    input:
+        calibrated="results/{specimen}/{area}/calibrated.zarr",
+        mosaic="results/{specimen}/{area}/mosaic_before.zarr",
+        checkpoints=lambda w: member_files(w.specimen, "random", w.target, "best.pt"),
+        table="results/{specimen}/stats/table_model_bins.csv",
+        indents=lambda w: located_files(w.specimen),
+    output:
+        grid_coarse="results/{specimen}/maps/{area}/grid_coarse_{target}.npy",
+        grid_dense="results/{specimen}/maps/{area}/grid_dense_{target}.npy",
+        table1=report(
+            "results/{specimen}/maps/{area}/table1_{target}.csv",
+            caption="../report/map_table1.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "Table 1"},
+        ),
+        fig_maps=report(
+            "results/{specimen}/figures/map_{area}_{target}.png",
+            caption="../report/map_triptych.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "maps"},
+        ),
+        fig_hist=report(
+            "results/{specimen}/figures/map_hist_{area}_{target}.png",
+            caption="../report/map_histograms.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "histograms"},
+        ),
+        meta="results/{specimen}/maps/{area}/meta_{target}.json",
+    params:
+        scale=spec_param("dataset", "scale"),
+        step_um=spec_param("indentation", "spacing_um", transform=lambda v: v or 10.0),
+        dense_step_px=learn_param("map_dense_step_px"),
+        dense_max_crops=learn_param("map_dense_max_crops"),
+        device=learn_param("device"),
+        n_components=spec_param("stats", "n_components"),
+        seed=spec_param("stats", "seed"),
+    log:
+        "results/logs/map_area/{specimen}_{area}_{target}.log",
+    benchmark:
+        "results/benchmarks/map_area/{specimen}_{area}_{target}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        gpu=1,
+    conda:
+        "../envs/learning.yaml"
+    script:
+        "../scripts/map_area.py"
