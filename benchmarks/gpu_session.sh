@@ -38,7 +38,7 @@ fi
 } 2>&1 | tee "$OUT/device.txt"
 
 data250="${TMPDIR:-/tmp}/microprop_synthetic_250px_$$.h5"   # ~1 GB: not in $OUT
-"$PY" -c "import sys; sys.path.insert(0, 'scripts'); from microprop.train import write_synthetic_dataset as w; w('$data250', n=$N250, size=250, seed=0)" \
+"$PY" -c "import sys; sys.path.insert(0, 'scripts'); from microprop.virtual import write_synthetic_dataset as w; w('$data250', n=$N250, size=250, seed=0)" \
   || { echo "could not write the synthetic dataset" >&2; exit 1; }
 
 step() {  # step NAME LIMIT ARGS...: one benchmark, its own time limit (s), its log in $OUT

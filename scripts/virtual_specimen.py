@@ -1,6 +1,6 @@
 """Generate one area of a virtual specimen: what a microscope and a nanoindenter give a user.
 
-Rule script (run by Snakemake, or by hand with ``--mock job.yaml``).
+Rule script (run by Snakemake, or by hand: ``python scripts/virtual_specimen.py --rule virtual_specimen_demo_A1``).
 
 snakemake.input
     phase_eta : path of ``phase_eta.csv`` (columns ``phase, eta``; one row per
