@@ -12,8 +12,12 @@ What is compared, under ``results/<specimen>/``:
   NaN); timing fields (wall seconds, throughputs, the log's durations) are
   left out, since they measure the machine, not the result;
 - HDF5 files (``dataset.h5``, shards): every dataset bitwise and every attribute;
-- NPY files: bitwise;
-- PNG figures: pixel by pixel.
+- NPY files and zarr stores (mosaics, calibrated maps): every array bitwise,
+  every attribute;
+- PNG figures and TIFF tiles: pixel by pixel.
+
+The same command compares the generated inputs (``resources/`` of the two
+copies: tiles, layouts, exports, truth).
 
 Prints one line per file (``same``, ``DIFFERENT: why`` or ``MISSING``) and a
 count; exits 1 when anything differs or is missing.
@@ -31,7 +35,7 @@ import pandas as pd
 #: Keys and columns that measure time or speed (compared: no).
 TIMING = re.compile(r"(^|_)(seconds|epoch_s|data_wait_s|fit_s|images_per_s|crops_per_s|"
                     r"megapixels_per_s|wall_s|elapsed_s|time_s|s_per_step)$")
-SUFFIXES = (".json", ".csv", ".h5", ".npy", ".png")
+SUFFIXES = (".json", ".csv", ".h5", ".npy", ".png", ".tif", ".tiff")
 
 
 def _same_value(a, b):
@@ -121,7 +125,32 @@ def compare_png(pa, pb):
     return [f"{n} pixel(s) differ"] if n else []
 
 
+def compare_zarr(pa, pb):
+    import zarr
+
+    def arrays(store):
+        node = zarr.open(str(store), mode="r")
+        if isinstance(node, zarr.Array):
+            return {"": node}
+        return {name: arr for name, arr in node.arrays()}
+
+    a, b = arrays(pa), arrays(pb)
+    if sorted(a) != sorted(b):
+        return [f"arrays {sorted(a)} vs {sorted(b)}"]
+    diff = []
+    for name in sorted(a):
+        xa, xb = a[name], b[name]
+        diff += [f"{name} attrs{d}" for d in compare_json(dict(xa.attrs), dict(xb.attrs))]
+        if xa.shape != xb.shape or xa.dtype != xb.dtype:
+            diff.append(f"{name}: {xa.dtype}{xa.shape} vs {xb.dtype}{xb.shape}")
+        elif not np.array_equal(xa[...], xb[...], equal_nan=True):
+            diff.append(f"{name}: values differ")
+    return diff
+
+
 def compare_file(pa, pb):
+    if pa.suffix == ".zarr":
+        return compare_zarr(pa, pb)
     suffix = pa.suffix
     if suffix == ".json":
         return compare_json(json.loads(pa.read_text()), json.loads(pb.read_text()))
@@ -133,6 +162,10 @@ def compare_file(pa, pb):
         return [] if np.array_equal(np.load(pa), np.load(pb), equal_nan=True) else ["values differ"]
     if suffix == ".png":
         return compare_png(pa, pb)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return [] if np.array_equal(tifffile.imread(pa), tifffile.imread(pb)) else ["pixels differ"]
     raise ValueError(suffix)
 
 
@@ -144,7 +177,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     root_a, root_b = a.before / a.specimen, a.after / a.specimen
     files = sorted(p.relative_to(root_a) for p in root_a.rglob("*")
-                   if p.is_file() and p.suffix in SUFFIXES and "/work/" not in f"/{p}")
+                   if p.is_file() and p.suffix in SUFFIXES
+                   and "work" not in p.relative_to(root_a).parts  # resume checkpoints
+                   and not any(q.endswith(".zarr") for q in p.relative_to(root_a).parts))
+    files += sorted(p.relative_to(root_a) for p in root_a.rglob("*.zarr") if p.is_dir())
     bad = 0
     for rel in files:
         pb = root_b / rel
@@ -156,7 +192,10 @@ def main(argv=None):
         print(f"{'same' if not diff else 'DIFFERENT':10s} {rel}" + (f": {'; '.join(diff[:3])}" if diff else ""))
         bad += bool(diff)
     extra = sorted(p.relative_to(root_b) for p in root_b.rglob("*")
-                   if p.is_file() and p.suffix in SUFFIXES and not (root_a / p.relative_to(root_b)).exists())
+                   if p.is_file() and p.suffix in SUFFIXES
+                   and "work" not in p.relative_to(root_b).parts
+                   and not any(q.endswith(".zarr") for q in p.relative_to(root_b).parts)
+                   and not (root_a / p.relative_to(root_b)).exists())
     for rel in extra:
         print(f"NEW        {rel}")
     print(f"{len(files)} file(s) compared under {a.specimen}/: {len(files) - bad} same, {bad} different or missing; "
