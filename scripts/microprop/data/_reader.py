@@ -16,19 +16,9 @@ a file that is not a dataset and a malformed split give the same
 * :func:`read_crops` -- the crops and one target of one part of a split
   (the training input).
 
-HDF5 layout (shards and dataset; see ``docs/ARCHITECTURE.md``)::
-
-    /images            (N, S, S) float32, chunks (1, S, S), gzip
-    /targets/E_GPa     (N,) float32, attr units = "GPa"
-    /targets/H_GPa     (N,) float32, attr units = "GPa"
-    /meta/specimen, /meta/area, /meta/batch   (N,) UTF-8 strings
-    /meta/indent       (N,) int64
-    /meta/x_um, /meta/y_um                    (N,) float64 (before-mosaic frame)
-    /splits/{random,blocked}/{train,val,test} int64 indices (dataset only)
-    file attrs: pixel_size_nm, crop_size_um, crop_size_px, quantity, scale,
-                sources (JSON file -> sha256), ...
-
-This module reads the HDF5 format the package defines (its own science).
+The file's layout is the shards' (:mod:`microprop.data._shards`) plus the
+``/splits`` group and file attrs of :mod:`microprop.data._assemble`
+(contract: ``docs/ARCHITECTURE.md``).
 """
 from __future__ import annotations
 
