@@ -14,6 +14,21 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# config.yaml holds the defaults and the embedded demo specimen. A study of
+# one's own (`--configfile my_study.yaml`) brings its own `specimens:`, which
+# replace the demo's instead of being added to them, so that the demo is not
+# planned beside it; the other sections still default from config.yaml.
+if workflow.overwrite_configfiles:
+    import copy as _copy
+
+    config["specimens"] = _copy.deepcopy(
+        workflow.config_settings.overwrite_config.get("specimens") or {})
+    if not config["specimens"]:
+        raise ValueError(
+            "config: no `specimens:` in " + ", ".join(map(str, workflow.overwrite_configfiles))
+            + "; a study's config file names its specimens (see configs/example_user.yaml)")
+
+
 wildcard_constraints:
     specimen="[A-Za-z0-9_-]+",
     area="[A-Za-z0-9_-]+",

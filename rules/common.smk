@@ -149,11 +149,38 @@ def export_file(wildcards):
     return found[b]
 
 
+def _layout_files(folder):
+    """``layout.csv`` of a user's tile folder and every tile file it names.
+
+    Read when the DAG is built (the tiles exist before the run), so that
+    overwriting one tile or editing the layout reruns that stitching and what
+    depends on it. A missing layout is returned as such: Snakemake then names
+    it as the missing input.
+    """
+    import csv as _csv
+
+    layout = _os.path.join(folder, "layout.csv")
+    if not _os.path.exists(layout):
+        return [layout]
+    with open(layout, newline="") as fh:
+        names = [row.get("file") for row in _csv.DictReader(fh)]
+    if any(not n for n in names):
+        raise ConfigError(f"{layout}: a row without a `file` value; expected columns "
+                          "tile, file, row, col, x_um, y_um")
+    return [layout] + [_os.path.join(folder, n) for n in names]
+
+
 def tiles_input(wildcards):
-    a = area_cfg(wildcards.specimen, wildcards.area)
+    """Inputs of ``stitch_tiles``: ``tiles`` (the folder the script reads) and,
+    for a user's folder, ``tile_files`` (its layout and tiles, for reruns)."""
+    s, a_name = wildcards.specimen, wildcards.area
+    a = area_cfg(s, a_name)
     if "image" in a:
-        return f"results/{wildcards.specimen}/{wildcards.area}/image_layout"
-    return a[wildcards.stage]
+        return {"tiles": f"results/{s}/{a_name}/image_layout"}
+    folder = a[wildcards.stage]
+    if is_virtual(s):  # a directory() output of the generator: Snakemake tracks it
+        return {"tiles": folder}
+    return {"tiles": folder, "tile_files": _layout_files(folder)}
 
 
 def all_areas(specimen):

@@ -23,7 +23,7 @@ rule image_layout:
 
 rule stitch_tiles:
     input:
-        tiles=tiles_input,
+        unpack(tiles_input),
     output:
         mosaic=directory("results/{specimen}/{area}/mosaic_{stage}.zarr"),
         table="results/{specimen}/{area}/stitch_{stage}.csv",

@@ -86,6 +86,77 @@ def test_duplicate_batch_id_fails_at_start(tmp_path):
     assert "duplicate batch id 'b01'" in proc.stdout + proc.stderr
 
 
+def _user_tile_study(root):
+    """A user's study in ``root``: two overlapping tiles with their layout and
+    one export, no generator; absolute paths, so it runs from anywhere."""
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    image = (rng.random((300, 520)) * 200 + 20).astype(np.uint8)
+    tiles = root / "tiles"
+    tiles.mkdir()
+    rows = ["tile,file,row,col,x_um,y_um"]
+    for c, x0 in enumerate((0, 220)):
+        tifffile.imwrite(tiles / f"t{c}.tif", image[:, x0:x0 + 300])
+        rows.append(f"t{c},t{c}.tif,0,{c},{x0 * 0.1:.1f},0.0")
+    (tiles / "layout.csv").write_text("\n".join(rows) + "\n")
+    exports = root / "exports"
+    exports.mkdir()
+    lines = ["INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS,MODULUS"]
+    k = 0
+    for iy in range(2):
+        for ix in range(4):
+            k += 1
+            lines.append(f"{k},{8 + 10 * ix},{8 + 10 * iy},150,1.0,50000,1.0,30.0")
+    (exports / "b01.csv").write_text("\n".join(lines) + "\n")
+    return {"specimens": {"mine": {
+        "pixel_size_nm": 100.0,
+        "areas": {"A1": {"before": str(tiles), "indentation": str(exports)}},
+        "indentation": {"locate": "nominal", "spacing_um": 10.0},
+        "dataset": {"crop_size_um": 5.0, "block_um": 20.0},
+        "stats": {"n_components": 2, "k_max": 3},
+    }}}
+
+
+def test_user_study_from_the_repository_plans_no_demo_job(tmp_path):
+    """`snakemake --configfile my_study.yaml` in the repository: the user's
+    specimens replace the demo's, so no demo job (generator, demo results) is planned."""
+    cfg = tmp_path / "my_study.yaml"
+    cfg.write_text(yaml.safe_dump(_user_tile_study(tmp_path)))
+    proc = subprocess.run(SNAKEMAKE + ["-n", "--configfile", str(cfg)], cwd=REPO,
+                          capture_output=True, text=True, timeout=1800)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    jobs = planned_jobs(out)
+    assert jobs.get("stitch_tiles") == 1 and jobs.get("read_indentation") == 1, jobs
+    assert not [r for r in jobs if r.startswith("virtual_specimen") or r == "validate_virtual"], jobs
+    assert "results/demo" not in out and "specimen=demo" not in out
+    assert "results/mine/dataset.h5" in out
+
+
+def test_a_config_without_specimens_is_refused(tmp_path):
+    cfg = tmp_path / "no_specimens.yaml"
+    cfg.write_text(yaml.safe_dump({"stitching": {"max_stage_error_um": 5.0}}))
+    proc = subprocess.run(SNAKEMAKE + ["-n", "--configfile", str(cfg)], cwd=REPO,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode != 0
+    assert "no `specimens:`" in proc.stdout + proc.stderr
+
+
+def test_user_tile_files_are_inputs_of_their_stitching(tmp_path):
+    """Every tile that layout.csv names, and the layout itself, is an input of
+    stitch_tiles: an edited tile or layout is seen (a missing one is named)."""
+    study = _user_tile_study(tmp_path)
+    cfg = tmp_path / "my_study.yaml"
+    cfg.write_text(yaml.safe_dump(study))
+    (tmp_path / "tiles" / "t1.tif").unlink()
+    proc = subprocess.run(SNAKEMAKE + ["-n", "--configfile", str(cfg)], cwd=REPO,
+                          capture_output=True, text=True, timeout=1800)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "MissingInputException" in out and str(tmp_path / "tiles" / "t1.tif") in out, out[-3000:]
+
+
 @pytest.mark.workflow
 def test_tiny_virtual_specimen_end_to_end_and_new_batch(tmp_path):
     """Run the tiny virtual specimen, then the same data as a user's: adding
@@ -102,6 +173,25 @@ def test_tiny_virtual_specimen_end_to_end_and_new_batch(tmp_path):
         shutil.copy(tmp_path / f"resources/tiny/A1/indentation/{b}.csv", exports / f"{b}.csv")
     run_smk(tmp_path, user_config())
     assert planned_jobs(run_smk(tmp_path, user_config(), "-n").stdout) == {}
+
+    # one tile of the before set overwritten in place (same name, one pixel
+    # changed): that stitching and what follows are planned, nothing upstream
+    # or beside it (rewriting the same bytes is not a change: Snakemake
+    # compares the checksum of a newer input with the one it recorded)
+    import tifffile
+
+    before = tmp_path / "resources/tiny/A1/before"
+    tile = before / sorted(p.name for p in before.glob("*.tif"))[0]
+    pixels = tifffile.imread(tile)
+    pixels[0, 0] = 255 - pixels[0, 0]
+    tifffile.imwrite(tile, pixels)
+    out = run_smk(tmp_path, user_config(), "-n").stdout
+    jobs = planned_jobs(out)
+    assert jobs.get("stitch_tiles") == 1 and "stage=before" in out and "stage=after" not in out, jobs
+    assert jobs.get("calibrate") == 1 and jobs.get("assemble_dataset") == 1, jobs
+    for untouched in ("read_indentation", "simulate_backscatter"):
+        assert untouched not in jobs, jobs
+    run_smk(tmp_path, user_config())
 
     shutil.copy(tmp_path / "resources/tiny/A1/indentation/b03.csv", exports / "b03.csv")
     proc = run_smk(tmp_path, user_config(), "-n")
