@@ -271,6 +271,24 @@ def test_bad_rows_are_rejected_with_reason_and_source_row(tmp_path):
     assert "LOAD" in reasons[6]
 
 
+def test_rejected_row_names_quantity_column_and_expected_range(tmp_path):
+    path = tmp_path / "load.csv"
+    path.write_text("INDENT,X,Y,DEPTH,Load..mN.,STIFFNESS,HARDNESS,MODULUS\n"
+                    "1,0,0,200,0,35000,1.2,30\n2,5,0,200,2,35000,1.1,28\n")
+    _, rej = mp_indentation.read_export(path, batch="b", columns={"load": "Load..mN."})
+    reason = rej["reason"].iloc[0]
+    assert reason == ("load = 0 mN (column 'Load..mN.') is outside the physical range: "
+                      "expected load > 0 mN")
+
+
+def test_empty_export_says_it_is_empty(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("\n\n")
+    with pytest.raises(InputError, match=r"empty\.csv: the indentation export is empty") as exc:
+        mp_indentation.read_export(path, batch="x")
+    assert "found columns []" not in str(exc.value) and "MODULUS" in str(exc.value)
+
+
 def test_duplicate_indent_ids_raise(tmp_path):
     path = tmp_path / "dup.csv"
     path.write_text("INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS,MODULUS\n"

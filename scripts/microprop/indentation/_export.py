@@ -165,8 +165,11 @@ def _find_header(lines, wanted, path, max_lines=200):
                 best = (score, i, fields)
         if first is None:
             first = (i, max((_split(line, s) for s in (",", "\t", ";")), key=len))
+    if first is None:
+        raise InputError(f"{path}: the indentation export is empty (no header line in its first "
+                         f"{max_lines} lines); expected a header with the columns {list(wanted)}")
     if best[1] is None:
-        best = (0, *(first or (None, [])))
+        best = (0, *first)
     found = best[2]
     present = {f.lower() for f in found}
     missing = [w for w in wanted if w.lower() not in present]
@@ -288,9 +291,10 @@ def _check_rows(out, ind, cols, reasons):
             continue
         v = out[std].to_numpy(float)
         bad = np.isfinite(v) & ~((v > lo) & (v <= hi))
-        rng_txt = f"(0, {hi:g}] {unit}" if np.isfinite(hi) else f"> 0 {unit}"
+        rng_txt = f"0 < {key} <= {hi:g} {unit}" if np.isfinite(hi) else f"{key} > 0 {unit}"
         for i in np.flatnonzero(bad):
-            reasons[i].append(f"{cols[key]} = {v[i]:g} {unit} outside {rng_txt}")
+            reasons[i].append(f"{key} = {v[i]:g} {unit} (column {cols[key]!r}) is outside the "
+                              f"physical range: expected {rng_txt}")
 
 
 def _check_unique_ids(ind, source_row, cols, path):
