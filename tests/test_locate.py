@@ -274,6 +274,18 @@ def test_grid_indices_rejects_non_grid(rng):
         imaging.grid_indices(ind, spacing_um=2.0)
 
 
+def test_grid_in_mm_read_as_um_names_the_units_setting(rng):
+    """A 10 um grid exported in mm (0.01 mm steps) read as um: every indent on one
+    node; the message gives both distances and the config key to set, no numpy reprs."""
+    ind = _export(3, 3, 10.0, 0.0, 0.0, rng)
+    ind[["x_um", "y_um"]] = ind[["x_um", "y_um"]] / 1000.0
+    with pytest.raises(InputError) as exc:
+        imaging.grid_indices(ind, spacing_um=10.0)
+    msg = str(exc.value)
+    assert "indentation.units" in msg and "spacing of 10 um" in msg and "0.01 um" in msg
+    assert "np.int64" not in msg and "indents [1, 2, 3" in msg
+
+
 def _after_mosaic(rng, tmp_path, ps, marks_px, depth_nm, shape):
     """Write an after-mosaic zarr with marks at the given after-mosaic pixel positions."""
     img = bse_texture(rng, shape)

@@ -424,8 +424,14 @@ def grid_indices(indents, spacing_um=None, batch=None):
     dup = node.duplicated(keep=False)
     if dup.any():
         ids = indents["indent"].to_numpy()[dup.to_numpy()][:6] if "indent" in indents else np.flatnonzero(dup)[:6]
-        raise InputError(f"batch {name}: indents {list(ids)} fall on the same grid node at spacing "
-                         f"{spacing_um:.3f} um; the export is not a regular grid (set spacing_um)")
+        d, _ = cKDTree(xy).query(xy, k=2)
+        nn = float(np.median(d[:, 1]))
+        raise InputError(
+            f"batch {name}: indents {[v.item() if hasattr(v, 'item') else v for v in ids]} fall on "
+            f"the same grid node at a spacing of {spacing_um:.3g} um, while the median distance "
+            f"between neighbouring indents in the export is {nn:.3g} um. If the export's X, Y are "
+            "not in um (e.g. mm), set the config's `indentation.units` for x and y; otherwise set "
+            "`indentation.spacing_um` to the grid's spacing")
     return row, col, float(spacing_um)
 
 
