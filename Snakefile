@@ -32,7 +32,7 @@ if workflow.overwrite_configfiles:
 wildcard_constraints:
     specimen="[A-Za-z0-9_-]+",
     area="[A-Za-z0-9_-]+",
-    batch="[A-Za-z0-9_.-]+",
+    batch="[A-Za-z0-9_.-]+",  # = BATCH_ID of rules/common.smk (export file names)
     stage="before|after",
     split="random|blocked",
     target="E_GPa|H_GPa",

@@ -12,6 +12,7 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 EXPORT_SUFFIXES = (".csv", ".tsv", ".txt")
+BATCH_ID = "[A-Za-z0-9_.-]+"  # the `batch` wildcard's constraint in the Snakefile
 STAGES = ("before", "after")
 
 
@@ -114,6 +115,11 @@ def _discovered_exports(specimen, area):
         stem, suffix = _os.path.splitext(_os.path.basename(path))
         if suffix.lower() not in EXPORT_SUFFIXES:
             continue
+        if not re.fullmatch(BATCH_ID, stem):
+            raise ConfigError(
+                f"{path}: the file name gives the batch id {stem!r}, but a batch id may hold "
+                "only letters, digits, '_', '.' and '-'; rename the file (e.g. "
+                f"{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}{suffix})")
         if stem in found:
             raise ConfigError(
                 f"{folder}: duplicate batch id {stem!r}: both {found[stem]} and {path}; "

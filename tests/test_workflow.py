@@ -157,6 +157,17 @@ def test_user_tile_files_are_inputs_of_their_stitching(tmp_path):
     assert "MissingInputException" in out and str(tmp_path / "tiles" / "t1.tif") in out, out[-3000:]
 
 
+def test_export_name_that_is_no_batch_id_is_named_at_start(tmp_path):
+    exports = tmp_path / "exports" / "A1"
+    exports.mkdir(parents=True)
+    (exports / "batch 1.csv").write_text("INDENT,X,Y\n")
+    proc = run_smk(tmp_path, user_config(), "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "batch 1.csv: the file name gives the batch id 'batch 1'" in out and "batch_1.csv" in out
+    assert "MissingInputException" not in out
+
+
 @pytest.mark.workflow
 def test_tiny_virtual_specimen_end_to_end_and_new_batch(tmp_path):
     """Run the tiny virtual specimen, then the same data as a user's: adding
