@@ -245,8 +245,9 @@ def test_missing_file_and_unknown_unit(tmp_path):
         mp_indentation.read_export(tmp_path / "absent.csv", batch="x")
     path = tmp_path / "a.csv"
     path.write_text("INDENT,X,Y,DEPTH,LOAD,STIFFNESS,HARDNESS,MODULUS\n1,0,0,200,2,35000,1.2,30\n")
-    with pytest.raises(InputError, match="unknown unit 'psi'"):
+    with pytest.raises(InputError, match="unknown unit 'psi'") as exc:
         mp_indentation.read_export(path, batch="x", units={"modulus": "psi"})
+    assert "`indentation.units`" in str(exc.value) and "a.csv" in str(exc.value)
 
 
 def test_bad_rows_are_rejected_with_reason_and_source_row(tmp_path):

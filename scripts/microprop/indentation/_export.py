@@ -79,7 +79,8 @@ def _unit_factor(key, unit, path):
     table = _QUANTITIES[key][1]
     u = _norm_unit(unit)
     if u not in table:
-        raise InputError(f"{path}: unknown unit {unit!r} for {key}; expected one of {sorted(table)}")
+        raise InputError(f"unknown unit {unit!r} for {key!r} in the config's `indentation.units` "
+                         f"map (set for the export {path}); expected one of {sorted(table)}")
     return table[u]
 
 
