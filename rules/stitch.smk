@@ -30,6 +30,7 @@ rule stitch_tiles:
     params:
         pixel_size_nm=spec_param("pixel_size_nm"),
         max_stage_error_um=config["stitching"]["max_stage_error_um"],
+        unlinked=config["stitching"]["unlinked"],
         chunk=config["stitching"]["chunk_px"],
     log:
         "results/logs/stitch_tiles/{specimen}_{area}_{stage}.log",

@@ -10,7 +10,7 @@ snakemake.input.gmm_E : pooled and per-area GMM table of E (the E marginal of
     the joint (E, H) mixture by default)
 snakemake.params.pixel_size_nm : float
 snakemake.output.report : JSON with the measured errors and the acceptance
-    limits (tile median <= 1 px, max <= 3 px; indent RMS <= 0.25 um;
+    limits (tile median <= 0.1 px, max <= 0.3 px; indent RMS <= 0.25 um;
     GMM fractions within 0.05 and means within 10 %)
 """
 import logging
@@ -31,7 +31,7 @@ def main(snakemake):
 
     truth = Path(snakemake.input.truth_dir)
     px = float(snakemake.params.pixel_size_nm)
-    report = {"stitching": {}, "limits": {"tile_median_px": 1.0, "tile_max_px": 3.0,
+    report = {"stitching": {}, "limits": {"tile_median_px": 0.1, "tile_max_px": 0.3,
                                           "indent_rms_um": 0.25, "gmm_fraction_abs": 0.05,
                                           "gmm_mean_rel": 0.10}}
     placed = {}

@@ -87,19 +87,28 @@ def test_synthetic_grid_with_drift_and_noise(tmp_path, rng):
     m, s = mosaic_vs_source(mosaic[:], table, truth, img)
     assert np.corrcoef(m.ravel(), s.ravel())[0, 1] > 0.9
     assert mosaic.attrs["n_tiles"] == 12 and mosaic.attrs["pixel_size_nm"] == PIXEL_NM
-    # origin: stage position of mosaic pixel [0,0] = min placed position
-    assert np.allclose(mosaic.attrs["origin_um"], [table["x_um"].min(), table["y_um"].min()])
+    # origin: stage position of mosaic pixel [0,0]; every tile's stage position follows from it
+    ps_um = PIXEL_NM / 1000
+    ox, oy = mosaic.attrs["origin_um"]
+    assert np.allclose(ox + table["x_px"] * ps_um, table["x_um"], atol=1e-4)
+    assert np.allclose(oy + table["y_px"] * ps_um, table["y_um"], atol=1e-4)
+    # the mosaic puts each tile on the whole pixel nearest its sub-pixel estimate
+    assert (np.abs(table["placed_x_px"] - table["x_px"]) <= 0.5).all()
+    assert (np.abs(table["placed_y_px"] - table["y_px"]) <= 0.5).all()
 
 
 def test_clean_tiles_mosaic_equals_source(tmp_path, rng):
     img = textured_image((520, 700), rng)
     tiles, layout, truth = cut_jittered_tiles(img, 2, 3, (240, 240), 0.1, 6, rng, PIXEL_NM)
     table, mosaic, _ = run_stitch(tmp_path, tiles, layout, max_err_um=7.0, chunk=128)
-    assert position_errors(table, truth).max() == 0
+    # whole-pixel truth: the sub-pixel estimates are within the peak fit's bias, the placement exact
+    assert position_errors(table, truth).max() <= 0.05
+    placed = table.assign(x_px=table["placed_x_px"], y_px=table["placed_y_px"])
+    assert position_errors(placed, truth).max() == 0
     m, s = mosaic_vs_source(mosaic[:], table, truth, img, border=0)
     # every covered pixel: feathering of identical values returns the value
     covered = np.zeros(mosaic.shape, bool)
-    for x, y in zip(table["x_px"], table["y_px"]):
+    for x, y in zip(table["placed_x_px"], table["placed_y_px"]):
         covered[y:y + 240, x:x + 240] = True
     assert m.shape == s.shape
     assert np.array_equal(m[covered[:m.shape[0], :m.shape[1]]], s[covered[:m.shape[0], :m.shape[1]]])
@@ -183,13 +192,16 @@ def test_solve_positions_exact_and_gauge(rng):
     ids = layout["tile"]
     links = _links([(ids[p], ids[q], *(true[q] - true[p]), rng.uniform(0.5, 1)) for p, q in pairs])
     pos = imaging.solve_positions(layout, links, PIXEL_NM)
-    placed = pos[["x_px", "y_px"]].to_numpy()
+    est = pos[["x_px", "y_px"]].to_numpy()
+    assert np.allclose(est - est[0], true - true[0], atol=1e-6)  # sub-pixel, not rounded
+    placed = pos[["placed_x_px", "placed_y_px"]].to_numpy()
     assert np.array_equal(placed - placed[0], np.rint(true - true[0]))
     assert np.allclose(pos["residual_px"], 0, atol=1e-6) and (pos["n_links"] >= 2).all()
     # gauge: mean placed stage position = mean nominal (up to rounding); origin = min
     assert abs(pos["x_um"].mean() - layout["x_um"].mean()) <= 0.25
     assert abs(pos["y_um"].mean() - layout["y_um"].mean()) <= 0.25
-    assert pos["x_px"].min() == 0 and pos["y_px"].min() == 0
+    assert pos["placed_x_px"].min() == 0 and pos["placed_y_px"].min() == 0
+    assert (pos["group"] == 0).all() and (pos["placement"] == "linked").all()
 
 
 def test_solve_positions_robust_to_one_wrong_link(rng):
@@ -203,11 +215,18 @@ def test_solve_positions_robust_to_one_wrong_link(rng):
         e = pos[["x_px", "y_px"]].to_numpy() - true
         return np.abs(e - np.median(e, axis=0)).max()
 
-    assert max_err(imaging.solve_positions(layout, _links(rows), PIXEL_NM, robust_iter=0)) >= 2
-    robust = imaging.solve_positions(layout, _links(rows), PIXEL_NM)
+    plain = imaging.solve_positions(layout, _links(rows), PIXEL_NM, robust_iter=0, max_link_residual_px=None)
+    assert max_err(plain) >= 2
+    robust = imaging.solve_positions(layout, _links(rows), PIXEL_NM, max_link_residual_px=None)
     assert max_err(robust) <= 1
     res = robust.set_index("tile")["residual_px"]
     assert res[ids[4]] > 2 * res[ids[0]]  # the wrong link shows in its tiles' residuals
+    # by default the contradicted link is dropped, said so in the links table, and the rest fit exactly
+    links = _links(rows)
+    dropped = imaging.solve_positions(layout, links, PIXEL_NM)
+    assert max_err(dropped) < 1e-6 and (dropped["group"] == 0).all()
+    assert list(~links["valid"]) == [i == k for i in range(len(rows))]
+    assert "contradicted by the other links" in links.loc[k, "reason"]
 
 
 def test_unlinked_tile_keeps_nominal():
@@ -215,9 +234,10 @@ def test_unlinked_tile_keeps_nominal():
                                x_um=[0.0, 50.0, 100.0], y_um=[0.0, 0.0, 0.0]))
     links = _links([("a", "b", 104.6, 3.0, 1.0)])
     pos = imaging.solve_positions(layout, links, PIXEL_NM).set_index("tile")
-    # fitted a = -2.3, b = 102.3 px (gauge: their mean stays 50 px), then rounded
-    assert pos.loc["b", "x_px"] - pos.loc["a", "x_px"] == 104
+    # fitted a = -2.3, b = 102.3 px (gauge: their mean stays 50 px), kept to sub-pixel
+    assert abs(pos.loc["b", "x_px"] - pos.loc["a", "x_px"] - 104.6) < 1e-6
     assert pos.loc["c", "n_links"] == 0 and np.isnan(pos.loc["c", "residual_px"])
+    assert list(pos["group"]) == [0, 0, 1] and list(pos["placement"]) == ["linked", "linked", "nominal"]
     # c at its nominal 200 px; a, b centred on their nominal mean (50 px)
     assert pos.loc["c", "x_um"] == 100.0
     assert abs((pos.loc["a", "x_um"] + pos.loc["b", "x_um"]) / 2 - 25.0) <= 0.25
@@ -344,7 +364,7 @@ def test_small_tile_cache_gives_same_mosaic(tmp_path, rng, monkeypatch):
     assert np.array_equal(big, small) and max(live) == 1
     last = imaging.write_mosaic(lay, folder, pos, tmp_path / "c.zarr", PIXEL_NM, chunk=64, blend="last")[:]
     # last-wins: the bottom-right tile's pixels appear unchanged in the mosaic
-    x, y = pos["x_px"].iloc[-1], pos["y_px"].iloc[-1]
+    x, y = pos["placed_x_px"].iloc[-1], pos["placed_y_px"].iloc[-1]
     assert np.array_equal(last[y:y + 200, x:x + 200], tiles[-1])
 
 
@@ -386,3 +406,98 @@ def test_image_layout_region_gives_the_window_as_mosaic(tmp_path, rng):
                                 "output": {"layout": str(tmp_path / "whole")}}, tmp_path)
     assert imaging.read_layout(tmp_path / "whole").loc[0, "file"] == str(src.resolve())
     assert not (tmp_path / "whole" / "region.tif").exists()
+
+
+# ----------------------------------------------------------------- trust: link graph, margin
+
+def _split_tile_set(image, rng, jump_px=40):
+    """2 x 3 tiles of 250 px (10 % overlap) whose last column the stage put ``jump_px`` too far right."""
+    tiles, layout, truth = cut_jittered_tiles(image, 2, 3, (250, 250), 0.1, 3, rng, PIXEL_NM)
+    for k in np.nonzero(layout["col"].to_numpy() == 2)[0]:
+        x, y = int(truth.loc[k, "x_px"]) + jump_px, int(truth.loc[k, "y_px"])
+        assert x + 250 <= image.shape[1]
+        tiles[k] = image[y:y + 250, x:x + 250].copy()
+        truth.loc[k, "x_px"] = x
+    return tiles, layout, truth
+
+
+def _check_split_message(err):
+    msg = str(err)
+    assert "fall apart into 2 groups" in msg
+    assert "group 0: 4 tile(s) in rows 0-1, cols 0-1" in msg
+    assert "group 1: 2 tile(s) in rows 0-1, cols 2-2: [r000_c002, r001_c002]" in msg
+    assert "r000_c001-r000_c002" in msg and "stitching.unlinked: nominal" in msg
+
+
+@pytest.mark.parametrize("source", ["generated", "real"])
+def test_split_link_graph_fails_naming_the_groups(tmp_path, rng, source, request):
+    image = (request.getfixturevalue("real_bse_image") if source == "real"
+             else textured_image((600, 800), rng))
+    tiles, layout, truth = _split_tile_set(image, rng)
+    folder = tmp_path / "tiles"
+    imaging.write_tile_set(folder, tiles, layout)
+    out_m, out_t = tmp_path / "o" / "m.zarr", tmp_path / "o" / "t.csv"
+    with pytest.raises(InputError) as err:
+        imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=6.0)
+    _check_split_message(err.value)
+    assert not out_m.exists() and not out_t.exists()
+    # allowed explicitly: written, each tile's placement says which group is not measured
+    table = imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=6.0, unlinked="nominal")
+    csv = pd.read_csv(out_t).set_index("tile")
+    assert list(csv["group"]) == [0, 0, 1, 0, 0, 1] and len(table) == 6
+    assert (csv.loc[["r000_c002", "r001_c002"], "n_links"] == 1).all()  # linked to each other only
+
+
+def test_stage_margin_the_overlap_cannot_hold_stops_at_start(tmp_path, rng):
+    """256 px tiles with 20 px overlap: a margin of 14 px leaves a 6 px template; nothing is written."""
+    img = textured_image((300, 560), rng)
+    tiles, layout, _ = cut_jittered_tiles(img, 1, 2, (256, 256), 20 / 256, 2, rng, PIXEL_NM)
+    folder = tmp_path / "tiles"
+    imaging.write_tile_set(folder, tiles, layout)
+    out_m, out_t = tmp_path / "o" / "m.zarr", tmp_path / "o" / "t.csv"
+    with pytest.raises(InputError) as err:
+        imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=7.0)
+    msg = str(err.value)
+    assert "max_stage_error_um = 7.0 um is a search margin of 14.0 px" in msg
+    assert "overlap by only 20 px" in msg and "at most 6 um" in msg and "at least 22 px" in msg
+    assert not out_m.exists() and not out_t.exists()
+    # the largest margin it names works
+    table = imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=6.0)
+    assert (table["n_links"] == 1).all()
+
+
+def test_subpixel_stage_positions_are_measured_to_a_tenth_of_a_pixel(tmp_path, rng):
+    """Tiles cut at sub-pixel positions (Fourier shift): the table keeps the estimate within 0.1 px."""
+    from microprop import virtual
+
+    img = textured_image((560, 560), rng).astype(float)
+    tiles, rows, truth = [], [], []
+    for r in range(2):
+        for c in range(2):
+            tx, ty = 10 + c * 250 + rng.uniform(-4, 4), 10 + r * 250 + rng.uniform(-4, 4)
+            tiles.append(np.clip(np.rint(virtual.cut_window(img, tx, ty, (280, 280))), 0, 255).astype(np.uint8))
+            rows.append(dict(tile=f"t{r}{c}", file=f"t{r}{c}.tif", row=r, col=c,
+                             x_um=(10 + c * 250) * PIXEL_NM / 1000, y_um=(10 + r * 250) * PIXEL_NM / 1000))
+            truth.append(dict(tile=f"t{r}{c}", x_px=tx, y_px=ty))
+    truth = pd.DataFrame(truth)
+    assert (np.abs(truth["x_px"] - np.rint(truth["x_px"])) > 0.05).any()
+    table, _, csv = run_stitch(tmp_path, tiles, pd.DataFrame(rows), max_err_um=5.0)
+    err = virtual.stitching_errors(truth, csv)
+    assert err["max_px"] <= 0.15, err
+    # rounding to whole pixels, as before, would have been off by more
+    whole = virtual.stitching_errors(truth, csv.assign(x_px=csv["placed_x_px"], y_px=csv["placed_y_px"]))
+    assert whole["max_px"] > err["max_px"] + 0.1
+
+
+def test_cut_window_is_exact_on_whole_pixels_and_shifts_a_smooth_image(rng):
+    from microprop import virtual
+
+    img = ndi.gaussian_filter(rng.normal(size=(120, 120)), 4)
+    assert np.array_equal(virtual.cut_window(img, 10, 20, (30, 40)), img[20:50, 10:50].astype(np.float32))
+    # a plane wave shifted by 0.3 px: the window is the wave at x + 0.3 (band-limited interpolation)
+    yy, xx = np.mgrid[:120, :120]
+    wave = np.sin(2 * np.pi * xx / 24.0)
+    win = virtual.cut_window(wave, 30.3, 40, (20, 20))
+    assert np.allclose(win, np.sin(2 * np.pi * (xx[:20, :20] + 30.3) / 24.0), atol=0.02)
+    with pytest.raises(InputError, match="leaves the image"):
+        virtual.cut_window(img, 100.5, 0, (30, 20))

@@ -26,7 +26,10 @@ from ._segment import (  # noqa: F401
 )
 from ._stitch import (  # noqa: F401
     LINK_COLUMNS,
+    MIN_TEMPLATE_PX,
     TABLE_COLUMNS,
+    check_link_graph,
+    check_margin,
     feather_weights,
     mosaic_shape,
     neighbour_pairs,
@@ -62,6 +65,9 @@ __all__ = [
     "segment_phases",
     "TABLE_COLUMNS",
     "LINK_COLUMNS",
+    "MIN_TEMPLATE_PX",
+    "check_margin",
+    "check_link_graph",
     "overlap_ncc",
     "register_pair",
     "neighbour_pairs",

@@ -45,7 +45,12 @@ from ._tiles import _tile_shape, _TileCache, load_tile, read_layout
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("tile", "row", "col", "x_px", "y_px", "nominal_x_px", "nominal_y_px",
-                 "residual_px", "n_links", "x_um", "y_um")
+                 "residual_px", "n_links", "x_um", "y_um", "placed_x_px", "placed_y_px", "group",
+                 "placement")
+
+#: Smallest template edge (px) that registration accepts: the overlap minus
+#: the search margin must leave at least this many pixels.
+MIN_TEMPLATE_PX = 8
 
 
 LINK_COLUMNS = ("tile_a", "tile_b", "nominal_dx_px", "nominal_dy_px", "dx_px", "dy_px",
@@ -249,7 +254,7 @@ def register_pairs(layout, folder=None, pixel_size_nm=None, max_stage_error_um=5
         rec = dict(tile_a=ids[i], tile_b=ids[j], nominal_dx_px=ndx, nominal_dy_px=ndy,
                    dx_px=np.nan, dy_px=np.nan, quality=0.0, weight=0.0, valid=False, reason="")
         a, b = cache.get(files[i]), cache.get(files[j])
-        res = register_pair(a, b, ndx, ndy, margin)
+        res = register_pair(a, b, ndx, ndy, margin, min_template_px=MIN_TEMPLATE_PX)
         if res is None:
             rec["reason"] = "overlap too small for the stage error margin"
         else:
@@ -294,7 +299,8 @@ def _lsq_positions(n, ia, ib, d, w, nominal):
     return out, comp
 
 
-def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px=1.5):
+def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px=1.5,
+                    max_link_residual_px=2.0):
     """Place all tiles by weighted least squares over the pairwise offsets.
 
     Minimises ``sum_links w_ab |p_b - p_a - d_ab|^2`` over tile positions
@@ -306,73 +312,248 @@ def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px
     each link's weight by the Cauchy factor ``1 / (1 + (r / robust_scale_px)^2)``
     of its current residual ``r`` (px), so that a wrong link that other
     links contradict loses its pull (a wrong link in no closed loop of links
-    cannot be detected).
+    cannot be detected). A link whose residual still exceeds
+    ``max_link_residual_px`` is then dropped (``valid`` False in ``links``,
+    with its reason) and the tiles are solved again without it, so that the
+    groups reported are those of the links the solution trusts.
+
+    Positions are kept to sub-pixel precision: ``x_px, y_px`` are the
+    estimates; ``placed_x_px, placed_y_px`` are the whole pixels where
+    :func:`write_mosaic` puts each tile (the estimate rounded, so the mosaic
+    shows each tile within 0.5 px of its estimate per axis).
 
     Parameters
     ----------
     layout : pandas.DataFrame
         From :func:`read_layout`.
     links : pandas.DataFrame
-        From :func:`register_pairs`; only rows with ``valid`` are used.
+        From :func:`register_pairs`; only rows with ``valid`` are used. Links
+        the solve drops are marked in place (``valid``, ``weight``, ``reason``).
     pixel_size_nm : float
     robust_iter : int
         Reweighting passes; 0 gives plain weighted least squares.
     robust_scale_px : float
         Residual scale of the Cauchy weights (px).
+    max_link_residual_px : float or None
+        Links whose residual after the robust passes exceeds this (px) are
+        dropped; None keeps them all.
 
     Returns
     -------
     pandas.DataFrame
         One row per tile in layout order: ``tile, row, col``; ``x_px, y_px``
-        (int, placed position in the mosaic, rounded; the top-left tile edge
-        is 0); ``nominal_x_px, nominal_y_px`` (float, nominal position in the
-        same mosaic frame); ``residual_px`` (RMS length of the misfit
-        vectors of the tile's valid links after the solve; NaN without
-        links); ``n_links`` (int); ``x_um, y_um`` (placed stage position of
-        the tile's pixel ``[0, 0]``, um, = ``origin_um + x_px * pixel_size``).
-        ``attrs["origin_um"]`` = ``[x, y]`` stage position of mosaic pixel
-        ``[0, 0]``.
+        (float, estimated position of the tile's pixel ``[0, 0]`` in the
+        mosaic frame); ``nominal_x_px, nominal_y_px`` (float, nominal
+        position in the same frame); ``residual_px`` (RMS length of the
+        misfit vectors of the tile's valid links after the solve; NaN
+        without links); ``n_links`` (int); ``x_um, y_um`` (estimated stage
+        position of the tile's pixel ``[0, 0]``, um, = ``origin_um + x_px *
+        pixel_size``); ``placed_x_px, placed_y_px`` (int, where the mosaic
+        puts the tile; the top-left placed edge is 0); ``group`` (int,
+        connected group of the trusted link graph, 0 the largest);
+        ``placement`` (``"linked"``, or ``"nominal"`` for a tile without a
+        trusted link). ``attrs["origin_um"]`` = ``[x, y]`` stage position of
+        mosaic pixel ``[0, 0]``; ``attrs["n_groups"]``.
     """
     pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm")
     n = len(layout)
     nominal = _nominal_px(layout, pixel_size_nm)
     index = {t: k for k, t in enumerate(layout["tile"])}
-    ok = links[links["valid"].astype(bool)] if len(links) else links
-    pos = nominal.copy()
-    resid = np.full(n, np.nan)
-    nlinks = np.zeros(n, int)
-    if len(ok):
-        ia = ok["tile_a"].map(index).to_numpy(int)
-        ib = ok["tile_b"].map(index).to_numpy(int)
-        d = ok[["dx_px", "dy_px"]].to_numpy(float)
-        w = ok["weight"].to_numpy(float).clip(1e-6, None)
-        pos, _ = _lsq_positions(n, ia, ib, d, w, nominal)
-        r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
-        for _ in range(int(robust_iter)):
-            w2 = w / (1.0 + (r / robust_scale_px) ** 2)
-            pos, _ = _lsq_positions(n, ia, ib, d, w2, nominal)
-            r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
-        nlinks = np.bincount(ia, minlength=n) + np.bincount(ib, minlength=n)
-        ss = np.bincount(ia, weights=r ** 2, minlength=n) + np.bincount(ib, weights=r ** 2, minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            resid = np.where(nlinks > 0, np.sqrt(ss / np.maximum(nlinks, 1)), np.nan)
-        log.info("global solve: %d links, link residual RMS %.2f px, max %.2f px",
-                 len(r), float(np.sqrt(np.mean(r ** 2))), float(r.max()))
-    lonely = list(layout["tile"][nlinks == 0])
-    if lonely and n > 1:
-        log.warning("tiles without a valid link keep their nominal position: %s", lonely)
+    pos, comp, resid, nlinks = nominal.copy(), np.arange(n), np.full(n, np.nan), np.zeros(n, int)
+    valid = links["valid"].astype(bool).to_numpy() if len(links) else np.zeros(0, bool)
+    if valid.any():
+        pos, comp, r, rows = _robust_solve(links, valid, index, nominal, robust_iter, robust_scale_px)
+        if max_link_residual_px is not None and (r > max_link_residual_px).any():
+            bad = rows[r > max_link_residual_px]
+            for k, rr in zip(bad, r[r > max_link_residual_px]):
+                links.loc[links.index[k], ["valid", "weight", "reason"]] = [
+                    False, 0.0, f"contradicted by the other links: residual {rr:.2f} px "
+                    f"> {max_link_residual_px} px"]
+                log.info("link %s-%s dropped: residual %.2f px", links["tile_a"].iloc[k],
+                         links["tile_b"].iloc[k], rr)
+            valid = links["valid"].astype(bool).to_numpy()
+            if valid.any():
+                pos, comp, r, rows = _robust_solve(links, valid, index, nominal, robust_iter,
+                                                   robust_scale_px)
+            else:
+                pos, comp, r, rows = nominal.copy(), np.arange(n), np.zeros(0), np.zeros(0, int)
+        if len(rows):
+            ok = links.iloc[rows]
+            ia = ok["tile_a"].map(index).to_numpy(int)
+            ib = ok["tile_b"].map(index).to_numpy(int)
+            nlinks = np.bincount(ia, minlength=n) + np.bincount(ib, minlength=n)
+            ss = np.bincount(ia, weights=r ** 2, minlength=n) + np.bincount(ib, weights=r ** 2, minlength=n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                resid = np.where(nlinks > 0, np.sqrt(ss / np.maximum(nlinks, 1)), np.nan)
+            log.info("global solve: %d links, link residual RMS %.3f px, max %.3f px",
+                     len(r), float(np.sqrt(np.mean(r ** 2))), float(r.max()))
+    group = _rank_groups(comp)
     placed = np.rint(pos).astype(np.int64)
     origin = placed.min(axis=0)
     ps_um = pixel_size_nm / 1000.0
     out = pd.DataFrame({
         "tile": layout["tile"].to_numpy(), "row": layout["row"].to_numpy(), "col": layout["col"].to_numpy(),
-        "x_px": placed[:, 0] - origin[0], "y_px": placed[:, 1] - origin[1],
+        "x_px": np.round(pos[:, 0] - origin[0], 4), "y_px": np.round(pos[:, 1] - origin[1], 4),
         "nominal_x_px": nominal[:, 0] - origin[0], "nominal_y_px": nominal[:, 1] - origin[1],
         "residual_px": resid, "n_links": nlinks.astype(int),
-        "x_um": placed[:, 0] * ps_um, "y_um": placed[:, 1] * ps_um,
+        "x_um": np.round(pos[:, 0] * ps_um, 6), "y_um": np.round(pos[:, 1] * ps_um, 6),
+        "placed_x_px": placed[:, 0] - origin[0], "placed_y_px": placed[:, 1] - origin[1],
+        "group": group, "placement": np.where(nlinks > 0, "linked", "nominal"),
     })
     out.attrs["origin_um"] = [float(origin[0] * ps_um), float(origin[1] * ps_um)]
+    out.attrs["n_groups"] = int(group.max()) + 1 if n else 0
     return out
+
+
+def _robust_solve(links, valid, index, nominal, robust_iter, robust_scale_px):
+    """Least squares over the valid links with Cauchy reweighting: positions, groups, residuals, link rows."""
+    n = len(nominal)
+    rows = np.nonzero(valid)[0]
+    ok = links.iloc[rows]
+    ia = ok["tile_a"].map(index).to_numpy(int)
+    ib = ok["tile_b"].map(index).to_numpy(int)
+    d = ok[["dx_px", "dy_px"]].to_numpy(float)
+    w = ok["weight"].to_numpy(float).clip(1e-6, None)
+    pos, comp = _lsq_positions(n, ia, ib, d, w, nominal)
+    r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
+    for _ in range(int(robust_iter)):
+        w2 = w / (1.0 + (r / robust_scale_px) ** 2)
+        pos, comp = _lsq_positions(n, ia, ib, d, w2, nominal)
+        r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
+    return pos, comp, r, rows
+
+
+def _rank_groups(comp):
+    """Relabel connected-component ids so that 0 is the largest group (ties: first tile)."""
+    comp = np.asarray(comp)
+    if not comp.size:
+        return comp.astype(int)
+    ids, first, counts = np.unique(comp, return_index=True, return_counts=True)
+    order = sorted(range(len(ids)), key=lambda k: (-counts[k], first[k]))
+    rank = {ids[k]: r for r, k in enumerate(order)}
+    return np.array([rank[c] for c in comp], int)
+
+
+def _describe_group(tiles):
+    """Short text of a group of tiles: its size, rows and columns, and up to 6 tile ids."""
+    rows, cols = tiles["row"], tiles["col"]
+    names = list(tiles["tile"].astype(str))
+    shown = ", ".join(names[:6]) + (f", ... ({len(names)} tiles)" if len(names) > 6 else "")
+    return (f"{len(names)} tile(s) in rows {rows.min()}-{rows.max()}, cols {cols.min()}-{cols.max()}: "
+            f"[{shown}]")
+
+
+def check_link_graph(table, links, source="tile set", unlinked="error"):
+    """Refuse (or report) a tile set whose trusted links do not connect all tiles.
+
+    A connected group of tiles is placed only relative to itself; between
+    groups nothing measured fixes the offset, so each group keeps its
+    nominal (stage) position and the mosaic may be off by the whole stage
+    error there. By default that is an error naming every group and the
+    links dropped between groups with their reasons.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`solve_positions` (``tile, row, col, group, placement``).
+    links : pandas.DataFrame
+        From :func:`register_pairs` after :func:`solve_positions`.
+    source : str
+        The tile set's folder, for the message.
+    unlinked : {"error", "nominal"}
+        ``error``: raise; ``nominal``: log a warning per group and place
+        each group at its mean nominal position (the table's ``placement``
+        column says which tiles have no trusted link).
+
+    Raises
+    ------
+    InputError
+        If ``unlinked == "error"`` and there is more than one group.
+    ValueError
+        If ``unlinked`` is not one of the two choices.
+    """
+    if unlinked not in ("error", "nominal"):
+        raise ValueError(f"unlinked={unlinked!r}: expected 'error' or 'nominal'")
+    n_groups = int(table["group"].max()) + 1 if len(table) else 0
+    if n_groups <= 1:
+        return
+    groups = [table[table["group"] == g] for g in range(n_groups)]
+    where = {t: g for t, g in zip(table["tile"], table["group"])}
+    between = links[[where.get(a) != where.get(b) for a, b in zip(links["tile_a"], links["tile_b"])]]
+    dropped = [f"{a}-{b}: {r or 'not measured'}" for a, b, r in
+               zip(between["tile_a"], between["tile_b"], between["reason"])]
+    text = (f"{source}: the trusted tile links fall apart into {n_groups} groups that cannot be "
+            f"placed relative to each other:\n  " +
+            "\n  ".join(f"group {g}: {_describe_group(t)}" for g, t in enumerate(groups)) +
+            "\nlinks dropped between groups" + (f" ({len(dropped)}):\n  " + "\n  ".join(dropped[:12])
+                                                 + ("\n  ..." if len(dropped) > 12 else "")
+                                                 if dropped else ": none (the tiles do not overlap)"))
+    if unlinked == "error":
+        raise InputError(
+            text + "\nWhat to change: check the overlap and stitching.max_stage_error_um (the links' "
+            "reasons say which limit was hit), re-acquire the tiles between the groups, or set "
+            "stitching.unlinked: nominal to place each group at its stage position (reported per "
+            "tile in the stitch table's placement column).")
+    log.warning("%s\nstitching.unlinked is 'nominal': each group keeps its mean stage position; "
+                "the mosaic may be off by the stage error between groups.", text)
+
+
+def check_margin(layout, tile_shape, pixel_size_nm, max_stage_error_um, source="tile set",
+                 min_template_px=MIN_TEMPLATE_PX):
+    """Check at start that the stage error margin leaves a template in every overlap.
+
+    Registration searches each pairwise offset within ``max_stage_error_um``
+    of the nominal one, so the part of the overlap it can match is the
+    overlap minus the margin (:func:`register_pair`). The smallest nominal
+    overlap of side-by-side neighbours must exceed the margin by at least
+    ``min_template_px``.
+
+    Parameters
+    ----------
+    layout : pandas.DataFrame
+    tile_shape : tuple of int
+        ``(H, W)`` px.
+    pixel_size_nm, max_stage_error_um : float
+    source : str
+        The tile set, for the message.
+    min_template_px : int
+
+    Returns
+    -------
+    float or None
+        The smallest overlap (px), None without neighbours.
+
+    Raises
+    ------
+    InputError
+        If the overlap minus the margin is below ``min_template_px``; the
+        message gives the largest ``max_stage_error_um`` that works and the
+        overlap the given margin would need.
+    """
+    pairs = neighbour_pairs(layout, tile_shape, pixel_size_nm)
+    if not pairs:
+        return None
+    h, w = tile_shape
+    overlaps = []
+    for _, _, dx, dy in pairs:
+        if abs(dx) >= abs(dy):        # side by side: the overlap is along x
+            overlaps.append(w - abs(dx))
+        else:
+            overlaps.append(h - abs(dy))
+    ov = float(min(overlaps))
+    margin = float(max_stage_error_um) * 1000.0 / float(pixel_size_nm)
+    if ov - margin < min_template_px:
+        ps_um = float(pixel_size_nm) / 1000.0
+        best = max(0.0, (ov - min_template_px) * ps_um)
+        raise InputError(
+            f"{source}: stitching.max_stage_error_um = {max_stage_error_um} um is a search margin of "
+            f"{margin:.1f} px at {pixel_size_nm} nm/px, but neighbouring tiles overlap by only "
+            f"{ov:.0f} px ({ov * ps_um:.3g} um): registration needs the overlap to exceed the margin "
+            f"by at least {min_template_px} px. Lower max_stage_error_um to at most {best:.3g} um "
+            f"(it bounds the error of the offset between two neighbours, per axis), or acquire the "
+            f"tiles with an overlap of at least {margin + min_template_px:.0f} px "
+            f"({(margin + min_template_px) * ps_um:.3g} um).")
+    return ov
 
 
 def feather_weights(shape):
@@ -397,10 +578,19 @@ def feather_weights(shape):
     return np.outer(wy, wx)
 
 
+def _placed(positions):
+    """Whole-pixel placement ``(x, y)`` int64 arrays: ``placed_x_px, placed_y_px``, else ``x_px, y_px`` rounded."""
+    if "placed_x_px" in positions.columns:
+        return (positions["placed_x_px"].to_numpy(np.int64), positions["placed_y_px"].to_numpy(np.int64))
+    return (np.rint(positions["x_px"].to_numpy(float)).astype(np.int64),
+            np.rint(positions["y_px"].to_numpy(float)).astype(np.int64))
+
+
 def mosaic_shape(positions, tile_shape):
-    """``(H, W)`` of the mosaic covering all placed tiles."""
+    """``(H, W)`` of the mosaic covering all placed tiles (whole-pixel placement, see :func:`write_mosaic`)."""
     h, w = tile_shape
-    return (int(positions["y_px"].max()) + h, int(positions["x_px"].max()) + w)
+    xs, ys = _placed(positions)
+    return (int(ys.max()) + h, int(xs.max()) + w)
 
 
 def _compose_chunk(cache, files, xs, ys, tile_shape, hit, box, blend, wmap, dtype, maxval):
@@ -480,13 +670,17 @@ def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
     th, tw = shape
     dtype = load_tile(folder / layout["file"].iloc[0]).dtype
     H, W = mosaic_shape(pos, shape)
-    origin = [float(pos["x_um"].min()), float(pos["y_um"].min())]
+    xs, ys = _placed(pos)
+    # stage position of mosaic pixel [0, 0]: that of the first tile, shifted by its placement
+    ps_um = pixel_size_nm / 1000.0
+    origin = [round(float(np.mean(pos["x_um"].to_numpy(float) - pos["x_px"].to_numpy(float) * ps_um)), 6),
+              round(float(np.mean(pos["y_um"].to_numpy(float) - pos["y_px"].to_numpy(float) * ps_um)), 6)]
     if H * W > 10 * th * tw * len(layout):
         raise InputError(f"{folder}: the placed tiles span {W}x{H} px, more than 10x the total tile "
                          f"area; check the layout's x_um/y_um units and pixel_size_nm={pixel_size_nm}")
     arr = create_image_store(out_path, (H, W), dtype, chunk=chunk, attrs=dict(
         pixel_size_nm=pixel_size_nm, origin_um=origin, n_tiles=len(layout), blend=blend))
-    xs, ys = pos["x_px"].to_numpy(np.int64), pos["y_px"].to_numpy(np.int64)
+    xs, ys = _placed(pos)
     files = list(layout["file"])
     wmap = feather_weights(shape) if blend == "feather" else None
     cache = _TileCache(folder, cache_size)
@@ -505,7 +699,7 @@ def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
 
 
 def stitch(folder, out_mosaic, out_table, pixel_size_nm, max_stage_error_um=5.0, chunk=1024,
-           blend="feather", min_quality=0.25, cache_size=8):
+           blend="feather", min_quality=0.25, cache_size=8, unlinked="error"):
     """Stitch a tile folder into a zarr mosaic and a per-tile table.
 
     Validates all tiles first (:func:`read_layout`), then registers
@@ -527,16 +721,22 @@ def stitch(folder, out_mosaic, out_table, pixel_size_nm, max_stage_error_um=5.0,
     blend : {"feather", "last"}
     min_quality : float
     cache_size : int
+    unlinked : {"error", "nominal"}
+        What to do when the trusted links leave tiles or groups of tiles
+        unconnected (:func:`check_link_graph`).
 
     Returns
     -------
     pandas.DataFrame
-        The per-tile table (as written).
+        The per-tile table (as written): sub-pixel estimates ``x_px, y_px``
+        and the mosaic's whole-pixel ``placed_x_px, placed_y_px``.
 
     Raises
     ------
     InputError
-        Bad layout or tiles (see :func:`read_layout`), bad parameters.
+        Bad layout or tiles (see :func:`read_layout`), bad parameters, a
+        stage error margin the overlap cannot hold (:func:`check_margin`),
+        a link graph that falls apart (:func:`check_link_graph`).
     """
 
     pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm")
@@ -544,9 +744,11 @@ def stitch(folder, out_mosaic, out_table, pixel_size_nm, max_stage_error_um=5.0,
     folder = Path(layout.attrs["folder"])
     log.info("%s: %d tiles of %s %s", folder, len(layout), layout.attrs["tile_shape"],
              layout.attrs["dtype"])
+    check_margin(layout, layout.attrs["tile_shape"], pixel_size_nm, max_stage_error_um, source=str(folder))
     links = register_pairs(layout, folder, pixel_size_nm, max_stage_error_um,
                            min_quality=min_quality, cache_size=cache_size)
     table = solve_positions(layout, links, pixel_size_nm)
+    check_link_graph(table, links, source=str(folder), unlinked=unlinked)
     with atomic_path(out_mosaic) as tmp:
         write_mosaic(layout, folder, table, tmp, pixel_size_nm, chunk=chunk, blend=blend,
                      cache_size=cache_size)

@@ -30,6 +30,7 @@ from ._microstructure import (  # noqa: F401
 )
 from ._tiles import (  # noqa: F401
     cut_tiles,
+    cut_window,
     tile_grid,
 )
 from ._validation import (  # noqa: F401
@@ -56,6 +57,7 @@ __all__ = [
     "phase_fractions",
     "tile_grid",
     "cut_tiles",
+    "cut_window",
     "mosaic_offset_px",
     "stitching_errors",
     "location_errors",

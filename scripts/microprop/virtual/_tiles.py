@@ -55,6 +55,55 @@ def tile_grid(field_shape_px, tile_shape, overlap_frac):
     return nr, nc, sy, sx
 
 
+def cut_window(image, x, y, shape, pad=16):
+    """The window of an image whose pixel ``[0, 0]`` lies at a sub-pixel position.
+
+    ``out[i, j] = image(y + i, x + j)``, with the image continued between
+    pixels by its band-limited (Fourier) interpolation: the whole-pixel part
+    of ``(x, y)`` is a slice, the fractional part a Fourier shift
+    (:func:`scipy.ndimage.fourier_shift`) of the window padded by ``pad``
+    pixels on each side (by reflection where it leaves the image), so the
+    periodic wrap of the FFT stays in the padding. This is how a stage
+    that does not stop on the pixel grid records a tile.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (H, W), real
+    x, y : float
+        Position (px) of the window's pixel ``[0, 0]`` in ``image``.
+    shape : (int, int)
+        ``(h, w)`` px.
+    pad : int
+        Padding (px) that absorbs the FFT's wrap-around.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``(h, w)``, float32
+        A copy; exact image pixels when ``x`` and ``y`` are whole numbers.
+
+    Raises
+    ------
+    InputError
+        If the window (without its padding) leaves the image.
+    """
+    from scipy import ndimage as ndi
+
+    h, w = (int(v) for v in shape)
+    H, W = image.shape
+    ix, iy = int(np.floor(x)), int(np.floor(y))
+    fx, fy = float(x) - ix, float(y) - iy
+    if ix < 0 or iy < 0 or ix + w + (fx > 0) > W or iy + h + (fy > 0) > H:
+        raise InputError(f"cut_window: a {h} x {w} px window at x={x:.2f}, y={y:.2f} px leaves the "
+                         f"image of {H} x {W} px")
+    if fx == 0 and fy == 0:
+        return np.array(image[iy:iy + h, ix:ix + w], dtype=np.float32)
+    y0, y1, x0, x1 = iy - pad, iy + h + pad, ix - pad, ix + w + pad
+    win = image[max(0, y0):min(H, y1), max(0, x0):min(W, x1)].astype(np.float64)
+    win = np.pad(win, ((max(0, -y0), max(0, y1 - H)), (max(0, -x0), max(0, x1 - W))), mode="reflect")
+    shifted = np.fft.ifft2(ndi.fourier_shift(np.fft.fft2(win), (-fy, -fx))).real
+    return shifted[pad:pad + h, pad:pad + w].astype(np.float32)
+
+
 def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rng=None, *,
               field_origin_px=(0, 0), field_shape_px=None, offset_um=(0.0, 0.0),
               brightness_drift=0.01, contrast_drift=0.02, electrons_per_px=5000.0,
@@ -63,8 +112,9 @@ def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rn
 
     Nominal tile corners form a regular grid with the requested overlap that
     covers the field; each tile is cut at its true position, nominal +
-    ``offset_um`` + N(0, ``stage_error_um``) per axis (rounded to whole
-    pixels), then gets its own contrast and brightness drift and shot noise::
+    ``offset_um`` + N(0, ``stage_error_um``) per axis, to sub-pixel precision
+    (:func:`cut_window`), then gets its own contrast and brightness drift and
+    shot noise::
 
         counts ~ Poisson(electrons_per_px * eta),   eta = (grey - offset) / gain
         tile = (1 + c) * (offset + gain * counts / electrons_per_px) + b * full_scale
@@ -118,7 +168,8 @@ def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rn
         ``tile, file, row, col, x_um, y_um``: nominal stage position of each
         tile's top-left pixel (um, specimen frame).
     truth : pandas.DataFrame
-        ``tile, x_px, y_px``: where each tile was actually cut (specimen frame).
+        ``tile, x_px, y_px``: where each tile was actually cut (specimen
+        frame, float px).
 
     Raises
     ------
@@ -145,13 +196,13 @@ def cut_tiles(image, tile_shape, overlap_frac, stage_error_um, pixel_size_nm, rn
     bright = rng.normal(0.0, brightness_drift, rows.size) * 255.0
 
     names, files = _tile_names(rows, cols, file_pattern)
-    tiles = [_record_tile(image[cy[k]: cy[k] + th, cx[k]: cx[k] + tw], rng, electrons_per_px, gain, offset,
+    tiles = [_record_tile(cut_window(image, cx[k], cy[k], (th, tw)), rng, electrons_per_px, gain, offset,
                           contrast[k], bright[k], scale, full, dtype)
              for k in range(rows.size)]
     px_um = pixel_size_nm / 1000.0
     layout = pd.DataFrame({"tile": names, "file": files, "row": rows, "col": cols,
                            "x_um": np.round(nom_x * px_um, 6), "y_um": np.round(nom_y * px_um, 6)})
-    truth = pd.DataFrame({"tile": names, "x_px": cx, "y_px": cy})
+    truth = pd.DataFrame({"tile": names, "x_px": np.round(cx, 4), "y_px": np.round(cy, 4)})
     return tiles, layout, truth
 
 
@@ -200,8 +251,9 @@ def _cut_corners(nom_x, nom_y, image_shape, tile_shape, stage_error_um, offset_u
     th, tw = tile_shape
     n = nom_x.size
     err = rng.normal(0.0, stage_error_um, (n, 2)) if stage_error_um > 0 else np.zeros((n, 2))
-    true_x = np.rint(nom_x + (offset_um[0] + err[:, 0]) * px_per_um).astype(int)
-    true_y = np.rint(nom_y + (offset_um[1] + err[:, 1]) * px_per_um).astype(int)
+    # sub-pixel positions, as a stage records them; 4 decimals, as the truth table keeps them
+    true_x = np.round(nom_x + (offset_um[0] + err[:, 0]) * px_per_um, 4)
+    true_y = np.round(nom_y + (offset_um[1] + err[:, 1]) * px_per_um, 4)
     cx, cy = np.clip(true_x, 0, W - tw), np.clip(true_y, 0, H - th)
     if (cx != true_x).any() or (cy != true_y).any():
         log.warning("cut_tiles: %d tile(s) left the image and were clipped to its edge; "
