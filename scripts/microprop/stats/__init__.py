@@ -1,10 +1,11 @@
 """Statistics of indentation data: Gaussian-mixture deconvolution with BIC,
-phase naming, hydration (Powers; Tennis & Jennings), the seed's table model
+phase naming, hydration (seed paper eqs. 9-10), the seed's table model
 and a linear model.
 """
 from ._hydration import (  # noqa: F401
     HYDRATION_EQUATIONS,
-    POWERS_CEMENT_VOLUME,
+    HYDRATION_PRODUCTS,
+    PRODUCT_TO_REACTANT_VOLUME,
     hydration,
     hydration_by_area,
     hydration_or_note,
@@ -34,7 +35,8 @@ from ._table_model import (  # noqa: F401
 )
 
 __all__ = [
-    "POWERS_CEMENT_VOLUME",
+    "PRODUCT_TO_REACTANT_VOLUME",
+    "HYDRATION_PRODUCTS",
     "HYDRATION_EQUATIONS",
     "hydration",
     "hydration_or_note",
