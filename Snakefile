@@ -43,6 +43,11 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+check_specimens()
+
+
 include: "rules/backscatter.smk"
 include: "rules/specimen.smk"
 include: "rules/stitch.smk"

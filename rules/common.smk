@@ -194,9 +194,71 @@ def all_areas(specimen):
     return list(spec_cfg(specimen)["areas"])
 
 
-def areas(specimen):
-    """Areas whose indents go into the dataset (role `train`)."""
+def has_image(specimen, area):
+    """Whether an area has micrographs (tiles or an image); else it is indentation only."""
+    a = area_cfg(specimen, area)
+    return is_virtual(specimen) or "before" in a or "image" in a
+
+
+def indent_areas(specimen):
+    """Areas whose indents enter the statistics (role `train`), with or without an image."""
     return [a for a in all_areas(specimen) if area_cfg(specimen, a)["role"] == "train"]
+
+
+def areas(specimen):
+    """Areas whose indents go into the dataset: role `train`, with micrographs."""
+    return [a for a in indent_areas(specimen) if has_image(specimen, a)]
+
+
+def stats_inputs(specimen):
+    """Indent tables the deconvolution pools: located indents, or the import of an area without image."""
+    return [
+        f"results/{specimen}/{a}/located/{b}.csv" if has_image(specimen, a)
+        else f"results/{specimen}/{a}/indents/{b}.csv"
+        for a in indent_areas(specimen)
+        for b in batches(specimen, a)
+    ]
+
+
+def stats_areas(specimen):
+    """The area of each file of :func:`stats_inputs`, same order."""
+    return [a for a in indent_areas(specimen) for _ in batches(specimen, a)]
+
+
+def _phase_set_of(specimen):
+    """The specimen's phase set (microprop.phases.phase_set), read without importing the library at top level."""
+    import sys as _sys
+
+    lib = _os.path.join(workflow.basedir, "scripts")
+    if lib not in _sys.path:
+        _sys.path.insert(0, lib)
+    from microprop.phases import phase_set
+
+    return phase_set(spec_cfg(specimen).get("phases"), where=f"specimens.{specimen}.phases")
+
+
+def has_hydration(specimen):
+    return _phase_set_of(specimen).hydration == "cement"
+
+
+def check_specimens():
+    """Refuse at start what the schema cannot say: phase sets, image areas without a pixel size."""
+    for s in config["specimens"]:
+        ps = _phase_set_of(s)
+        image_areas = [a for a in all_areas(s) if has_image(s, a)]
+        if image_areas and "pixel_size_nm" not in spec_cfg(s):
+            raise ConfigError(
+                f"config: specimens.{s}.pixel_size_nm is missing; the areas {image_areas} have "
+                "micrographs, whose pixel size (nm/px) the workflow needs")
+        if image_areas and ps.name != "cement":
+            raise ConfigError(
+                f"config: specimens.{s} uses the phase set {ps.name!r} with micrographs "
+                f"(areas {image_areas}); the image steps (calibration, virtual specimens, "
+                "segmentation) know the cement phases only so far. Use `phases: cement`, or "
+                "give this specimen indentation exports only (areas with `indentation:` alone)")
+        if is_virtual(s) and ps.name != "cement":
+            raise ConfigError(f"config: specimens.{s}: the virtual specimen generator makes "
+                              "cement pastes only; use `phases: cement`")
 
 
 def map_areas(specimen):
@@ -280,11 +342,11 @@ def member_files(specimen, split, target, name):
 def final_targets():
     out = []
     for s in config["specimens"]:
-        out += [
-            f"results/{s}/dataset.h5",
-            f"results/{s}/stats/gmm_E_GPa.csv",
-            f"results/{s}/stats/baselines.csv",
-        ]
+        out.append(f"results/{s}/stats/gmm_E_GPa.csv")
+        if has_hydration(s):
+            out.append(f"results/{s}/stats/hydration.json")
+        if areas(s):
+            out += [f"results/{s}/dataset.h5", f"results/{s}/stats/baselines.csv"]
         for a in areas(s):
             out += [
                 f"results/{s}/figures/overview_{a}.png",
@@ -292,7 +354,7 @@ def final_targets():
             ]
             if is_virtual(s):
                 out.append(f"results/{s}/validation/{a}.json")
-        if "learning" in spec_cfg(s):
+        if "learning" in spec_cfg(s) and areas(s):
             out.append(f"results/{s}/learning/summary.csv")
             out += [f"results/{s}/maps/{a}/table1_E_GPa.csv" for a in map_areas(s)]
     return out

@@ -1,16 +1,15 @@
-# Statistics and first figures: GMM deconvolution of E and H, hydration
-# degree, the seed's table model and a linear model, overview figures.
+# Statistics and first figures: GMM deconvolution of E and H (components named
+# by the study's phase set), hydration degree (cement only), the seed's table model and a linear model, overview figures.
 
 
 rule deconvolve:
     input:
-        located=lambda w: located_files(w.specimen),
+        located=lambda w: stats_inputs(w.specimen),
     output:
         gmm_E="results/{specimen}/stats/gmm_E_GPa.csv",
         gmm_H="results/{specimen}/stats/gmm_H_GPa.csv",
         gmm_E_only="results/{specimen}/stats/gmm_E_GPa_only.csv",
         bic_E="results/{specimen}/stats/bic_E_GPa.csv",
-        hydration="results/{specimen}/stats/hydration.json",
         fig_hist_E=report(
             "results/{specimen}/figures/hist_E.png",
             caption="../report/hist_E.rst",
@@ -30,12 +29,12 @@ rule deconvolve:
             labels={"specimen": "{specimen}", "figure": "BIC"},
         ),
     params:
-        areas=lambda w: [a for a in areas(w.specimen) for _ in batches(w.specimen, a)],
+        areas=lambda w: stats_areas(w.specimen),
         n_components=spec_param("stats", "n_components"),
         method=spec_param("stats", "method"),
         k_max=spec_param("stats", "k_max"),
         seed=spec_param("stats", "seed"),
-        w_c=spec_param("w_c"),
+        phases=spec_param("phases"),
     log:
         "results/logs/deconvolve/{specimen}.log",
     threads: 1
@@ -46,6 +45,27 @@ rule deconvolve:
         "../envs/analysis.yaml"
     script:
         "../scripts/deconvolve.py"
+
+
+rule hydration:
+    """Degree of hydration and Mr (seed paper eqs. 9-10): phase sets with cement hydration only."""
+    input:
+        gmm_E="results/{specimen}/stats/gmm_E_GPa.csv",
+        gmm_H="results/{specimen}/stats/gmm_H_GPa.csv",
+    output:
+        hydration="results/{specimen}/stats/hydration.json",
+    params:
+        w_c=spec_param("w_c"),
+    log:
+        "results/logs/hydration/{specimen}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/hydration.py"
 
 
 rule baselines:

@@ -1,4 +1,4 @@
-"""Rule deconvolve: GMM deconvolution of E and H, BIC table, hydration degree.
+"""Rule deconvolve: GMM deconvolution of E and H, BIC table, phase names from the study's phase set.
 
 Inputs
 ------
@@ -12,14 +12,17 @@ Params
 snakemake.params.areas : list of str, optional
     Area of each input file, same order as ``input.located``; when absent the
     area is read from the path (the folder above ``located/``).
-snakemake.params.n_components : int
-    Gaussian components of the mixture (default 4: LD-C-S-H, HD-C-S-H, CH, ACC).
+snakemake.params.phases : str or dict, optional
+    The study's phase set (:func:`microprop.phases.phase_set`): a preset name
+    (default ``cement``) or its own phases; its solid phases name the
+    components by their literature means.
+snakemake.params.n_components : int or None
+    Gaussian components of the mixture (None: one per solid phase of the
+    phase set, 4 for cement: LD-C-S-H, HD-C-S-H, CH, ACC).
 snakemake.params.k_max : int
     Largest number of components in the BIC table (k = 1..k_max; default 8).
 snakemake.params.seed : int
     Random state of the EM starts (default 0).
-snakemake.params.w_c : float
-    Water/cement mass ratio of the paste (for the degree of hydration).
 snakemake.params.n_init : int, optional
     EM restarts per start kind (default 10).
 snakemake.params.method : {"joint", "separate"}, optional
@@ -40,15 +43,15 @@ snakemake.output.gmm_E_only : CSV, optional
     The 1D mixture of the E histogram alone (the seed paper's approach), for
     comparison with the joint fit.
 snakemake.output.bic_E : CSV
-    ``k, bic, aic, best`` of the pooled E values.
-snakemake.output.hydration : JSON
-    Degree of hydration alpha and the LD/(LD+HD) ratio Mr
-    (:func:`microprop.stats.hydration`) from the pooled E fractions, plus the
-    same from the H fractions (``from_H_GPa``) and per area (``per_area``).
+    ``k, bic, aic, best`` of the model the tables come from: the pooled
+    (E, H) pairs for the joint method, the pooled E values for ``separate``.
 snakemake.output.fig_hist_E, snakemake.output.fig_hist_H : PNG
     Histograms with the fitted components.
 snakemake.output.fig_bic : PNG
-    BIC/AIC against k.
+    BIC/AIC against k, with the k used marked.
+
+The degree of hydration is the separate rule ``hydration``
+(``scripts/hydration.py``), planned only for a phase set with hydration.
 """
 import logging
 
@@ -63,45 +66,49 @@ def main(snakemake):
     # imported here, after setup_script has set the thread counts and matplotlib's backend
     from microprop import io, plots, stats
 
+    from microprop.phases import phase_set
+
     p = snakemake.params
-    n_components = int(p.get("n_components", 4))
-    k_max = int(p.get("k_max", 8))
+    phases = phase_set(p.get("phases"), where="phases")
+    n_components = p.get("n_components")
+    why = "one per solid phase" if n_components is None else "stats.n_components"
+    n_components = len(phases.solid) if n_components is None else int(n_components)
+    k_max = max(int(p.get("k_max", 8)), n_components)
     seed = int(p.get("seed", 0))
     n_init = int(p.get("n_init", 10))
-    w_c = float(p.w_c)
     joint = str(p.get("method", "joint")) == "joint"
+    log.info("phase set %s: components named by %s", phases.name, list(phases.solid))
 
     data = io.read_located(snakemake.input.located, p.get("areas"),
                            required=("batch", "indent") + QUANTITIES)
     log.info("%d indents from %d file(s), areas %s", len(data), data["source"].nunique(),
              sorted(data["area"].unique()))
 
-    tables = {q: stats.gmm_tables(data, q, n_components, seed, n_init, joint=joint)
+    tables = {q: stats.gmm_tables(data, q, n_components, seed, n_init, joint=joint, phases=phases)
               for q in QUANTITIES}
-    bic = stats.bic_table(data["E_GPa"], k_range=range(1, k_max + 1), seed=seed,
-                          what="pooled E_GPa")
-
-    hyd = stats.hydration_by_area(tables["E_GPa"], tables["H_GPa"], w_c)
-    hyd["bic_best_k"] = int(bic.loc[bic["best"], "k"].iloc[0])
-    hyd["n_components"] = n_components
-    hyd["n_indents"] = int(len(data))
+    # the information criteria of the model the tables come from
+    bic_data = data[list(QUANTITIES)].to_numpy() if joint else data["E_GPa"]
+    model = "joint (E, H) mixture" if joint else "mixture of E"
+    bic = stats.bic_table(bic_data, k_range=range(1, k_max + 1), seed=seed, what=f"pooled {model}")
+    bic["model"] = model
+    bic["k_used"] = n_components
 
     o = snakemake.output
     io.write_table(tables["E_GPa"], o.gmm_E)
     io.write_table(tables["H_GPa"], o.gmm_H)
     if o.get("gmm_E_only"):
         e_only = (tables["E_GPa"] if not joint
-                  else stats.gmm_tables(data, "E_GPa", n_components, seed, n_init))
+                  else stats.gmm_tables(data, "E_GPa", n_components, seed, n_init, phases=phases))
         io.write_table(e_only, o.gmm_E_only)
     io.write_table(bic, o.bic_E)
-    io.write_json(hyd, o.hydration)
     for q, out in (("E_GPa", o.fig_hist_E), ("H_GPa", o.fig_hist_H)):
         pooled = tables[q][tables[q]["area"] == "pooled"]
         plots.save_png(plots.histogram_components(data[q], pooled, quantity=q), out)
-    plots.save_png(plots.bic_plot(bic), o.fig_bic)
-    log.info("alpha = %s, Mr_model = %s, Mr_measured = %s", hyd["alpha"], hyd["Mr_model"],
-             hyd["Mr_measured"])
-
+    plots.save_png(plots.bic_plot(bic, k_used=n_components, model=model, k_used_why=why), o.fig_bic)
+    best = int(bic.loc[bic["best"], "k"].iloc[0])
+    if best != n_components:
+        log.info("the BIC of the %s is lowest at k = %d; the deconvolution uses k = %d (one "
+                 "component per solid phase of %s)", model, best, n_components, phases.name)
 
 if __name__ == "__main__":
     main(setup_script(globals()))

@@ -34,7 +34,8 @@ def test_defaults_are_filled():
     cfg = load()
     del cfg["specimens"]["demo"]["stats"]
     validate(cfg, SCHEMA, set_default=True)
-    assert cfg["specimens"]["demo"]["stats"]["n_components"] == 4
+    assert cfg["specimens"]["demo"]["stats"]["n_components"] is None  # one per solid phase
+    assert cfg["specimens"]["demo"]["phases"] == "cement"
     assert cfg["backscatter"]["beam_energy_keV"] == 20.0
 
 
@@ -52,11 +53,31 @@ def test_bad_value_fails_and_names_it():
         validate(cfg, SCHEMA, set_default=True)
 
 
-def test_area_needs_tiles_or_image():
+def test_area_needs_tiles_image_or_exports():
     cfg = load()
-    cfg["specimens"]["demo"]["areas"]["A1"] = {"indentation": "x"}
-    with pytest.raises(WorkflowError):
+    cfg["specimens"]["demo"]["areas"]["A1"] = {"indentation": "x"}   # exports only: an indentation study
+    validate(cfg, SCHEMA, set_default=True)
+    for bad in ({}, {"role": "train"}, {"image": "a.png", "before": "t"}):
+        cfg["specimens"]["demo"]["areas"]["A1"] = bad
+        with pytest.raises(WorkflowError):
+            validate(cfg, SCHEMA, set_default=True)
+
+
+@pytest.mark.parametrize("phases, ok", [
+    ("cement", True), ("metal_ceramic", True), ("steel", False),
+    ({"phases": [{"name": "ferrite", "E_mean_GPa": 210, "E_std_GPa": 10, "H_mean_GPa": 2.0,
+                  "H_std_GPa": 0.3}]}, True),
+    ({"phases": [{"name": "ferrite", "E_mean_GPa": -1, "E_std_GPa": 10, "H_mean_GPa": 2.0,
+                  "H_std_GPa": 0.3}]}, False),
+    ({"phases": [{"name": "ferrite"}]}, False)])
+def test_phase_set_is_a_preset_or_a_list(phases, ok):
+    cfg = load()
+    cfg["specimens"]["demo"]["phases"] = phases
+    if ok:
         validate(cfg, SCHEMA, set_default=True)
+    else:
+        with pytest.raises(WorkflowError):
+            validate(cfg, SCHEMA, set_default=True)
 
 
 @pytest.mark.parametrize("value, ok", [(True, True), (False, True), ("reduce-overhead", True),

@@ -71,30 +71,31 @@ def test_bic_minimum_at_true_k(rng):
     np.testing.assert_allclose(bic["bic"] - bic["aic"], p * (np.log(1000) - 2), rtol=1e-9)
 
 
-def test_hydration_hand_values():
-    w_c = 0.5
-    p_c = 0.32 / (w_c + 0.32)
-    assert stats.hydration({"ACC": 0.0}, w_c)["alpha"] == pytest.approx(1.0)
-    assert stats.hydration({"ACC": p_c}, w_c)["alpha"] == pytest.approx(0.0)
-    # half the initial clinker left -> alpha 0.5
-    assert stats.hydration({"ACC": p_c / 2}, w_c)["alpha"] == pytest.approx(0.5)
-    # Tennis & Jennings at w/c 0.5, alpha 0.8: 3.017*0.5*0.8 - 1.347*0.8 + 0.538 = 0.6672
-    f_acc = (1 - 0.8) * p_c
-    out = stats.hydration({"ACC": f_acc, "LD-C-S-H": 0.3, "HD-C-S-H": 0.1}, w_c)
-    assert out["alpha"] == pytest.approx(0.8)
-    assert out["Mr_model"] == pytest.approx(0.6672, abs=1e-12)
-    assert out["Mr_measured"] == pytest.approx(0.75)
+def test_hydration_reproduces_the_seed_papers_worked_example():
+    """Seed paper, eqs. 9-10: V_h 0.90 (LD + HD + CH), V_a 0.10, w/c 0.4 -> alpha 0.8036, Mr 0.4253."""
+    fr = {"LD-C-S-H": 0.40, "HD-C-S-H": 0.35, "CH": 0.15, "ACC": 0.10}
+    out = stats.hydration(fr, 0.4)
+    assert out["V_h"] == pytest.approx(0.90) and out["V_a"] == pytest.approx(0.10) and out["V"] == 2.2
+    assert round(out["alpha"], 4) == 0.8036
+    assert round(out["Mr_model"], 4) == 0.4253
+    assert out["Mr_measured"] == pytest.approx(0.40 / 0.75)
+    # limits: no clinker left -> fully hydrated; no products -> refused
+    assert stats.hydration({"ACC": 0.0, "CH": 1.0}, 0.45)["alpha"] == pytest.approx(1.0)
+    # eq. 9 by hand for another split: (0.6/2.2) / (0.6/2.2 + 0.4)
+    assert stats.hydration({"LD-C-S-H": 0.6, "ACC": 0.4}, 0.45)["alpha"] == pytest.approx(
+        (0.6 / 2.2) / (0.6 / 2.2 + 0.4))
 
 
-def test_hydration_clips_and_validates():
-    out = stats.hydration({"ACC": 0.5}, 0.5)  # more clinker than the paste started with
-    assert out["alpha"] == 0.0 and out["alpha_raw"] < 0 and out["notes"]
+def test_hydration_validates():
     with pytest.raises(InputError, match="ACC"):
         stats.hydration({"CH": 0.1}, 0.5)
+    with pytest.raises(InputError, match="hydration product"):
+        stats.hydration({"ACC": 0.1}, 0.5)
     with pytest.raises(InputError, match="w/c"):
-        stats.hydration({"ACC": 0.1}, 0.0)
+        stats.hydration({"ACC": 0.1, "CH": 0.9}, 0.0)
     with pytest.raises(InputError, match="expected 0..1"):
-        stats.hydration({"ACC": 1.5}, 0.4)
+        stats.hydration({"ACC": 1.5, "CH": 0.1}, 0.4)
+    assert "outside the 0.35-0.6 range" in " ".join(stats.hydration({"ACC": 0.1, "CH": 0.9}, 0.8)["notes"])
 
 
 def test_metrics_match_sklearn_on_hand_example():
@@ -210,10 +211,9 @@ def test_deconvolve_script(tmp_path, rng):
         files.append(str(f))
     out = {k: str(tmp_path / "stats" / v) for k, v in dict(
         gmm_E="gmm_E_GPa.csv", gmm_H="gmm_H_GPa.csv", bic_E="bic_E_GPa.csv",
-        hydration="hydration.json", fig_hist_E="hist_E.png", fig_hist_H="hist_H.png",
-        fig_bic="bic.png").items()}
+        fig_hist_E="hist_E.png", fig_hist_H="hist_H.png", fig_bic="bic.png").items()}
     job = {"input": {"located": files}, "output": out,
-           "params": {"n_components": 4, "k_max": 5, "seed": 0, "w_c": 0.5, "n_init": 3},
+           "params": {"n_components": None, "k_max": 5, "seed": 0, "n_init": 3},
            "log": [str(tmp_path / "log.txt")]}
     run_script("deconvolve", job, tmp_path)
     gmm = pd.read_csv(out["gmm_E"])
@@ -223,14 +223,26 @@ def test_deconvolve_script(tmp_path, rng):
     np.testing.assert_allclose(pooled["fraction"], FRACTIONS, atol=0.05)
     assert (pooled["n"] == 1800).all()
     assert list(pd.read_csv(out["gmm_H"]).query("area == 'pooled'")["phase"]) == PHASES
-    hyd = json.loads(Path(out["hydration"]).read_text())
+    # the hydration rule, on the tables deconvolve wrote (cement phase set: 4 components by default)
+    hyd_path = tmp_path / "stats" / "hydration.json"
+    run_script("hydration", {"input": {"gmm_E": out["gmm_E"], "gmm_H": out["gmm_H"]},
+                             "output": {"hydration": str(hyd_path)}, "params": {"w_c": 0.5},
+                             "log": [str(tmp_path / "log_h.txt")]}, tmp_path)
+    hyd = json.loads(hyd_path.read_text())
     f_acc = pooled["fraction"].iloc[3]
-    assert hyd["alpha"] == pytest.approx(1 - f_acc * (0.5 + 0.32) / 0.32)  # ~0.49
+    v_h = pooled["fraction"].iloc[:3].sum()
+    assert hyd["alpha"] == pytest.approx((v_h / 2.2) / (v_h / 2.2 + f_acc))  # eq. 9
     assert hyd["Mr_measured"] == pytest.approx(
         pooled["fraction"].iloc[0] / pooled["fraction"].iloc[:2].sum())
     assert set(hyd["per_area"]) == {"A1", "A2"}
     bic = pd.read_csv(out["bic_E"])
     assert list(bic["k"]) == [1, 2, 3, 4, 5] and bic["best"].sum() == 1
+    # the BIC table is that of the joint (E, H) model the tables come from, with the k used
+    assert (bic["model"] == "joint (E, H) mixture").all() and (bic["k_used"] == 4).all()
+    import microprop.stats as st
+    ref = st.bic_table(pd.concat([pd.read_csv(f) for f in files])[["E_GPa", "H_GPa"]].to_numpy(),
+                       k_range=[4], seed=0)
+    assert bic.loc[bic["k"] == 4, "bic"].iloc[0] == pytest.approx(ref["bic"].iloc[0], rel=1e-6)
     for k in ("fig_hist_E", "fig_hist_H", "fig_bic"):
         assert Path(out[k]).stat().st_size > 10_000
 

@@ -284,3 +284,55 @@ def test_blocked_split_members_default_to_the_random_splits(tmp_path, blocked, e
     jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
     assert jobs.get("train_model") == expected, jobs
     assert jobs.get("evaluate_model") == 2, jobs
+
+
+CEMENT_WORDS = ("C-S-H", "CSH", "ACC", "clinker", "portlandite", "hydration", "alpha", "w_c")
+
+
+def _two_phase_exports(folder, rng, n_per_batch=(300, 300), frac_ni=0.7):
+    """KLA exports of a Ni-alumina grid: each indent in Ni (E 200, H 2.5 GPa) or alumina (E 380, H 20 GPa)."""
+    import pandas as pd
+    from microprop.indentation import write_export
+
+    folder.mkdir(parents=True)
+    truth = []
+    for b, n in enumerate(n_per_batch, start=1):
+        ni = rng.random(n) < frac_ni
+        E = np.where(ni, rng.normal(200, 20, n), rng.normal(380, 35, n))
+        H = np.where(ni, rng.normal(2.5, 0.5, n), rng.normal(20, 3, n)).clip(0.3)
+        k = np.arange(n)
+        df = pd.DataFrame({"indent": k + 1, "x_um": (k % 20) * 10.0, "y_um": (k // 20) * 10.0,
+                           "depth_nm": 150.0, "load_mN": 5.0, "stiffness_N_per_m": 1e5,
+                           "H_GPa": H, "E_GPa": E})
+        write_export(df, folder / f"grid{b}.csv")
+        truth.append(ni)
+    return float(np.concatenate(truth).mean())
+
+
+@pytest.mark.workflow
+def test_indentation_only_study_with_a_non_cement_phase_set(tmp_path):
+    """Exports alone, phases `metal_ceramic`: import, deconvolution and figures run; nothing says cement."""
+    import pandas as pd
+
+    f_ni = _two_phase_exports(tmp_path / "exports" / "G1", np.random.default_rng(3))
+    cfg = study_config("indentation_only")
+    jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
+    assert jobs == {"read_indentation": 2, "deconvolve": 1, "all": 1}, jobs
+    run_smk(tmp_path, cfg)
+    res = tmp_path / "results" / "composite"
+    gmm = pd.read_csv(res / "stats/gmm_E_GPa.csv")
+    pooled = gmm[gmm["area"] == "pooled"].set_index("phase")
+    assert list(pooled.index) == ["Ni", "Al2O3"]                  # one component per solid phase
+    assert pooled.loc["Ni", "fraction"] == pytest.approx(f_ni, abs=0.03)
+    assert pooled.loc["Ni", "mean"] == pytest.approx(200, rel=0.03)
+    assert pooled.loc["Al2O3", "mean"] == pytest.approx(380, rel=0.03)
+    bic = pd.read_csv(res / "stats/bic_E_GPa.csv")
+    assert (bic["k_used"] == 2).all() and (bic["model"] == "joint (E, H) mixture").all()
+    assert not list(tmp_path.rglob("*hydration*"))
+    figures = sorted(p.name for p in (res / "figures").iterdir())
+    assert figures == ["bic_E.png", "hist_E.png", "hist_H.png"], figures
+    for p in (tmp_path / "results").rglob("*"):
+        if p.is_file() and p.suffix in (".csv", ".json", ".log", ".txt"):
+            text = p.read_text()
+            found = [w for w in CEMENT_WORDS if w in text]
+            assert not found, (p, found)

@@ -117,3 +117,163 @@ def check_fractions(fractions, where="fractions"):
     if abs(total - 1.0) > 0.01:
         raise InputError(f"{where}: area fractions sum to {total:.4f}, expected 1")
     return {p: v / total for p, v in out.items()}
+
+
+# ----------------------------------------------------------------- phase sets
+
+_PROPERTY_COLUMNS = ("E_mean_GPa", "E_std_GPa", "H_mean_GPa", "H_std_GPa")
+
+
+class PhaseSet:
+    """The phases of a study: names, which ones indentation resolves, their priors, hydration.
+
+    Parameters
+    ----------
+    name : str
+        Preset or study name (``"cement"``, ``"metal_ceramic"``, ...).
+    properties : pandas.DataFrame
+        Indexed by phase name, in label-id order; columns ``E_mean_GPa,
+        E_std_GPa, H_mean_GPa, H_std_GPa`` (GPa, the literature priors the
+        forward model draws from and the mixture deconvolution names its
+        components by) and ``source``.
+    solid : sequence of str
+        The phases an indent can measure: the components of the mixture
+        deconvolution (pores, which give no result, are not).
+    hydration : {"cement", None}
+        ``cement``: the degree of hydration and Mr of the seed paper's eqs.
+        9-10 apply (:func:`microprop.stats.hydration`); None: no hydration
+        output at all.
+
+    Raises
+    ------
+    InputError
+        On duplicate phase names, a solid phase not in the table, missing or
+        non-positive means, negative standard deviations, or an unknown
+        hydration model.
+    """
+
+    def __init__(self, name, properties, solid, hydration=None):
+        props = pd.DataFrame(properties).copy()
+        where = f"phase set {name!r}"
+        if props.index.has_duplicates:
+            raise InputError(f"{where}: duplicate phase names {list(props.index[props.index.duplicated()])}")
+        missing = [c for c in _PROPERTY_COLUMNS if c not in props.columns]
+        if missing:
+            raise InputError(f"{where}: the phases lack {missing} (GPa)")
+        for c in _PROPERTY_COLUMNS:
+            vals = pd.to_numeric(props[c], errors="coerce")
+            bad = vals.isna() | (vals <= 0 if c.endswith("mean_GPa") else vals < 0)
+            if bad.any():
+                raise InputError(f"{where}: {c} of {list(props.index[bad])} is {list(props[c][bad])}; "
+                                 f"expected a {'positive' if c.endswith('mean_GPa') else 'non-negative'} "
+                                 f"number in GPa")
+            props[c] = vals.astype(float)
+        if "source" not in props.columns:
+            props["source"] = "given in the study's config"
+        solid = tuple(solid)
+        unknown = [p for p in solid if p not in props.index]
+        if unknown or not solid:
+            raise InputError(f"{where}: solid phases {unknown or '[]'} are not among its phases "
+                             f"{list(props.index)}")
+        if hydration not in (None, "cement"):
+            raise InputError(f"{where}: hydration {hydration!r}: expected 'cement' or none")
+        if hydration == "cement" and not {"ACC", "LD-C-S-H"} <= set(solid):
+            raise InputError(f"{where}: cement hydration needs the solid phases ACC and LD-C-S-H, "
+                             f"got {list(solid)}")
+        self.name = str(name)
+        self.properties = props
+        self.phases = tuple(props.index)
+        self.solid = solid
+        self.hydration = hydration
+
+    def means(self, quantity="E_GPa"):
+        """Solid phase -> literature mean of ``E_GPa`` or ``H_GPa`` (GPa), in the set's order."""
+        col = {"E_GPa": "E_mean_GPa", "H_GPa": "H_mean_GPa"}.get(quantity)
+        if col is None:
+            raise InputError(f"quantity {quantity!r}: expected 'E_GPa' or 'H_GPa'")
+        return {p: float(self.properties.loc[p, col]) for p in self.solid}
+
+    def to_dict(self):
+        """A JSON-ready description (name, phases with their priors, solid, hydration)."""
+        return {"name": self.name, "solid": list(self.solid), "hydration": self.hydration,
+                "phases": [{"name": p, **{c: float(self.properties.loc[p, c]) for c in _PROPERTY_COLUMNS},
+                            "source": str(self.properties.loc[p, "source"])} for p in self.phases]}
+
+    def __repr__(self):
+        return f"PhaseSet({self.name!r}, phases={list(self.phases)}, solid={list(self.solid)}, " \
+               f"hydration={self.hydration!r})"
+
+
+_METAL_CERAMIC = pd.DataFrame(
+    {
+        "E_mean_GPa": [5.0, 200.0, 380.0],
+        "E_std_GPa": [2.0, 20.0, 35.0],
+        "H_mean_GPa": [0.2, 2.5, 20.0],
+        "H_std_GPa": [0.1, 0.5, 3.0],
+        "source": [
+            "ASSUMPTION: epoxy-filled pore, soft (no literature value used)",
+            "ASSUMPTION: typical values for polycrystalline nickel (Young's modulus ~200 GPa; "
+            "nanoindentation hardness of annealed Ni a few GPa); replace by your own priors",
+            "ASSUMPTION: typical values for dense polycrystalline alumina (E ~350-400 GPa, "
+            "H ~18-22 GPa); replace by your own priors",
+        ],
+    },
+    index=pd.Index(["pore", "Ni", "Al2O3"], name="phase"),
+)
+
+#: Built-in phase sets. ``cement`` (the default): :data:`PHASES` with
+#: :data:`PHASE_PROPERTIES` and the seed paper's hydration. ``metal_ceramic``:
+#: a two-phase Ni-alumina composite (with pores), no hydration; its priors are
+#: marked as assumptions in ``source``.
+PHASE_SET_PRESETS = {
+    "cement": dict(properties=PHASE_PROPERTIES, solid=SOLID_PHASES, hydration="cement"),
+    "metal_ceramic": dict(properties=_METAL_CERAMIC, solid=("Ni", "Al2O3"), hydration=None),
+}
+
+
+def phase_set(spec=None, where="phases"):
+    """The phase set a study configures: a preset name, or its own phases.
+
+    Parameters
+    ----------
+    spec : None, str or dict
+        None or ``"cement"``: the default cement set. Another preset name of
+        :data:`PHASE_SET_PRESETS`. Or a mapping ``{"name": str, "phases":
+        [{"name", "E_mean_GPa", "E_std_GPa", "H_mean_GPa", "H_std_GPa",
+        "solid": bool (default True), "source": str}, ...], "hydration":
+        "cement" | "none" | None}``, or ``{"preset": name}``.
+    where : str
+        The config key, for messages.
+
+    Returns
+    -------
+    PhaseSet
+
+    Raises
+    ------
+    InputError
+        For an unknown preset or a malformed phase list (the message names
+        ``where``).
+    """
+    if spec is None:
+        spec = "cement"
+    if isinstance(spec, dict) and "preset" in spec and "phases" not in spec:
+        spec = spec["preset"]
+    if isinstance(spec, str):
+        if spec not in PHASE_SET_PRESETS:
+            raise InputError(f"{where}: unknown phase set {spec!r}; expected one of "
+                             f"{sorted(PHASE_SET_PRESETS)} or a list of phases")
+        return PhaseSet(spec, **PHASE_SET_PRESETS[spec])
+    if not isinstance(spec, dict) or not isinstance(spec.get("phases"), list) or not spec["phases"]:
+        raise InputError(f"{where}: expected a preset name or a mapping with a non-empty list 'phases'")
+    rows, solid = [], []
+    for k, ph in enumerate(spec["phases"]):
+        if not isinstance(ph, dict) or "name" not in ph:
+            raise InputError(f"{where}.phases[{k}]: expected a mapping with a 'name'")
+        rows.append({"phase": str(ph["name"]), **{c: ph.get(c) for c in _PROPERTY_COLUMNS},
+                     "source": ph.get("source", "given in the study's config")})
+        if ph.get("solid", True):
+            solid.append(str(ph["name"]))
+    hyd = spec.get("hydration")
+    return PhaseSet(spec.get("name", "custom"), pd.DataFrame(rows).set_index("phase"), solid,
+                    None if hyd in (None, "none") else hyd)

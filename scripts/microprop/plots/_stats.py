@@ -152,13 +152,21 @@ def table_model_scatter(mean_grey, measured, predicted, metrics, quantity="E_GPa
     return fig
 
 
-def bic_plot(table, title=None):
+def bic_plot(table, title=None, k_used=None, model="mixture", k_used_why="one per solid phase"):
     """BIC and AIC of Gaussian mixtures against the number of components.
 
     Parameters
     ----------
     table : pandas.DataFrame
         Output of :func:`microprop.stats.bic_table` (``k``, ``bic``, ``aic``).
+    title : str, optional
+    k_used : int, optional
+        The number of components the deconvolution uses; marked beside the
+        minimum, so that a reader sees whether they agree.
+    model : str
+        What was fitted (e.g. ``"joint (E, H) mixture"``), for the title.
+    k_used_why : str
+        Why that k, for the legend.
 
     Returns
     -------
@@ -172,10 +180,13 @@ def bic_plot(table, title=None):
     ax.plot(table["k"], table["aic"], "s--", label="AIC")
     best = table.loc[table["bic"].idxmin()]
     ax.plot([best["k"]], [best["bic"]], "r*", ms=16, label=f"minimum BIC: k = {int(best['k'])}")
+    if k_used is not None:
+        ax.axvline(int(k_used), color="0.4", ls=":", lw=1.5,
+                   label=f"k used: {int(k_used)} ({k_used_why})")
     ax.set_xlabel("number of Gaussian components k (-)")
     ax.set_ylabel("information criterion (-)")
     ax.set_xticks(table["k"].astype(int))
     ax.legend()
-    ax.set_title(title or "Model selection for the mixture")
+    ax.set_title(title or f"Model selection for the {model}")
     fig.tight_layout()
     return fig

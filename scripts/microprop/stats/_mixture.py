@@ -349,12 +349,16 @@ def bic_table(values, k_range=range(1, 9), seed=0, n_init=5, what="values"):
     """Information criteria of Gaussian mixtures against the number of components.
 
     ``BIC = -2 ln L + p ln N`` (Schwarz 1978, Ann. Stat. 6) and
-    ``AIC = -2 ln L + 2 p`` (Akaike 1974, IEEE TAC 19), with ``p = 3k - 1``
-    free parameters of a 1D k-component mixture, as computed by scikit-learn.
+    ``AIC = -2 ln L + 2 p`` (Akaike 1974, IEEE TAC 19), as computed by
+    scikit-learn, with ``p = k - 1 + k d + k d (d + 1) / 2`` free parameters
+    of a k-component mixture in ``d`` dimensions with full covariances
+    (``3k - 1`` for a 1D histogram, ``6k - 1`` for (E, H) pairs).
 
     Parameters
     ----------
-    values : array-like, shape (N,)
+    values : array-like, shape (N,) or (N, d)
+        One value per indent (e.g. E), or one row per indent (e.g. (E, H)
+        for the joint model). Rows with a non-finite entry are left out.
     k_range : iterable of int
         Numbers of components to try.
     seed : int
@@ -367,29 +371,40 @@ def bic_table(values, k_range=range(1, 9), seed=0, n_init=5, what="values"):
     -------
     pandas.DataFrame
         Columns ``k``, ``bic``, ``aic``, ``best`` (bool, True on the row of
-        minimum BIC).
+        minimum BIC); ``attrs["n_dims"]`` = d.
 
     Raises
     ------
     InputError
         If ``k_range`` is empty or there are fewer than ``3 * max(k)``
-        (and 10) finite values.
+        (and 10) finite rows.
     """
     ks = sorted(int(k) for k in k_range)
     if not ks or ks[0] < 1:
         raise InputError(f"{what}: k_range must hold integers >= 1, got {ks}")
-    x = _clean_values(values, what, max(3 * ks[-1], 10))[:, None]
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        ok = np.isfinite(arr).all(axis=1)
+        if (~ok).any():
+            log.warning("%s: ignoring %d row(s) with a non-finite value of %d", what, int((~ok).sum()),
+                        len(arr))
+        x = arr[ok]
+        if len(x) < max(3 * ks[-1], 10):
+            raise InputError(f"{what}: {len(x)} finite row(s); at least {max(3 * ks[-1], 10)} are needed")
+    else:
+        x = _clean_values(arr, what, max(3 * ks[-1], 10))[:, None]
     rows = []
     for k in ks:
         gmm = fit_gmm(x, k, seed=seed, n_init=n_init)
         rows.append({"k": k, "bic": float(gmm.bic(x)), "aic": float(gmm.aic(x))})
     out = pd.DataFrame(rows)
     out["best"] = out["bic"] == out["bic"].min()
+    out.attrs["n_dims"] = int(x.shape[1])
     log.info("%s: minimum BIC at k=%d", what, int(out.loc[out.best, "k"].iloc[0]))
     return out
 
 
-def gmm_tables(data, quantity, n_components=4, seed=0, n_init=10, joint=False):
+def gmm_tables(data, quantity, n_components=4, seed=0, n_init=10, joint=False, phases=None):
     """Mixture tables of one quantity for all indents pooled and for each area.
 
     Parameters
@@ -404,6 +419,9 @@ def gmm_tables(data, quantity, n_components=4, seed=0, n_init=10, joint=False):
         Report the ``quantity`` marginal of the bivariate (E, H) mixture
         (:func:`deconvolve_joint`, :func:`marginal`) instead of a 1D mixture
         of ``quantity``.
+    phases : microprop.phases.PhaseSet, optional
+        Names the components by its solid phases' literature means (default
+        the cement set, :func:`phase_reference_means`).
 
     Returns
     -------
@@ -420,16 +438,17 @@ def gmm_tables(data, quantity, n_components=4, seed=0, n_init=10, joint=False):
         If the pooled values are too few for the mixture.
     """
     blocks = []
+    ref = None if phases is None else phases.means("E_GPa" if joint else quantity)
     groups = [("pooled", data)] + list(data.groupby("area", sort=True))
     for area, part in groups:
         try:
             if joint:
                 t = marginal(deconvolve_joint(
                     part["E_GPa"], part["H_GPa"], n_components=n_components, seed=seed,
-                    n_init=n_init, what=f"(E, H) of area {area!r}"), quantity)
+                    n_init=n_init, reference=ref, what=f"(E, H) of area {area!r}"), quantity)
             else:
                 t = deconvolve(part[quantity], n_components=n_components, seed=seed,
-                               n_init=n_init, quantity=quantity,
+                               n_init=n_init, quantity=quantity, reference=ref,
                                what=f"{quantity} of area {area!r}")
         except InputError as exc:
             if area == "pooled":
