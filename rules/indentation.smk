@@ -3,9 +3,11 @@
 
 
 rule virtual_indentation:
-    """Simulated indentation of a single real image on its segmented phases."""
+    """Simulated indentation of a single real image on the phases of its calibrated eta map."""
     input:
         image=area_param("image"),
+        calibrated="results/{specimen}/{area}/calibrated.zarr",
+        phase_eta="results/backscatter/phase_eta.csv",
     output:
         export="results/{specimen}/{area}/virtual_indentation/{batch}.csv",
         labels="results/{specimen}/{area}/virtual_indentation/{batch}_labels.npy",

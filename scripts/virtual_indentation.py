@@ -1,12 +1,20 @@
 """Rule script: virtual grid indentation of one real micrograph (SIMULATED targets).
 
-The E and H written here are not measurements: the image is segmented by grey
-level into pore, LD-C-S-H, HD-C-S-H, CH and ACC, a regular grid is laid over
-it, and the forward model of ``microprop.physics`` draws literature
-phase properties and homogenises them over each indent's interaction zone.
+The E and H written here are not measurements: the calibrated map of the
+image (backscatter coefficient eta) is segmented into pore, LD-C-S-H,
+HD-C-S-H, CH and ACC by the phases' Monte Carlo eta
+(:func:`microprop.imaging.segment_eta`), so that the phases do not depend on
+the detector's gain and offset; a regular grid is laid over it, and the
+forward model of ``microprop.physics`` draws literature phase properties and
+homogenises them over each indent's interaction zone.
 
 snakemake.input.image : path
-    Grey BSE micrograph, PNG or TIFF (RGB with equal channels is accepted).
+    Grey BSE micrograph, PNG or TIFF (recorded for provenance).
+snakemake.input.calibrated : path
+    The area's ``calibrated.zarr`` (``MulF`` in ``eta`` mode), the same
+    window of the image as the area's mosaic.
+snakemake.input.phase_eta : path
+    ``results/backscatter/phase_eta.csv`` (``phase, eta``).
 snakemake.params.pixel_size_nm : float
     Pixel size of the image (nm).
 snakemake.params.spacing_um : float
@@ -34,7 +42,8 @@ snakemake.output.export : path (CSV)
     ``X = sx * (stage_x - dx)`` with stage = pixel * pixel_size (pixel (0, 0)
     at stage (0, 0)).
 snakemake.output.labels : path (.npy)
-    uint8 phase label map (0 pore .. 4 ACC) used for the simulation.
+    uint8 phase label map (0 pore .. 4 ACC) used for the simulation, by eta
+    bands halfway between the phases' Monte Carlo eta.
 snakemake.output.note : path (JSON)
     States that the targets are SIMULATED, with phase fractions, parameters
     and the phase properties used.
@@ -54,18 +63,26 @@ def main(snakemake):
     # imported here, after setup_script has set the thread counts and matplotlib's backend
     import numpy as np
     from microprop.errors import InputError
-    from microprop.imaging import crop_region, load_tile
+    from microprop.imaging import segment_eta
     from microprop.indentation import write_export
-    from microprop.io import sha256_file, write_json, write_npy, write_table
+    from microprop.io import open_image, read_table, sha256_file, write_json, write_npy, write_table
     from microprop.phases import PHASE_PROPERTIES, PHASES
     from microprop.virtual import virtual_indentation
 
     p = snakemake.params
     image_path = str(snakemake.input.image)
     region_px = p.get("region_px")
-    # the same reader and window as rule image_layout, so the indents and the mosaic see the
-    # same pixels
-    image = crop_region(load_tile(image_path), region_px, path=image_path)
+    # the calibrated map of the area's mosaic: the same window of the image as rule image_layout
+    cal_path = str(snakemake.input.calibrated)
+    mulf = open_image(cal_path, "MulF")
+    if mulf.attrs.get("quantity", "eta") != "eta":
+        raise InputError(f"{cal_path}: virtual indentation segments a map of the backscatter "
+                         f"coefficient, but this one holds {mulf.attrs.get('quantity')!r}; set "
+                         "calibration.mode: eta for this specimen")
+    eta_map = np.asarray(mulf[:, :], dtype=np.float32)
+    table = read_table(snakemake.input.phase_eta, ("phase", "eta"), what="phase eta table")
+    phase_eta = dict(zip(table["phase"].astype(str), table["eta"].astype(float)))
+    labels, seg = segment_eta(eta_map, phase_eta)
     pixel_size_nm = float(p.pixel_size_nm)
     spacing_um = float(p.spacing_um)
     margin_um = 0.5 * float(p.crop_size_um)
@@ -76,9 +93,9 @@ def main(snakemake):
                          "expected +1 or -1 each")
 
     rng = np.random.default_rng(int(p.seed))
-    indents, labels = virtual_indentation(image, pixel_size_nm, spacing_um, rng,
+    indents, labels = virtual_indentation(eta_map, pixel_size_nm, spacing_um, rng,
                                           load_mN=float(p.load_mN), margin_um=margin_um,
-                                          noise_rel=float(p.noise_rel))
+                                          noise_rel=float(p.noise_rel), labels=labels)
     indents.insert(0, "batch", str(p.batch))
 
     # specimen frame (stage, um) -> indenter coordinates: stage = s * X + d  =>  X = s * (stage - d)
@@ -91,8 +108,9 @@ def main(snakemake):
     note = {
         "targets": "SIMULATED",
         "statement": ("E_GPa and H_GPa of this batch are SIMULATED by virtual indentation of a "
-                      "grey-level segmentation of a real micrograph with literature phase "
-                      "properties; they are not measurements."),
+                      "segmentation of a real micrograph's calibrated eta map with literature "
+                      "phase properties; they are not measurements."),
+        "segmentation": seg.to_dict(orient="records"),
         "image": image_path, "image_sha256": sha256_file(image_path),
         "region_px": None if region_px is None else [int(v) for v in region_px],
         "batch": str(p.batch), "n_indents": int(len(indents)),

@@ -84,10 +84,24 @@ def test_significant_mode_skips_small_weights(rng):
 def test_exclude_values_drops_fill_spike(rng):
     img, _ = _phase_image(rng, greys=(60.0, 160.0), fractions=(0.5, 0.5))
     img[:, :60] = 0  # a zero-filled gap between tiles
-    with_gap = physics.find_reference_greys(img)
-    assert physics.darkest_mode(with_gap) < 5
     modes = physics.find_reference_greys(img, exclude_values=[0])
     assert physics.darkest_mode(modes) == pytest.approx(60.0, abs=2.0)
+
+
+def test_saturated_end_spike_is_no_mode_and_does_not_pull_one(rng):
+    """A spike at the end of the range (a saturated detector, or a fill value) is left out: the
+    modes of the rest are found where they are, in unit steps or in the comb of a gain above 1."""
+    img, _ = _phase_image(rng, greys=(60.0, 160.0), fractions=(0.5, 0.5))
+    img[:, :60] = 0  # a zero-filled gap between tiles, or pores below the detector's black level
+    modes = physics.find_reference_greys(img)
+    assert physics.darkest_mode(modes) == pytest.approx(60.0, abs=2.0)
+    # gain 1.25 and +20 grey before 8-bit quantisation: the bright phase partly clipped at 255
+    img, _ = _phase_image(rng, greys=(60.0, 180.0), fractions=(0.5, 0.5))
+    rec = np.clip(np.rint(1.25 * img.astype(float) + 20), 0, 255).astype(np.uint8)
+    assert (rec == 255).mean() > 0.05
+    modes = physics.find_reference_greys(rec)
+    assert len(modes["grey"]) == 2
+    np.testing.assert_allclose((modes["grey"] - 20) / 1.25, [60.0, 180.0], atol=1.0)
 
 
 def test_find_reference_greys_rejects_constant():

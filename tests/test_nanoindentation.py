@@ -340,10 +340,15 @@ def test_virtual_indentation_on_the_real_micrograph(real_bse_image, rng):
 # ---------------------------------------------------------------- rule scripts
 from script_runner import run_script as _run_script  # noqa: E402
 
+#: Monte Carlo eta of the cement phases at 20 keV (as results/backscatter/phase_eta.csv holds them)
+PHASE_ETA_MC = {"pore": 0.0508, "LD-C-S-H": 0.1296, "HD-C-S-H": 0.1367, "CH": 0.1642, "ACC": 0.1804}
 
-def test_virtual_indentation_script_writes_an_export_in_indenter_coordinates(real_bse_path, tmp_path):
+
+def test_virtual_indentation_script_writes_an_export_in_indenter_coordinates(real_bse_image, tmp_path):
+    work = _calibrated_real(real_bse_image, 1.0, 0.0, tmp_path)
     out = tmp_path / "out"
-    spec = {"input": {"image": str(real_bse_path)},
+    spec = {"input": {"image": str(work / "recorded.tif"), "calibrated": str(work / "calibrated.zarr"),
+                      "phase_eta": str(work / "phase_eta.csv")},
             "output": {"export": str(out / "v01.csv"), "labels": str(out / "labels.npy"),
                        "note": str(out / "note.json"), "indents": str(out / "full.csv")},
             "params": {"pixel_size_nm": 500.0, "spacing_um": 40.0, "crop_size_um": 40.0, "load_mN": 2.0,
@@ -354,8 +359,18 @@ def test_virtual_indentation_script_writes_an_export_in_indenter_coordinates(rea
     note = json.loads((out / "note.json").read_text())
     assert note["targets"] == "SIMULATED"
     assert sum(note["phase_area_fractions"].values()) == pytest.approx(1.0)
+    # the phases are eta bands around the Monte Carlo eta, in eta order
+    seg = pd.DataFrame(note["segmentation"]).set_index("phase")
+    assert (seg.loc[list(PHASE_ETA_MC), "eta"].diff().dropna() > 0).all()
+    assert ((seg["eta_lo"] < seg["eta"]) & (seg["eta"] < seg["eta_hi"])).all()
     labels = np.load(out / "labels.npy")
     assert labels.shape == (800, 800) and labels.dtype == np.uint8
+    # BSE contrast: bright clinker -> ACC; the darkest pixels (0.09 % of this image, specks the
+    # median filter merges into their surroundings) -> the two darkest phases, pore or LD-C-S-H
+    assert (labels[real_bse_image >= 200] == 4).mean() > 0.8
+    assert (labels[real_bse_image <= 30] <= 1).mean() > 0.95
+    # a physical segmentation: no "pore" class the size of a grey mode (a histogram fit gave 20 %)
+    assert note["phase_area_fractions"]["pore"] < 0.01
     full = pd.read_csv(out / "full.csv")
     acc, rej = mp_indentation.read_export(out / "v01.csv", batch="v01")
     assert len(rej) == 0 and len(acc) == len(full) == 9 * 9   # floor(359.5 / 40) + 1 = 9
@@ -379,3 +394,61 @@ def test_read_indentation_script_refuses_a_file_without_valid_rows(tmp_path):
     _run_script("read_indentation", spec, tmp_path)
     assert len(pd.read_csv(tmp_path / "i.csv")) == 1
     assert pd.read_csv(tmp_path / "r.csv")["source_row"].tolist() == [1]
+
+
+# ---------------------------------------------------------------- invariance to the detector
+
+
+def _calibrated_real(image, gain, offset, tmp_path):
+    """The real image recorded at a gain/offset (then 8-bit), as a mosaic, calibrated (rule calibrate)."""
+    import tifffile
+    from microprop import io as mio
+
+    work = tmp_path / f"g{gain}_o{offset}"
+    work.mkdir()
+    recorded = np.clip(np.rint(gain * image.astype(float) + offset), 0, 255).astype(np.uint8)
+    mosaic = mio.create_image_store(work / "mosaic.zarr", recorded.shape, np.uint8, chunk=256,
+                                    attrs={"pixel_size_nm": 500.0, "origin_um": [0.0, 0.0]})
+    mosaic[:, :] = recorded
+    tifffile.imwrite(work / "recorded.tif", recorded)
+    pd.DataFrame({"phase": list(PHASE_ETA_MC), "eta": list(PHASE_ETA_MC.values())}).to_csv(
+        work / "phase_eta.csv", index=False)
+    pd.DataFrame({"n": [0.0, 1.0], "eta": [0.15, 0.45], "eta_err": [0.001, 0.001]}).to_csv(
+        work / "eta_table.csv", index=False)
+    _run_script("calibrate", {
+        "input": {"mosaic": str(work / "mosaic.zarr"), "phase_eta": str(work / "phase_eta.csv"),
+                  "eta_table": str(work / "eta_table.csv")},
+        "output": {"calibrated": str(work / "calibrated.zarr"), "hist": str(work / "hist.png")},
+        "params": {"mode": "eta", "reference_phases": ["LD-C-S-H", "ACC"], "reference_greys": "modes",
+                   "clinker_grey_window": None, "micf_sigma_px": 10.0, "chunk": 256}}, work)
+    return work
+
+
+def _virtual_indents_at_detector_setting(image, gain, offset, tmp_path):
+    """The real image recorded at another gain/offset (then 8-bit), calibrated, virtually indented."""
+    work = _calibrated_real(image, gain, offset, tmp_path)
+    out = work / "out"
+    _run_script("virtual_indentation", {
+        "input": {"image": str(work / "recorded.tif"), "calibrated": str(work / "calibrated.zarr"),
+                  "phase_eta": str(work / "phase_eta.csv")},
+        "output": {"export": str(out / "v01.csv"), "labels": str(out / "labels.npy"),
+                   "note": str(out / "note.json"), "indents": str(out / "full.csv")},
+        "params": {"pixel_size_nm": 500.0, "spacing_um": 10.0, "crop_size_um": 10.0, "load_mN": 2.0,
+                   "noise_rel": 0.05, "seed": 3, "batch": "v01",
+                   "indenter_offset_um": [0.0, 0.0], "indenter_axes": [1, 1]}}, work)
+    return pd.read_csv(out / "full.csv"), np.load(out / "labels.npy")
+
+
+def test_virtual_indentation_is_invariant_to_detector_gain_and_offset(real_bse_image, tmp_path):
+    """Gain 0.8-1.25 and offset -20..+20 grey before 8-bit quantisation: >= 99 % of the
+    virtual indents keep their dominant phase, because the phases come from calibrated eta."""
+    ref, ref_labels = _virtual_indents_at_detector_setting(real_bse_image, 1.0, 0.0, tmp_path)
+    assert len(ref) > 1000 and ref["phase"].nunique() >= 4
+    for gain, offset in ((0.8, -20.0), (0.8, 20.0), (1.25, -20.0), (1.25, 20.0)):
+        got, labels = _virtual_indents_at_detector_setting(real_bse_image, gain, offset, tmp_path)
+        kept = float((got["phase"].to_numpy() == ref["phase"].to_numpy()).mean())
+        assert kept >= 0.99, (gain, offset, kept)
+        # and the phase area fractions agree (a grey-histogram segmentation refits them per image)
+        fr = np.bincount(labels.ravel(), minlength=5) / labels.size
+        fr0 = np.bincount(ref_labels.ravel(), minlength=5) / ref_labels.size
+        assert np.abs(fr - fr0).max() < 0.02, (gain, offset, fr, fr0)

@@ -22,6 +22,7 @@ from ._register import (  # noqa: F401
     register_mosaics,
 )
 from ._segment import (  # noqa: F401
+    segment_eta,
     segment_phases,
 )
 from ._stitch import (  # noqa: F401
@@ -62,6 +63,7 @@ __all__ = [
     "render_berkovich_marks",
     "detect_marks",
     "register_mosaics",
+    "segment_eta",
     "segment_phases",
     "TABLE_COLUMNS",
     "LINK_COLUMNS",

@@ -77,23 +77,36 @@ def _mode_sample(image_or_sample, max_samples, exclude_values):
     return x, lo, hi
 
 
+def _level_spacing(x, lo, hi):
+    """Mean spacing (>= 1) of the populated levels of an integer-valued sample; 1 otherwise."""
+    if not np.allclose(x, np.round(x)) or hi - lo > 4096:
+        return 1.0
+    n_levels = np.unique(x).size
+    return max(1.0, (hi - lo) / max(n_levels - 1, 1))
+
+
 def _padded_histogram(x, lo, hi, smooth_sigma):
-    """Histogram of ``x`` (unit bins for integer greys, else 512), padded with empty bins.
+    """Histogram of ``x`` (a bin per level for integer greys, else 512 bins), padded with empty bins.
 
     Returns ``(hist, centers, step)``: counts and bin centres, both padded by
     ``int(4 * smooth_sigma) + 2`` bins on each side, and the bin width.
     """
     integer = np.allclose(x, np.round(x))
-    if integer and hi - lo <= 4096:
-        edges = np.arange(lo - 0.5, hi + 1.5, 1.0)
+    if integer and hi - lo <= 4096 and _level_spacing(x, lo, hi) > 1.05:
+        # a gain above 1 leaves empty levels between the populated ones: one bin per populated
+        # level (the histogram the detector would have given at gain 1), centred on the level
+        centers, hist = np.unique(x, return_counts=True)
     else:
-        edges = np.linspace(lo, hi, 513)
-    hist, edges = np.histogram(x, bins=edges)
-    centers = 0.5 * (edges[:-1] + edges[1:])
+        if integer and hi - lo <= 4096:
+            edges = np.arange(lo - 0.5, hi + 1.5, 1.0)
+        else:
+            edges = np.linspace(lo, hi, 513)
+        hist, edges = np.histogram(x, bins=edges)
+        centers = 0.5 * (edges[:-1] + edges[1:])
     # empty bins padded on both sides so that a mode at the end of the range
     # (saturated pores at 0, a fill value) is still a peak for find_peaks
     pad = int(4 * smooth_sigma) + 2
-    step = centers[1] - centers[0] if centers.size > 1 else 1.0
+    step = (centers[-1] - centers[0]) / (centers.size - 1) if centers.size > 1 else 1.0
     centers = np.concatenate([centers[0] - step * np.arange(pad, 0, -1), centers,
                               centers[-1] + step * np.arange(1, pad + 1)])
     hist = np.pad(hist, pad)
@@ -158,6 +171,57 @@ def _mixture_modes(x, peaks, centers, n_modes, gmm_samples, random_state):
     return grey[o], sigma[o], weight[o]
 
 
+def _unsaturated(x, lo, hi, spike=0.001, ratio=3.0):
+    """``x`` without its range ends when they are spikes: saturated pixels.
+
+    An end value is a spike when it holds more than ``spike`` of the sample
+    and more than ``ratio`` times the median count of the five populated
+    levels next to it. Returns ``(x, ends)``, ``ends`` the saturated end
+    values left out.
+    """
+    keep = np.ones(x.size, bool)
+    ends = []
+    levels, counts = np.unique(x, return_counts=True)
+    for end, nxt in ((lo, counts[1:6]), (hi, counts[-6:-1])):
+        at = x == end
+        if at.mean() > spike and nxt.size and at.sum() > ratio * np.median(nxt):
+            keep &= ~at
+            ends.append(end)
+            log.warning("grey modes: %.1f %% of the pixels sit at %g (saturated detector); they are "
+                        "left out of the mode positions", 100 * at.mean(), end)
+    return (x[keep], ends) if keep.any() else (x, [])
+
+
+def _mean_shift_modes(x, grey, sigma, saturated=(), max_iter=100):
+    """Each mode moved to the local density maximum: mean-shift with a flat window of +-sigma.
+
+    The mixture's means are pulled by the far tails of skewed or truncated
+    (saturated) components; the mean of the pixels within one standard
+    deviation, iterated, converges to the peak itself, and scales with the
+    detector's gain and offset. Near a saturated end value the window is
+    narrowed to stay symmetric about the mode inside the unsaturated range.
+    """
+    out = []
+    for m, h0 in zip(np.asarray(grey, float), np.asarray(sigma, float)):
+        if not np.isfinite(h0) or h0 <= 0:
+            out.append(m)
+            continue
+        for _ in range(max_iter):
+            h = h0
+            for end in saturated:
+                h = min(h, max(abs(end - m) - 1.0, 0.5))
+            w = x[(x >= m - h) & (x <= m + h)]
+            if w.size == 0:
+                break
+            m2 = float(w.mean())
+            if abs(m2 - m) < 1e-3 * h:
+                m = m2
+                break
+            m = m2
+        out.append(m)
+    return np.asarray(out)
+
+
 def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_samples=400_000,
                          gmm_samples=50_000, smooth_sigma=2.0, min_prominence=0.02,
                          exclude_values=None, random_state=0):
@@ -167,9 +231,12 @@ def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_sample
     (``scipy.signal.find_peaks`` with a relative prominence threshold). With
     ``method="gmm"`` (default) they initialise a 1D Gaussian mixture
     (``sklearn.mixture.GaussianMixture``) fitted to a pixel subsample, whose
-    means, standard deviations and weights are returned; a mixture gives
-    unbiased mode positions when neighbouring peaks overlap, which shifts
-    the maxima of a smoothed histogram. With ``method="peaks"`` the peak
+    standard deviations and weights are returned, and whose means are moved
+    to the local density maximum by a mean-shift within one standard
+    deviation (:func:`_mean_shift_modes`), leaving out saturated pixels at
+    the ends of the range: so that a skewed or clipped phase peak does not
+    pull its mode, and the modes follow a change of detector gain and
+    offset. With ``method="peaks"`` the peak
     positions of the smoothed histogram are returned, refined to sub-bin
     precision by a parabola through the three highest bins.
 
@@ -191,7 +258,11 @@ def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_sample
         bounds the cost (a few seconds at worst, on a histogram without clear
         modes).
     smooth_sigma : float
-        Standard deviation of the histogram smoothing, in bins.
+        Standard deviation of the histogram smoothing, in bins. Integer
+        greys get one bin per level; when the populated levels are spaced
+        more than one apart (an image recorded with a detector gain above 1
+        and quantised to integers), one bin per populated level, as unit
+        bins would give a comb histogram with spurious peaks.
     min_prominence : float
         Minimum peak prominence as a fraction of the highest smoothed bin.
     exclude_values : sequence of float, optional
@@ -216,8 +287,16 @@ def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_sample
         If the sample is empty, constant, or no mode can be found.
     """
     x, lo, hi = _mode_sample(image_or_sample, int(max_samples), exclude_values)
-    hist, centers, step = _padded_histogram(x, lo, hi, smooth_sigma)
+    # saturated pixels: no grey information, and a spike of their own
+    x, saturated = _unsaturated(x, lo, hi)
+    hist, centers, step = _padded_histogram(x, float(x.min()), float(x.max()), smooth_sigma)
     smooth, peaks = _prominent_peaks(hist, smooth_sigma, min_prominence)
+    if saturated:
+        # a peak cut by the saturation ends in a cliff, not a maximum: no mode at that edge
+        near = np.zeros(peaks.size, bool)
+        for end in saturated:
+            near |= np.abs(centers[peaks] - end) <= (2 * smooth_sigma + 1) * step
+        peaks = peaks[~near]
     if n_modes is not None:
         n_modes = int(n_modes)
         if n_modes < 1:
@@ -230,6 +309,7 @@ def find_reference_greys(image_or_sample, n_modes=None, method="gmm", max_sample
         grey, sigma, weight = _peak_modes(x, peaks, smooth, centers, step, n_modes)
     elif method == "gmm":
         grey, sigma, weight = _mixture_modes(x, peaks, centers, n_modes, gmm_samples, random_state)
+        grey = _mean_shift_modes(x, grey, sigma, saturated)
     else:
         raise InputError(f"find_reference_greys: method must be 'gmm' or 'peaks', got {method!r}")
     log.info("grey modes (%s): %s", method,
