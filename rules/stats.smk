@@ -118,6 +118,8 @@ rule figures_overview:
             category="Overview",
             labels={"specimen": "{specimen}", "area": "{area}", "figure": "modulus map"},
         ),
+    params:
+        spacing_um=spec_param("indentation", "spacing_um"),
     log:
         "results/logs/figures_overview/{specimen}_{area}.log",
     threads: 1

@@ -12,6 +12,12 @@ rule validate_virtual:
         calibrated="results/{specimen}/{area}/calibrated.zarr",
     output:
         report="results/{specimen}/validation/{area}.json",
+        figure=report(
+            "results/{specimen}/figures/validation_{area}.png",
+            caption="../report/validation.rst",
+            category="Validation",
+            labels={"specimen": "{specimen}", "area": "{area}"},
+        ),
     params:
         pixel_size_nm=spec_param("pixel_size_nm"),
     log:

@@ -104,16 +104,19 @@ def main(snakemake):
         ax.axvline(g, color="0.3", ls=":", lw=1)
     if line is not None:
         for name, g in zip(line["phases"], line["grey"]):
-            ax.annotate(name, (g, 0), xytext=(0, -28), textcoords="offset points", rotation=90,
-                        ha="center", va="top", fontsize=7, color="tab:green")
+            # inside the axes, along the top, beside its line: clear of the tick labels
+            ax.annotate(name, (g, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -4),
+                        textcoords="offset points", rotation=90, ha="left", va="top", fontsize=7,
+                        color="tab:green")
             ax.axvline(g, color="tab:green", ls="--", lw=0.8)
     for name, g, e, c in zip(phases, greys, eta_refs, ("tab:blue", "tab:red")):
         ax.axvline(g, color=c, lw=2, label=f"{name}: grey {g:.1f}, eta {e:.4f}")
-    ax.set_xlabel("grey level")
+    ax.set_xlabel("grey level (detector units)")
     ax.set_ylabel(f"pixels (subsample of {modes['n_samples']})")
     ax.set_title(f"grey-level calibration ({source})\ndotted: histogram modes"
                  + ("; dashed green: fitted phase greys" if line is not None else ""), fontsize=9)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the phase names at the top
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     with mio.atomic_path(out.hist) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

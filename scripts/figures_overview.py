@@ -16,6 +16,9 @@ snakemake.params.max_width_px : int, optional
     block-mean downsampled by the smallest integer factor that meets it.
 snakemake.params.quantity : str, optional
     Column that colours the markers and the map (default ``E_GPa``).
+snakemake.params.spacing_um : float or None, optional
+    The configured indent spacing (um), the width of the map's squares
+    (None: estimated from the indents).
 
 Outputs
 -------
@@ -61,7 +64,9 @@ def main(snakemake):
     fig_o = plots.mosaic_overview(small, pixel_size_nm * factor, located, quantity=quantity,
                                   title=f"BSE overview with {len(located)} indents{suffix}",
                                   downsample_factor=factor)
-    fig_m = plots.modulus_map(located, quantity=quantity)
+    spacing = p.get("spacing_um")
+    fig_m = plots.modulus_map(located, quantity=quantity,
+                              spacing_um=None if spacing is None else float(spacing))
     plots.save_png(fig_o, snakemake.output.overview)
     plots.save_png(fig_m, snakemake.output.modulus_map)
 

@@ -9,6 +9,7 @@ snakemake.input.calibrated : calibrated.zarr (MulF, eta) of the area
 snakemake.input.gmm_E : pooled and per-area GMM table of E (the E marginal of
     the joint (E, H) mixture by default)
 snakemake.params.pixel_size_nm : float
+snakemake.output.figure : PNG, optional: the same as a table with PASS/FAIL
 snakemake.output.report : JSON with the measured errors and the acceptance
     limits (tile median <= 0.1 px, max <= 0.3 px; indent RMS <= 0.25 um;
     GMM fractions within 0.05 and means within 10 %)
@@ -73,6 +74,13 @@ def main(snakemake):
     for k, ok in report["pass"].items():
         log.info("validation %s: %s", k, "PASS" if ok else "FAIL")
     io.write_json(report, snakemake.output.report)
+    if snakemake.output.get("figure"):
+        from microprop import plots
+
+        area = snakemake.wildcards.get("area", "")
+        plots.save_png(plots.validation_table(
+            report, title=f"Validation of {snakemake.wildcards.get('specimen', '')} {area} "
+                          "against the virtual specimen's truth"), snakemake.output.figure)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from ._overview import (  # noqa: F401
 )
 from ._stats import (  # noqa: F401
     bic_plot,
+    validation_table,
     draw_components,
     histogram_components,
     table_model_scatter,
@@ -59,4 +60,5 @@ __all__ = [
     "histogram_components",
     "table_model_scatter",
     "bic_plot",
+    "validation_table",
 ]

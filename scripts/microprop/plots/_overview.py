@@ -56,33 +56,40 @@ def mosaic_overview(mosaic, pixel_size_nm, located, quantity="E_GPa", title=None
     h, w = img.shape
     edge = -0.5 * ps_um / max(int(downsample_factor), 1)  # left/top edge of full pixel 0
     extent = (edge, edge + w * ps_um, edge + h * ps_um, edge)
-    fig = Figure(figsize=FIGSIZE["image"], dpi=DPI)
-    ax = fig.add_subplot()
+    wide = (FIGSIZE["image"][0] * 1.7, FIGSIZE["image"][1] * 0.8)
+    fig = Figure(figsize=wide, dpi=DPI)
+    ax_bse, ax = fig.subplots(1, 2, sharex=True, sharey=True)
     glo, ghi = robust_limits(img, (0.5, 99.5))
-    ax.imshow(img, cmap="gray", vmin=glo, vmax=ghi, extent=extent, interpolation="antialiased")
+    for a in (ax_bse, ax):
+        a.imshow(img, cmap="gray", vmin=glo, vmax=ghi, extent=extent, interpolation="antialiased",
+                 alpha=1.0 if a is ax_bse else 0.55)
+        a.set_xlim(extent[0], extent[1])
+        a.set_ylim(extent[2], extent[3])
+        a.set_xlabel("x (um)")
+    ax_bse.set_ylabel("y (um)")
+    ax_bse.set_title(f"(a) {title or 'BSE overview'}: BSE before indentation", fontsize=9)
+    add_scale_bar(ax_bse, w * ps_um)
     vmin, vmax = robust_limits(located[quantity])
     det = located["detected"].astype(bool).to_numpy() if "detected" in located else \
         np.ones(len(located), bool)
     nominal = not det.any()          # no after-image: positions from the stage alone
-    marker_size = max(3.0, min(25.0, 1.5e4 / max(len(located), 1)))
-    sc = ax.scatter(located["x_um"], located["y_um"], c=located[quantity],
-                    cmap="viridis", vmin=vmin, vmax=vmax, s=marker_size, edgecolors="k",
-                    linewidths=0.3,
-                    label="nominal grid position" if nominal else "located indent")
+    x, y = located["x_um"].to_numpy(float), located["y_um"].to_numpy(float)
+    sc = ax.scatter(x, y, c=located[quantity], cmap="viridis", vmin=vmin, vmax=vmax, s=4.0,
+                    linewidths=0, label="nominal grid position" if nominal else "located indent")
     if (~det).any() and not nominal:
-        ax.scatter(located["x_um"][~det], located["y_um"][~det], s=marker_size * 2.5,
-                   marker="o", facecolors="none", edgecolors="tab:red", linewidths=0.6,
-                   label="grid-model position (mark not detected)")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_xlabel("x (um)")
-    ax.set_ylabel("y (um)")
-    add_scale_bar(ax, w * ps_um)
-    cb = fig.colorbar(sc, ax=ax, shrink=0.8, extend="both")
+        ax.scatter(x[~det], y[~det], s=12.0, marker="o", facecolors="none", edgecolors="tab:red",
+                   linewidths=0.5, label=f"grid-model position, mark not detected ({int((~det).sum())})")
+    ax.legend(loc="upper right", fontsize=7, markerscale=2)
+    ax.set_title(f"(b) {len(located)} indents coloured by {quantity.split('_')[0]}", fontsize=9)
+    cb = fig.colorbar(sc, ax=[ax_bse, ax], shrink=0.85, extend="both", pad=0.02)
     cb.set_label(quantity_label(quantity))
-    ax.set_title(title or f"BSE overview with {len(located)} indents")
-    fig.tight_layout()
+    # markers a third of the indent spacing wide, so that the microstructure shows between them
+    spacing = _grid_spacing(x, y)
+    ax.apply_aspect()
+    if np.isfinite(spacing) and spacing > 0:
+        p0, p1 = ax.transData.transform([(0, 0), (spacing, 0)])
+        side_pt = abs(p1[0] - p0[0]) * 72.0 / fig.dpi
+        sc.set_sizes([float(np.clip(side_pt / 3.0, 0.8, 8.0)) ** 2])
     return fig
 
 
@@ -98,12 +105,15 @@ def _grid_spacing(x, y):
     return float(np.median(d[:, 1]))
 
 
-def modulus_map(located, quantity="E_GPa", title=None):
+def modulus_map(located, quantity="E_GPa", title=None, spacing_um=None):
     """Property map on the indentation grid, one square per indent.
 
-    Squares are as wide as the median nearest-neighbour spacing of the
-    indents, so a regular grid tiles the plane; colours are limited to the
-    2nd-98th percentiles (colourbar extended both ways).
+    Squares are as wide as the grid spacing (``spacing_um``, or the median
+    nearest-neighbour distance of the indents), enlarged by 3 % so that the
+    small scatter of located positions leaves no hairline gaps; the grey
+    background shows only where there is no indent (between batches,
+    rejected rows). Colours are limited to the 2nd-98th percentiles
+    (colourbar extended both ways).
 
     Parameters
     ----------
@@ -112,6 +122,8 @@ def modulus_map(located, quantity="E_GPa", title=None):
     quantity : str
         ``E_GPa`` or ``H_GPa``.
     title : str, optional
+    spacing_um : float, optional
+        The configured grid spacing (um); default estimated from the indents.
 
     Returns
     -------
@@ -129,7 +141,8 @@ def modulus_map(located, quantity="E_GPa", title=None):
     x = located["x_um"].to_numpy(float)
     y = located["y_um"].to_numpy(float)
     v = located[quantity].to_numpy(float)
-    s = _grid_spacing(x, y)
+    configured = spacing_um is not None and float(spacing_um) > 0
+    s = float(spacing_um) if configured else _grid_spacing(x, y)
     if not np.isfinite(s) or s <= 0:
         s = 1.0
     fig = Figure(figsize=FIGSIZE["image"], dpi=DPI)
@@ -147,9 +160,10 @@ def modulus_map(located, quantity="E_GPa", title=None):
     fig.tight_layout()
     # marker size (points^2) so that a square is `s` um wide at the final layout
     ax.apply_aspect()
-    p0, p1 = ax.transData.transform([(0, 0), (s, 0)])
+    p0, p1 = ax.transData.transform([(0, 0), (1.03 * s, 0)])
     side_pt = abs(p1[0] - p0[0]) * 72.0 / fig.dpi
     sc.set_sizes([max(side_pt, 1.0) ** 2])
-    ax.set_title(title or f"{quantity.split('_')[0]} on the indentation grid "
-                 f"({len(located)} indents, spacing {s:.3g} um)")
+    ax.set_title(title or f"{quantity.split('_')[0]} on the indentation grid\n"
+                 f"({len(located)} indents, spacing {s:.3g} um"
+                 f"{'' if configured else ', estimated'})", fontsize=10)
     return fig

@@ -190,3 +190,64 @@ def bic_plot(table, title=None, k_used=None, model="mixture", k_used_why="one pe
     ax.set_title(title or f"Model selection for the {model}")
     fig.tight_layout()
     return fig
+
+
+def validation_table(report, title=None):
+    """The measured errors of a virtual specimen against its truth, with their limits, as a table.
+
+    Parameters
+    ----------
+    report : dict
+        The JSON of rule ``validate_virtual``: ``stitching`` (per stage
+        ``median_px``, ``max_px``, ``n_tiles``), ``location`` (``rms_um``,
+        ``max_um``, ``n``), ``calibration`` (``max_abs_error``), ``gmm_E``
+        (``max_fraction_abs_error``, ``max_mean_rel_error``), ``limits`` and
+        ``pass``.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per check: what, measured, limit, PASS/FAIL (green/red).
+
+    Raises
+    ------
+    InputError
+        If a section is missing.
+    """
+    for key in ("stitching", "location", "gmm_E", "limits", "pass"):
+        if key not in report:
+            raise InputError(f"validation_table: the report lacks {key!r}")
+    lim, ok = report["limits"], report["pass"]
+    rows = []
+    for stage, s in sorted(report["stitching"].items()):
+        rows.append((f"stitching {stage}: tile position, median / max ({s['n_tiles']} tiles)",
+                     f"{s['median_px']:.3f} / {s['max_px']:.3f} px",
+                     f"{lim['tile_median_px']} / {lim['tile_max_px']} px",
+                     s["median_px"] <= lim["tile_median_px"] and s["max_px"] <= lim["tile_max_px"]))
+    loc = report["location"]
+    rows.append((f"indent positions, RMS ({loc['n']} indents)", f"{loc['rms_um']:.3f} um",
+                 f"{lim['indent_rms_um']} um", ok["location"]))
+    if "calibration" in report:
+        rows.append(("calibrated eta, largest error of a phase median",
+                     f"{report['calibration']['max_abs_error']:.4f}", "(reported)", None))
+    g = report["gmm_E"]
+    rows.append(("mixture: largest fraction error", f"{g['max_fraction_abs_error']:.3f}",
+                 f"{lim['gmm_fraction_abs']}", g["max_fraction_abs_error"] <= lim["gmm_fraction_abs"]))
+    rows.append(("mixture: largest relative error of a mean", f"{g['max_mean_rel_error']:.3f}",
+                 f"{lim['gmm_mean_rel']}", g["max_mean_rel_error"] <= lim["gmm_mean_rel"]))
+    fig = Figure(figsize=(9.0, 0.45 * len(rows) + 1.0), dpi=DPI)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    cells = [[r[0], r[1], r[2], "-" if r[3] is None else ("PASS" if r[3] else "FAIL")] for r in rows]
+    table = ax.table(cellText=cells, colLabels=["check against the generator's truth", "measured",
+                                                "limit", ""], loc="center", cellLoc="left",
+                     colWidths=[0.58, 0.17, 0.15, 0.1])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.3)
+    for i, r in enumerate(rows, start=1):
+        if r[3] is not None:
+            table[i, 3].set_facecolor("#c8e6c9" if r[3] else "#ffcdd2")
+    ax.set_title(title or "Validation against the virtual specimen's truth", fontsize=10)
+    return fig
