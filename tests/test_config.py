@@ -23,6 +23,7 @@ def test_shipped_configs_validate(name):
 
 
 @pytest.mark.parametrize("name", [".test/config_tiny_virtual/config.yaml", ".test/config_user_layout/config.yaml",
+                                  ".test/config_indentation_only/config.yaml",
                                   ".test/config_tiny_learning/config.yaml"])
 def test_test_studies_validate(name):
     """The tiny studies tests/test_workflow.py runs are valid configs."""

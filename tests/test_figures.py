@@ -36,13 +36,20 @@ def test_mosaic_overview_png(tmp_path, rng):
     img = (255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)
     located = _grid_table(rng, 5, 8, s=20.0)
     fig = plots.mosaic_overview(img, 500.0, located)
-    ax = fig.axes[0]
+    ax, ax_dots = fig.axes[0], fig.axes[1]
     assert ax.get_xlabel() == "x (um)" and ax.get_ylabel() == "y (um)"
-    assert fig.axes[1].get_ylabel() == "indentation modulus E (GPa)"  # colourbar
+    assert fig.axes[2].get_ylabel() == "indentation modulus E (GPa)"  # colourbar
+    # (a) holds the image only, (b) the image and the indents
+    assert not ax.collections and len(ax_dots.collections) == 2  # located + not-detected rings
     # axes span the image in um, y down
     assert ax.get_xlim() == pytest.approx((-0.25, 199.75))
     assert ax.get_ylim() == pytest.approx((149.75, -0.25))
-    _assert_png(_png(fig, tmp_path / "overview.png"), None, "image")
+    # dots a third of the 20 um spacing wide: they cover a small part of panel (b)
+    fig.canvas.draw()
+    side_pt = float(np.sqrt(ax_dots.collections[0].get_sizes()[0]))
+    p0, p1 = ax_dots.transData.transform([(0, 0), (20.0, 0)])
+    assert side_pt == pytest.approx(min(8.0, abs(p1[0] - p0[0]) * 72 / fig.dpi / 3), rel=0.2)
+    _assert_png(_png(fig, tmp_path / "overview.png"), None, "double")
 
 
 def test_nice_length():
@@ -61,11 +68,18 @@ def test_modulus_map_png(tmp_path, rng):
     np.testing.assert_allclose(coll.get_array(), located["E_GPa"])
     img = _png(fig, tmp_path / "map.png")
     _assert_png(img, None, "image")
-    # squares tile a regular grid: neighbouring square width (pt) equals the spacing in pt
+    # squares tile a regular grid: square width (pt) = the spacing in pt, 3 % more (no hairline gaps)
     ax = fig.axes[0]
     p0, p1 = ax.transData.transform([(0, 0), (20.0, 0)])
     side_pt = np.sqrt(coll.get_sizes()[0])
-    assert side_pt == pytest.approx(abs(p1[0] - p0[0]) * 72 / fig.dpi, rel=0.02)
+    assert side_pt == pytest.approx(1.03 * abs(p1[0] - p0[0]) * 72 / fig.dpi, rel=0.02)
+    assert "spacing 20 um, estimated" in ax.get_title()
+    # the configured spacing sizes the squares and is the one the title gives
+    fig = plots.modulus_map(located, spacing_um=25.0)
+    ax, coll = fig.axes[0], fig.axes[0].collections[0]
+    p0, p1 = ax.transData.transform([(0, 0), (25.0, 0)])
+    assert np.sqrt(coll.get_sizes()[0]) == pytest.approx(1.03 * abs(p1[0] - p0[0]) * 72 / fig.dpi, rel=0.02)
+    assert "spacing 25 um)" in ax.get_title()
 
 
 def test_histogram_components_plots_normalised_mixture(tmp_path, rng):
@@ -143,4 +157,5 @@ def test_figures_overview_script(tmp_path, rng):
     run_script("figures_overview", job, tmp_path)
     assert "downsampled by 3 to (200, 300) px" in (tmp_path / "log.txt").read_text()
     for k in out:
-        _assert_png(np.asarray(Image.open(out[k]).convert("L"), float), None, "image")
+        _assert_png(np.asarray(Image.open(out[k]).convert("L"), float), None,
+                    "double" if k == "overview" else "image")

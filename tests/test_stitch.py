@@ -441,6 +441,16 @@ def test_split_link_graph_fails_naming_the_groups(tmp_path, rng, source, request
         imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=6.0)
     _check_split_message(err.value)
     assert not out_m.exists() and not out_t.exists()
+    # the rule's script, as the workflow runs it, fails the same way and writes nothing
+    from script_runner import run_script
+
+    job = {"input": {"tiles": str(folder)}, "output": {"mosaic": str(out_m), "table": str(out_t)},
+           "params": {"pixel_size_nm": PIXEL_NM, "max_stage_error_um": 6.0, "chunk": 256,
+                      "unlinked": "error"}}
+    with pytest.raises(InputError) as err:
+        run_script("stitch_tiles", job, tmp_path)
+    _check_split_message(err.value)
+    assert not out_m.exists() and not out_t.exists()
     # allowed explicitly: written, each tile's placement says which group is not measured
     table = imaging.stitch(folder, out_m, out_t, PIXEL_NM, max_stage_error_um=6.0, unlinked="nominal")
     csv = pd.read_csv(out_t).set_index("tile")

@@ -37,7 +37,7 @@ def save_png(fig, path, dpi=DPI):
     The pixel size is ``figsize * dpi`` exactly (no tight bounding box).
     """
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def nice_length(span, target_fraction=0.2):

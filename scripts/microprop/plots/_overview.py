@@ -38,7 +38,9 @@ def mosaic_overview(mosaic, pixel_size_nm, located, quantity="E_GPa", title=None
     Returns
     -------
     matplotlib.figure.Figure
-        Size ``FIGSIZE["image"]`` at :data:`DPI`.
+        Size ``FIGSIZE["double"]`` at :data:`DPI`: (a) the BSE image alone,
+        (b) the same faded, with the indents as dots a third of their
+        spacing wide, coloured by ``quantity``.
 
     Raises
     ------
@@ -56,8 +58,7 @@ def mosaic_overview(mosaic, pixel_size_nm, located, quantity="E_GPa", title=None
     h, w = img.shape
     edge = -0.5 * ps_um / max(int(downsample_factor), 1)  # left/top edge of full pixel 0
     extent = (edge, edge + w * ps_um, edge + h * ps_um, edge)
-    wide = (FIGSIZE["image"][0] * 1.7, FIGSIZE["image"][1] * 0.8)
-    fig = Figure(figsize=wide, dpi=DPI)
+    fig = Figure(figsize=FIGSIZE["double"], dpi=DPI, layout="constrained")
     ax_bse, ax = fig.subplots(1, 2, sharex=True, sharey=True)
     glo, ghi = robust_limits(img, (0.5, 99.5))
     for a in (ax_bse, ax):
