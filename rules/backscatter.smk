@@ -12,6 +12,7 @@ rule simulate_backscatter:
         n_electrons=config["backscatter"]["n_electrons"],
         n_points=config["backscatter"]["n_points"],
         seed=config["backscatter"]["seed"],
+        cross_section=config["backscatter"]["cross_section"],
     log:
         "results/logs/simulate_backscatter.log",
     benchmark:

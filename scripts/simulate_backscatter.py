@@ -11,6 +11,9 @@ snakemake.params.n_points : int
     inclusive (>= 2).
 snakemake.params.seed : int
     Random seed (results depend on it only, not on the thread count).
+snakemake.params.cross_section : {"browning", "rutherford"}, optional
+    Elastic cross-section model (default ``browning``, a fit of Mott
+    cross-sections; see :func:`microprop.physics.simulate_electrons`).
 snakemake.params.cutoff_keV : float, optional
     Absorption cut-off energy, keV (default 0.5).
 snakemake.output.eta_table : str
@@ -51,6 +54,7 @@ def main(snakemake):
     n_points = int(params.n_points)
     seed = int(params.seed)
     cutoff = float(getattr(params, "cutoff_keV", 0.5))
+    cross_section = str(params.get("cross_section", physics.DEFAULT_CROSS_SECTION))
     if n_points < 2:
         raise InputError(f"params.n_points = {n_points}: expected at least 2 values of n in [0, 1]")
 
@@ -67,9 +71,10 @@ def main(snakemake):
     log.info("eta(n): %s + Field's metal, %d values, %d electrons each, %g keV, %d threads",
              physics.CSH.name, n_points, n_electrons, energy, physics.n_threads())
     table = physics.eta_table(physics.CSH, physics.FIELDS_METAL, n_values, energy, n_electrons,
-                              seed, cutoff)
+                              seed, cutoff, cross_section=cross_section)
     log.info("phase eta: %s", ", ".join(physics.DEFAULT_PHASES))
-    phases = physics.phase_eta_table(physics.DEFAULT_PHASES, energy, n_electrons, seed, cutoff)
+    phases = physics.phase_eta_table(physics.DEFAULT_PHASES, energy, n_electrons, seed, cutoff,
+                                     cross_section=cross_section)
     wall = time.perf_counter() - t0
 
     order = phases["eta"].to_numpy()
@@ -79,9 +84,11 @@ def main(snakemake):
 
     meta = {
         "beam_energy_keV": energy, "n_electrons": n_electrons, "n_points": n_points, "seed": seed,
-        "cutoff_keV": cutoff,
-        "method": "single-scattering Monte Carlo (Joy 1995): screened Rutherford, "
-                  "Joy-Luo (1989) Bethe stopping power, J from Berger & Seltzer (1964)",
+        "cutoff_keV": cutoff, "cross_section": cross_section,
+        "method": "single-scattering Monte Carlo (Joy 1995): "
+                  + ("elastic cross-sections of Browning et al. (1994, J. Appl. Phys. 76, 2016), a fit "
+                     "of Mott cross-sections" if cross_section == "browning" else "screened Rutherford")
+                  + ", Joy-Luo (1989) Bethe stopping power, J from Berger & Seltzer (1964)",
         "materials": {"matrix": physics.CSH.as_dict(), "filler": physics.FIELDS_METAL.as_dict(),
                       "phases": {k: m.as_dict() for k, m in physics.DEFAULT_PHASES.items()}},
         "code_version": microprop.__version__,

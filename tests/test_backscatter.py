@@ -96,7 +96,11 @@ def test_castaing_eta_by_hand():
 def test_reference_table_is_reuter_fit():
     assert mp_physics.REFERENCE_ETA_20KEV["Cu"] == pytest.approx(0.3024, abs=1e-4)
     assert mp_physics.REFERENCE_ETA_20KEV["Au"] == pytest.approx(0.4870, abs=1e-3)
-    assert set(mp_physics.REFERENCE_ETA_20KEV) == {"C", "Al", "Si", "Ti", "Cu", "Ag", "Au"}
+    assert set(mp_physics.REFERENCE_ETA_20KEV) == {"C", "Al", "Si", "Ti", "Cu", "Ag", "In", "Sn", "Au", "Bi"}
+    # Reuter's polynomial by hand for Bi (Z = 83)
+    z = 83.0
+    assert mp_physics.REFERENCE_ETA_20KEV["Bi"] == pytest.approx(
+        -0.0254 + 0.016 * z - 1.86e-4 * z ** 2 + 8.3e-7 * z ** 3, abs=1e-4)
 
 
 # ---------------------------------------------------------------- physics
@@ -113,7 +117,7 @@ def test_stopping_power_known_value_copper():
 def element_etas():
     """eta at 20 keV of the reference elements and of H, O, Ca (same code, N electrons)."""
     out = {}
-    for s in ("C", "Al", "Si", "Ti", "Cu", "Ag", "Au", "H", "O", "Ca"):
+    for s in ("C", "Al", "Si", "Ti", "Cu", "Ag", "In", "Sn", "Au", "Bi", "H", "O", "Ca"):
         # eta of a homogeneous element does not depend on its density
         # (test_density_scaling_law), so gases get 1 g/cm3
         mat = mp_physics.element(s, 1.0 if s in ("H", "O") else None)
@@ -121,12 +125,24 @@ def element_etas():
     return out
 
 
-@pytest.mark.parametrize("symbol", ["C", "Al", "Si", "Ti", "Cu", "Ag", "Au"])
+@pytest.mark.parametrize("symbol", ["C", "Al", "Si", "Ti", "Cu", "Ag", "In", "Sn", "Au", "Bi"])
 def test_pure_element_eta_matches_reference(element_etas, symbol):
+    """Default cross-section (Browning et al. 1994, fit of Mott): within 0.02 of Reuter's fit."""
     eta, err = element_etas[symbol]
     ref = mp_physics.REFERENCE_ETA_20KEV[symbol]
     assert err == pytest.approx(math.sqrt(eta * (1 - eta) / N))
-    assert abs(eta - ref) <= max(0.03, 0.15 * ref), (symbol, eta, ref)
+    assert abs(eta - ref) <= 0.02 + 2 * err, (symbol, eta, ref)
+
+
+def test_screened_rutherford_overestimates_heavy_elements_and_mott_does_not():
+    """The reason the default changed: screened Rutherford puts Bi ~0.06 above Reuter's fit."""
+    ref = mp_physics.REFERENCE_ETA_20KEV["Bi"]
+    bi = mp_physics.element("Bi")
+    ruth, err = mp_physics.simulate_eta(bi, 20.0, 4000, seed=2, cross_section="rutherford")
+    mott, _ = mp_physics.simulate_eta(bi, 20.0, 4000, seed=2, cross_section="browning")
+    assert ruth - ref > 0.04 and abs(mott - ref) < 0.02 + 2 * err, (ruth, mott, ref)
+    with pytest.raises(InputError, match="cross_section"):
+        mp_physics.simulate_eta(bi, 20.0, 10, cross_section="mott")
 
 
 def test_eta_increases_with_atomic_number(element_etas):

@@ -340,7 +340,7 @@ def test_virtual_indentation_on_the_real_micrograph(real_bse_image, rng):
 # ---------------------------------------------------------------- rule scripts
 from script_runner import run_script as _run_script  # noqa: E402
 
-#: Monte Carlo eta of the cement phases at 20 keV (as results/backscatter/phase_eta.csv holds them)
+#: Monte Carlo eta of the cement phases at 20 keV (screened Rutherford; any increasing set serves here)
 PHASE_ETA_MC = {"pore": 0.0508, "LD-C-S-H": 0.1296, "HD-C-S-H": 0.1367, "CH": 0.1642, "ACC": 0.1804}
 
 

@@ -51,6 +51,8 @@ from ._materials import (  # noqa: F401
     reuter_eta,
 )
 from ._montecarlo import (  # noqa: F401
+    CROSS_SECTIONS,
+    DEFAULT_CROSS_SECTION,
     csda_range_cm,
     eta_table,
     n_threads,
@@ -107,6 +109,8 @@ __all__ = [
     "n_threads",
     "simulate_electrons",
     "simulate_eta",
+    "CROSS_SECTIONS",
+    "DEFAULT_CROSS_SECTION",
     "eta_table",
     "phase_eta_table",
 ]

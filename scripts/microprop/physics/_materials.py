@@ -107,7 +107,7 @@ def reuter_eta(Z):
 #: measurements collected in Joy's "Database of electron-solid interactions"
 #: at 20 keV lie close to these (C ~0.06, Al ~0.15, Cu ~0.30, Au ~0.49-0.50).
 REFERENCE_ETA_20KEV = {s: round(reuter_eta(ELEMENTS[s][0]), 4)
-                       for s in ("C", "Al", "Si", "Ti", "Cu", "Ag", "Au")}
+                       for s in ("C", "Al", "Si", "Ti", "Cu", "Ag", "In", "Sn", "Au", "Bi")}
 
 
 _TOKEN = re.compile(r"\s*(?:([A-Z][a-z]?)|(\()|(\))|(\d+(?:\.\d*)?|\.\d+))")

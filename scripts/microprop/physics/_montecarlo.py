@@ -138,8 +138,17 @@ def _uniform(state):
     return ((z >> _S11) + 0.5) * _INV53, state
 
 
+#: Elastic cross-section models of the kernel: ``rutherford`` (screened
+#: Rutherford, Joy 1995) and ``browning`` (the empirical fit of Mott cross
+#: sections by Browning et al. 1994, J. Appl. Phys. 76, 2016).
+CROSS_SECTIONS = {"rutherford": 0, "browning": 1}
+
+#: Default elastic cross-section (see ``benchmarks/backscatter_accuracy.py``).
+DEFAULT_CROSS_SECTION = "browning"
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False)
-def _trajectories(Z, A, w, J, k, n_atoms, rho, E0, E_cut, seeds, max_steps):
+def _trajectories(Z, A, w, J, k, n_atoms, rho, E0, E_cut, seeds, max_steps, model=0):
     """Single-scattering trajectories (Joy 1995, ch. 3); see the module docstring.
 
     Lengths in cm, energies in keV. Returns per electron: status (1
@@ -156,6 +165,8 @@ def _trajectories(Z, A, w, J, k, n_atoms, rho, E0, E_cut, seeds, max_steps):
     # per-element constants
     z2 = Z * Z
     zscr = 3.4e-3 * Z ** 0.67          # screening parameter times E (keV)
+    z17 = Z ** 1.7                     # Browning et al. (1994)
+    z3 = Z * Z * Z
     spw = w * Z / A                    # stopping-power weights
     twopi = 2.0 * np.pi
     for i in numba.prange(n):
@@ -180,9 +191,15 @@ def _trajectories(Z, A, w, J, k, n_atoms, rho, E0, E_cut, seeds, max_steps):
             rel *= rel
             tot = 0.0
             for j in range(m):
-                a = zscr[j] / E
-                alpha[j] = a
-                sj = 5.21e-21 * z2[j] / (E * E) * (4.0 * np.pi / (a * (1.0 + a))) * rel
+                if model == 1:
+                    # Browning et al. 1994: fit of Mott total cross-sections, 0.1-30 keV
+                    re = np.sqrt(E)
+                    sj = 3.0e-18 * z17[j] / (E + 0.005 * z17[j] * re + 0.0007 * z2[j] / re)
+                    alpha[j] = 7.0e-3 / E
+                else:
+                    a = zscr[j] / E
+                    alpha[j] = a
+                    sj = 5.21e-21 * z2[j] / (E * E) * (4.0 * np.pi / (a * (1.0 + a))) * rel
                 sig[j] = n_atoms[j] * sj
                 tot += sig[j]
             u, state = _uniform(state)
@@ -219,7 +236,17 @@ def _trajectories(Z, A, w, J, k, n_atoms, rho, E0, E_cut, seeds, max_steps):
                     break
             a = alpha[jj]
             u, state = _uniform(state)
-            cphi = 1.0 - 2.0 * a * u / (1.0 + a - u)
+            if model == 1:
+                # Browning et al. 1994: screened-Rutherford-like forward lobe with
+                # probability r / (1 + r), else isotropic
+                rr = 300.0 * E / Z[jj] + z3[jj] / (3.0e5 * E)
+                u2, state = _uniform(state)
+                if u <= rr / (1.0 + rr):
+                    cphi = 1.0 - 2.0 * a * u2 / (1.0 + a - u2)
+                else:
+                    cphi = 1.0 - 2.0 * u2
+            else:
+                cphi = 1.0 - 2.0 * a * u / (1.0 + a - u)
             if cphi < -1.0:
                 cphi = -1.0
             sphi = np.sqrt(max(0.0, 1.0 - cphi * cphi))
@@ -271,7 +298,8 @@ def _check_run(material, beam_energy_keV, n_electrons, cutoff_keV):
 
 
 def simulate_electrons(material: Material, beam_energy_keV: float = 20.0, n_electrons: int = 20000,
-                       seed: int = 0, cutoff_keV: float = 0.5, max_steps: int = 1_000_000) -> pd.DataFrame:
+                       seed: int = 0, cutoff_keV: float = 0.5, max_steps: int = 1_000_000,
+                       cross_section: str = DEFAULT_CROSS_SECTION) -> pd.DataFrame:
     """Follow ``n_electrons`` trajectories in a semi-infinite target.
 
     Parameters
@@ -288,6 +316,15 @@ def simulate_electrons(material: Material, beam_energy_keV: float = 20.0, n_elec
     max_steps : int
         Safety limit on elastic events per electron (an electron reaching it
         counts as absorbed and is logged).
+    cross_section : {"browning", "rutherford"}
+        Elastic scattering model: ``browning``, the empirical fit of Mott
+        cross-sections by Browning et al. (1994, J. Appl. Phys. 76, 2016):
+        ``sigma = 3.0e-18 Z^1.7 / (E + 0.005 Z^1.7 E^0.5 + 0.0007 Z^2 / E^0.5)``
+        cm^2 (E in keV), deflection by a screened-Rutherford lobe
+        (``alpha = 7e-3 / E``) with probability ``r / (1 + r)``,
+        ``r = 300 E / Z + Z^3 / (3e5 E)``, else isotropic, as in NIST's
+        MONSEL/NISTMonte; ``rutherford``, the screened Rutherford model of the
+        module docstring (Joy 1995), which overestimates eta of heavy elements.
 
     Returns
     -------
@@ -300,15 +337,17 @@ def simulate_electrons(material: Material, beam_energy_keV: float = 20.0, n_elec
     Raises
     ------
     InputError
-        On a bad energy, cut-off, electron count or material.
+        On a bad energy, cut-off, electron count, material or cross-section.
     """
     _check_run(material, beam_energy_keV, n_electrons, cutoff_keV)
+    if cross_section not in CROSS_SECTIONS:
+        raise InputError(f"cross_section {cross_section!r}: expected one of {sorted(CROSS_SECTIONS)}")
     Z, A, w, J, k = _element_arrays(material)
     n_atoms = material.atoms_per_cm3()
     seeds = np.random.SeedSequence(int(seed)).generate_state(int(n_electrons), dtype=np.uint64)
     status, e_out, path, zmax, steps = _trajectories(
         Z, A, w, J, k, n_atoms, float(material.density_g_cm3), float(beam_energy_keV),
-        float(cutoff_keV), seeds, int(max_steps))
+        float(cutoff_keV), seeds, int(max_steps), CROSS_SECTIONS[cross_section])
     n_stuck = int(np.sum(status == 2))
     if n_stuck:
         log.warning("%s: %d electrons reached max_steps=%d", material.name, n_stuck, max_steps)
@@ -318,7 +357,8 @@ def simulate_electrons(material: Material, beam_energy_keV: float = 20.0, n_elec
 
 
 def simulate_eta(material: Material, beam_energy_keV: float = 20.0, n_electrons: int = 20000,
-                 seed: int = 0, cutoff_keV: float = 0.5) -> tuple[float, float]:
+                 seed: int = 0, cutoff_keV: float = 0.5,
+                 cross_section: str = DEFAULT_CROSS_SECTION) -> tuple[float, float]:
     """Backscatter coefficient of a homogeneous target by Monte Carlo.
 
     Parameters
@@ -330,6 +370,8 @@ def simulate_eta(material: Material, beam_energy_keV: float = 20.0, n_electrons:
     seed : int
     cutoff_keV : float
         Absorption cut-off energy, keV.
+    cross_section : {"browning", "rutherford"}
+        See :func:`simulate_electrons`.
 
     Returns
     -------
@@ -343,7 +385,8 @@ def simulate_eta(material: Material, beam_energy_keV: float = 20.0, n_electrons:
     InputError
         See :func:`simulate_electrons`.
     """
-    res = simulate_electrons(material, beam_energy_keV, n_electrons, seed, cutoff_keV)
+    res = simulate_electrons(material, beam_energy_keV, n_electrons, seed, cutoff_keV,
+                             cross_section=cross_section)
     eta = float(res["backscattered"].mean())
     err = math.sqrt(eta * (1.0 - eta) / n_electrons)
     log.debug("%s at %g keV: eta = %.4f +- %.4f (N=%d)", material.name, beam_energy_keV,
@@ -352,7 +395,8 @@ def simulate_eta(material: Material, beam_energy_keV: float = 20.0, n_electrons:
 
 
 def eta_table(material_a: Material, material_b: Material, n_values, beam_energy_keV: float = 20.0,
-              n_electrons: int = 20000, seed: int = 0, cutoff_keV: float = 0.5) -> pd.DataFrame:
+              n_electrons: int = 20000, seed: int = 0, cutoff_keV: float = 0.5,
+              cross_section: str = DEFAULT_CROSS_SECTION) -> pd.DataFrame:
     """eta of volume mixtures of ``material_a`` with a fraction ``n`` of ``material_b``.
 
     With ``b`` = Field's metal filling the pores of ``a``, ``n`` is the
@@ -366,7 +410,7 @@ def eta_table(material_a: Material, material_b: Material, n_values, beam_energy_
     material_a, material_b : Material
     n_values : array_like, shape (m,)
         Volume fractions of ``b`` in [0, 1].
-    beam_energy_keV, n_electrons, seed, cutoff_keV
+    beam_energy_keV, n_electrons, seed, cutoff_keV, cross_section
         As in :func:`simulate_eta`.
 
     Returns
@@ -387,21 +431,22 @@ def eta_table(material_a: Material, material_b: Material, n_values, beam_energy_
     rows = []
     for n in progress(n_values, desc="eta(n)", unit="mix"):
         mat = mix_by_volume(material_a, material_b, n)
-        eta, err = simulate_eta(mat, beam_energy_keV, n_electrons, seed, cutoff_keV)
+        eta, err = simulate_eta(mat, beam_energy_keV, n_electrons, seed, cutoff_keV, cross_section)
         log.info("n = %.3f: eta = %.4f +- %.4f", n, eta, err)
         rows.append((float(n), eta, err))
     return pd.DataFrame(rows, columns=["n", "eta", "eta_err"])
 
 
 def phase_eta_table(phases=None, beam_energy_keV: float = 20.0, n_electrons: int = 20000,
-                    seed: int = 0, cutoff_keV: float = 0.5) -> pd.DataFrame:
+                    seed: int = 0, cutoff_keV: float = 0.5,
+                    cross_section: str = DEFAULT_CROSS_SECTION) -> pd.DataFrame:
     """eta of each named phase.
 
     Parameters
     ----------
     phases : dict of str to Material, optional
         Defaults to :data:`DEFAULT_PHASES`.
-    beam_energy_keV, n_electrons, seed, cutoff_keV
+    beam_energy_keV, n_electrons, seed, cutoff_keV, cross_section
         As in :func:`simulate_eta`; all phases use the same random streams
         (common random numbers), which makes the differences between phases
         more precise than the per-phase errors suggest.
@@ -415,7 +460,7 @@ def phase_eta_table(phases=None, beam_energy_keV: float = 20.0, n_electrons: int
     phases = DEFAULT_PHASES if phases is None else phases
     rows = []
     for name, mat in phases.items():
-        eta, err = simulate_eta(mat, beam_energy_keV, n_electrons, seed, cutoff_keV)
+        eta, err = simulate_eta(mat, beam_energy_keV, n_electrons, seed, cutoff_keV, cross_section)
         log.info("phase %s: eta = %.4f +- %.4f", name, eta, err)
         rows.append((name, mat.formula, mat.density_g_cm3, eta, err))
     return pd.DataFrame(rows, columns=["phase", "formula", "density_g_cm3", "eta", "eta_err"])
