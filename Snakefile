@@ -15,17 +15,20 @@ configfile: "config.yaml"
 
 
 # config.yaml holds the defaults and the embedded demo specimen. A study of
-# one's own (`--configfile my_study.yaml`) brings its own `specimens:`, which
-# replace the demo's instead of being added to them, so that the demo is not
-# planned beside it; the other sections still default from config.yaml.
+# one's own (`--configfile my_study.yaml`) brings its own `specimens:` (and/or
+# `porosity_studies:`), which replace the demo's instead of being added to
+# them, so that the demo is not planned beside it; the other sections still
+# default from config.yaml.
 if workflow.overwrite_configfiles:
     import copy as _copy
 
-    config["specimens"] = _copy.deepcopy(
-        workflow.config_settings.overwrite_config.get("specimens") or {})
-    if not config["specimens"]:
+    _own = workflow.config_settings.overwrite_config
+    for _section in ("specimens", "porosity_studies"):
+        config[_section] = _copy.deepcopy(_own.get(_section) or {})
+    if not (config["specimens"] or config["porosity_studies"]):
         raise ValueError(
-            "config: no `specimens:` in " + ", ".join(map(str, workflow.overwrite_configfiles))
+            "config: no `specimens:` (or `porosity_studies:`) in "
+            + ", ".join(map(str, workflow.overwrite_configfiles))
             + "; a study's config file names its specimens (see configs/example_user.yaml)")
 
 
@@ -37,6 +40,8 @@ wildcard_constraints:
     split="random|blocked",
     target="E_GPa|H_GPa",
     member="[0-9]+",
+    study="[A-Za-z0-9_-]+",
+    cls="[A-Za-z0-9_-]+",
 
 
 report: "report/workflow.rst"
@@ -60,9 +65,11 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/ladder.smk"
 include: "rules/mapping.smk"
+include: "rules/porosity.smk"
 
 
 rule all:
     input:
         final_targets(),
+        porosity_targets(),
     default_target: True

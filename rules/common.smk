@@ -358,3 +358,48 @@ def final_targets():
             out.append(f"results/{s}/learning/summary.csv")
             out += [f"results/{s}/maps/{a}/table1_E_GPa.csv" for a in map_areas(s)]
     return out
+
+
+# ---------------------------------------------------------------- the porosity-map study
+
+def por_cfg(study):
+    return config["porosity_studies"][study]
+
+
+def por_param(*keys, default=None):
+    """A params function: a value of the study's config (``default`` when absent)."""
+
+    def param(wildcards):
+        value = por_cfg(wildcards.study)
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return default
+            value = value[key]
+        return value
+
+    return param
+
+
+def por_classes(study):
+    c = por_cfg(study)
+    if "virtual" in c:
+        return list(c["virtual"].get("classes") or DEMO_POROSITY_CLASS_NAMES)
+    return list(c["classes"])
+
+
+DEMO_POROSITY_CLASS_NAMES = ["S1", "S2", "S3"]
+
+
+def por_image(wildcards):
+    c = por_cfg(wildcards.study)
+    if "virtual" in c:
+        return f"resources/{wildcards.study}/{wildcards.cls}/bse.tif"
+    return c["classes"][wildcards.cls]["image"]
+
+
+def porosity_targets():
+    out = []
+    for s in config.get("porosity_studies") or {}:
+        out += [f"results/{s}/maps.h5", f"results/{s}/baseline/summary.json",
+                f"results/{s}/figures/baseline_scatter.png"]
+    return out

@@ -1,7 +1,10 @@
 """Rule calibrate: BSE grey mosaic -> eta or porosity maps MulF and MicF.
 
 snakemake.input.mosaic : str
-    Before mosaic, 2D uint8/uint16 zarr array (attrs ``pixel_size_nm``, ``origin_um``).
+    Before mosaic, 2D uint8/uint16 zarr array (attrs ``pixel_size_nm``, ``origin_um``),
+    or a single image file (TIFF/PNG), with ``params.pixel_size_nm``.
+snakemake.params.pixel_size_nm : float, optional
+    Pixel size of an image-file input, nm.
 snakemake.input.phase_eta : str
     ``results/backscatter/phase_eta.csv`` (columns ``phase``, ``eta``, ...).
 snakemake.input.eta_table : str
@@ -19,6 +22,12 @@ snakemake.params.reference_greys : list of 2 numbers, "auto" or "modes"
     references off that line. ``modes`` (and ``auto`` in ``porosity`` mode):
     the darkest and brightest significant histogram modes (Gaussian
     mixture), the darker going to the phase of lower eta.
+snakemake.params.mode_method : {"gmm", "peaks"}, optional
+    How the histogram modes are placed (:func:`microprop.physics.find_reference_greys`):
+    ``gmm`` (default) a mixture started at the peaks; ``peaks`` the peaks of
+    the smoothed histogram, for a narrow mode (metal) beside a broad skewed
+    one (the hydration products of a metal-intruded paste), which a mixture
+    would absorb.
 snakemake.params.clinker_grey_window : null or [lo, hi]
     Grey window of clinker, set to porosity 0 in ``porosity`` mode.
 snakemake.params.micf_sigma_px : float
@@ -34,6 +43,7 @@ snakemake.output.hist : str
     PNG: grey histogram with the modes and the two reference greys marked.
 """
 import logging
+from pathlib import Path
 
 from microprop.workflow import setup_script
 
@@ -49,7 +59,17 @@ def main(snakemake):
     from microprop.errors import InputError
 
     inp, par, out = snakemake.input, snakemake.params, snakemake.output
-    mosaic = mio.open_image(inp.mosaic)
+    extra = {}
+    if Path(str(inp.mosaic)).is_dir():
+        mosaic = mio.open_image(inp.mosaic)
+    else:
+        # a single image file (the porosity study's classes): read whole, pixel size from the params
+        from microprop.imaging import load_tile
+
+        mosaic = load_tile(str(inp.mosaic))
+        if par.get("pixel_size_nm") is None:
+            raise InputError(f"{inp.mosaic}: an image file needs params.pixel_size_nm")
+        extra = {"pixel_size_nm": float(par.pixel_size_nm), "origin_um": [0.0, 0.0]}
     phase_eta = mio.read_table(inp.phase_eta, required=("phase", "eta"), what="phase eta table")
     eta_table = mio.read_table(inp.eta_table, required=("n", "eta"), what="eta table")
     phases = list(par.reference_phases)
@@ -61,7 +81,8 @@ def main(snakemake):
     if par.get("hist_exclude_fill", True):
         fill = getattr(mosaic, "fill_value", None)
         exclude = None if fill is None else [float(fill)]
-    modes = physics.find_reference_greys(mosaic, exclude_values=exclude)
+    modes = physics.find_reference_greys(mosaic, exclude_values=exclude,
+                                         method=str(par.get("mode_method", "gmm")))
 
     greys = par.reference_greys
     line = None
@@ -96,7 +117,7 @@ def main(snakemake):
                      "grey_modes": modes["grey"].tolist(),
                      "grey_mode_weights": modes["weight"].tolist(),
                      "detector_line": line,
-                     "mosaic": str(inp.mosaic)})
+                     "mosaic": str(inp.mosaic), **extra})
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.fill_between(modes["bin_centers"], modes["hist"], step="mid", color="0.6", lw=0)

@@ -16,7 +16,7 @@ def load(name="config.yaml"):
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "configs/real_bse_B.yaml", "configs/example_user.yaml",
-                                  "configs/demo_learning.yaml"])
+                                  "configs/demo_learning.yaml", "configs/porosity_demo.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load(name)
     validate(cfg, SCHEMA, set_default=True)
@@ -24,6 +24,7 @@ def test_shipped_configs_validate(name):
 
 @pytest.mark.parametrize("name", [".test/config_tiny_virtual/config.yaml", ".test/config_user_layout/config.yaml",
                                   ".test/config_indentation_only/config.yaml",
+                                  ".test/config_tiny_porosity/config.yaml",
                                   ".test/config_tiny_learning/config.yaml"])
 def test_test_studies_validate(name):
     """The tiny studies tests/test_workflow.py runs are valid configs."""

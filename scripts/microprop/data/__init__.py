@@ -12,6 +12,10 @@ from ._crops import (  # noqa: F401
     crop_indents,
     crop_size_px,
 )
+from ._maps import (  # noqa: F401
+    cut_local_maps,
+    write_map_dataset,
+)
 from ._reader import (  # noqa: F401
     has_split,
     open_dataset,
@@ -38,6 +42,8 @@ from ._splits import (  # noqa: F401
 )
 
 __all__ = [
+    "cut_local_maps",
+    "write_map_dataset",
     "assemble",
     "SKIP_OUTSIDE",
     "SKIP_NO_POSITION",

@@ -12,6 +12,12 @@ from ._descriptors import (  # noqa: F401
     segment,
     state_fields,
 )
+from ._porosity import (  # noqa: F401
+    MIN_PORE_PX,
+    PORE_THRESHOLD,
+    average_pore_size_nm,
+    porosity_descriptors,
+)
 from ._two_point import (  # noqa: F401
     correlation_pairs,
     two_point,
@@ -19,6 +25,10 @@ from ._two_point import (  # noqa: F401
 )
 
 __all__ = [
+    "PORE_THRESHOLD",
+    "MIN_PORE_PX",
+    "average_pore_size_nm",
+    "porosity_descriptors",
     "QUANTILES",
     "fit_thresholds",
     "segment",

@@ -30,6 +30,7 @@ from ._overview import (  # noqa: F401
 )
 from ._stats import (  # noqa: F401
     bic_plot,
+    porosity_scatter,
     validation_table,
     draw_components,
     histogram_components,
@@ -60,5 +61,6 @@ __all__ = [
     "histogram_components",
     "table_model_scatter",
     "bic_plot",
+    "porosity_scatter",
     "validation_table",
 ]

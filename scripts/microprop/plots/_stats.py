@@ -251,3 +251,47 @@ def validation_table(report, title=None):
             table[i, 3].set_facecolor("#c8e6c9" if r[3] else "#ffcdd2")
     ax.set_title(title or "Validation against the virtual specimen's truth", fontsize=10)
     return fig
+
+
+def porosity_scatter(porosity, pore_size_nm, labels, classes, accuracies=None, title=None):
+    """Porosity against average pore size of every local map, by class (the reference's Fig. 3c).
+
+    Parameters
+    ----------
+    porosity, pore_size_nm : array-like, shape (N,)
+        Descriptors of each map (-, nm).
+    labels : array-like, shape (N,)
+        Class of each map.
+    classes : sequence of str
+        Class order (colours, legend).
+    accuracies : dict, optional
+        Descriptor -> nearest-class-mean accuracy, shown in the title.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size ``FIGSIZE["single"]``; class means marked by crosses.
+    """
+    por = np.asarray(porosity, float)
+    size = np.asarray(pore_size_nm, float)
+    lab = np.asarray(labels)
+    if not (por.shape == size.shape == lab.shape):
+        raise InputError("porosity_scatter: porosity, pore size and labels differ in length")
+    fig = Figure(figsize=FIGSIZE["single"], dpi=DPI)
+    ax = fig.add_subplot()
+    for i, c in enumerate(classes):
+        m = lab == c
+        color = f"C{i}"
+        ax.scatter(por[m], size[m], s=6, alpha=0.5, color=color, linewidths=0, label=f"{c} ({int(m.sum())} maps)")
+        ax.plot([np.nanmean(por[m])], [np.nanmean(size[m])], "x", color=color, ms=12, mew=2.5)
+    ax.set_xlabel("porosity of the map (mean equivalent porosity n, -)")
+    ax.set_ylabel("average pore size (nm)")
+    ax.legend(fontsize=8, markerscale=2)
+    acc = ""
+    if accuracies:
+        acc = "\nnearest class mean: " + ", ".join(
+            f"{k.replace('_nm', '').replace('_', ' ')} {100 * v:.1f} %" for k, v in accuracies.items())
+    ax.set_title((title or "Local maps by class (crosses: class means)") + acc, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -2,6 +2,10 @@
 phase naming, hydration (seed paper eqs. 9-10), the seed's table model
 and a linear model.
 """
+from ._classes import (  # noqa: F401
+    anova_tukey,
+    nearest_class_mean,
+)
 from ._hydration import (  # noqa: F401
     HYDRATION_EQUATIONS,
     HYDRATION_PRODUCTS,
@@ -35,6 +39,8 @@ from ._table_model import (  # noqa: F401
 )
 
 __all__ = [
+    "nearest_class_mean",
+    "anova_tukey",
     "PRODUCT_TO_REACTANT_VOLUME",
     "HYDRATION_PRODUCTS",
     "HYDRATION_EQUATIONS",

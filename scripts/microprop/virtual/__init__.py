@@ -42,7 +42,18 @@ from ._validation import (  # noqa: F401
     stitching_errors,
 )
 
+from ._porosity import (  # noqa: F401
+    DEMO_POROSITY_CLASSES,
+    gaussian_random_field,
+    porosity_map,
+    render_porosity_bse,
+)
+
 __all__ = [
+    "DEMO_POROSITY_CLASSES",
+    "gaussian_random_field",
+    "porosity_map",
+    "render_porosity_bse",
     "area_geometry",
     "generate_area",
     "bse_gain_offset",
