@@ -38,7 +38,8 @@ rule map_area:
         dense_step_px=learn_param("map_dense_step_px"),
         dense_max_crops=learn_param("map_dense_max_crops"),
         device=learn_param("device"),
-        n_components=spec_param("stats", "n_components"),
+        n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"]
+        or len(_phase_set_of(w.specimen).solid),
         seed=spec_param("stats", "seed"),
     log:
         "results/logs/map_area/{specimen}_{area}_{target}.log",

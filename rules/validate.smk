@@ -20,6 +20,8 @@ rule validate_virtual:
         ),
     params:
         pixel_size_nm=spec_param("pixel_size_nm"),
+        tile_median_px=spec_param("virtual", "validation", "tile_median_px"),
+        tile_max_px=spec_param("virtual", "validation", "tile_max_px"),
     log:
         "results/logs/validate_virtual/{specimen}_{area}.log",
     threads: 1

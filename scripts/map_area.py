@@ -44,7 +44,8 @@ snakemake.params.device : str, optional
 snakemake.params.batch_size : int, optional
     Crops per model call (default 64).
 snakemake.params.n_components : int, optional
-    Gaussian components of the mixtures (default 4).
+    Gaussian components of the mixtures (default 4; the rule gives one per
+    solid phase of the specimen's phase set unless ``stats.n_components`` is set).
 snakemake.params.seed : int, optional
     Random state of the mixtures and of their subsample (default 0).
 snakemake.params.n_init : int, optional
@@ -136,7 +137,7 @@ def main(snakemake):
         if kind in tables:
             sources[learning.map_label("table model", step, ps_nm)] = tables[kind]
     table1 = learning.compare_statistics(
-        indents[target], sources, n_components=int(par.get("n_components", 4)),
+        indents[target], sources, n_components=int(par.get("n_components") or 4),
         seed=int(par.get("seed", 0)), n_init=int(par.get("n_init", 10)),
         max_values=int(par.get("max_values", 10000)), quantity=target)
 

@@ -9,9 +9,11 @@ snakemake.input.calibrated : calibrated.zarr (MulF, eta) of the area
 snakemake.input.gmm_E : pooled and per-area GMM table of E (the E marginal of
     the joint (E, H) mixture by default)
 snakemake.params.pixel_size_nm : float
+snakemake.params.tile_median_px, tile_max_px : float, optional
+    Stitching limits (default 0.1 and 0.3 px, the config's ``virtual.validation``)
 snakemake.output.figure : PNG, optional: the same as a table with PASS/FAIL
 snakemake.output.report : JSON with the measured errors and the acceptance
-    limits (tile median <= 0.1 px, max <= 0.3 px; indent RMS <= 0.25 um;
+    limits (tile median <= 0.1 px, max <= 0.3 px by default; indent RMS <= 0.25 um;
     GMM fractions within 0.05 and means within 10 %)
 """
 import logging
@@ -32,7 +34,9 @@ def main(snakemake):
 
     truth = Path(snakemake.input.truth_dir)
     px = float(snakemake.params.pixel_size_nm)
-    report = {"stitching": {}, "limits": {"tile_median_px": 0.1, "tile_max_px": 0.3,
+    par = snakemake.params
+    report = {"stitching": {}, "limits": {"tile_median_px": float(par.get("tile_median_px", 0.1)),
+                                          "tile_max_px": float(par.get("tile_max_px", 0.3)),
                                           "indent_rms_um": 0.25, "gmm_fraction_abs": 0.05,
                                           "gmm_mean_rel": 0.10}}
     placed = {}
