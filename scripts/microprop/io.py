@@ -188,6 +188,31 @@ def iter_chunks(shape, chunk=DEFAULT_CHUNK):
             yield slice(y0, min(y0 + chunk, h)), slice(x0, min(x0 + chunk, w))
 
 
+def block_mean_stack(a, factor):
+    """Block-mean downsample of a stack of square images (crops, local maps).
+
+    Parameters
+    ----------
+    a : numpy.ndarray, shape (N, S, S)
+    factor : int
+        Integer reduction factor; the ``S % factor`` leftover pixels are
+        dropped evenly from both sides, so the image centre stays central.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, S // factor, S // factor)
+        ``a`` itself when ``factor == 1``.
+    """
+    factor = int(factor)
+    if factor == 1:
+        return a
+    n, s, _ = a.shape
+    m = s // factor
+    lead = (s - m * factor) // 2
+    a = a[:, lead:lead + m * factor, lead:lead + m * factor]
+    return a.reshape(n, m, factor, m, factor).mean(axis=(2, 4))
+
+
 def downsample(arr, factor):
     """Block-mean downsample of a (possibly chunked, on-disk) 2D image.
 

@@ -40,16 +40,9 @@ import logging
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_path
+from ..io import atomic_path, block_mean_stack
 
 log = logging.getLogger(__name__)
-
-
-def _block_mean(maps, factor):
-    """Area average of ``(N, S, S)`` maps by an integer factor."""
-    n, s, _ = maps.shape
-    k = s // factor
-    return maps[:, : k * factor, : k * factor].reshape(n, k, factor, k, factor).mean(axis=(2, 4))
 
 
 def cut_local_maps(mulf, micf, size_px, max_maps=None, rng=None, where="calibrated map"):
@@ -179,7 +172,7 @@ def write_map_dataset(path, classes, pixel_size_nm, map_size_px, input_px=None, 
         if describe is not None:
             parts["desc"].append(describe(a, pixel_size_nm))
         if factor > 1:
-            a, b = _block_mean(a, factor), _block_mean(b, factor)
+            a, b = block_mean_stack(a, factor), block_mean_stack(b, factor)
         parts["MulF"].append(a.astype(np.float32))
         parts["MicF"].append(b.astype(np.float32))
         parts["labels"].append(np.full(len(a), i, np.int64))

@@ -400,7 +400,8 @@ def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px
     pos, comp, resid, nlinks = nominal.copy(), np.arange(n), np.full(n, np.nan), np.zeros(n, int)
     valid = links["valid"].astype(bool).to_numpy() if len(links) else np.zeros(0, bool)
     if valid.any():
-        pos, comp, r, rows = _robust_solve(links, valid, index, nominal, robust_iter, robust_scale_px)
+        rows = np.nonzero(valid)[0]
+        pos, comp, r, ia, ib = _robust_solve(links, valid, index, nominal, robust_iter, robust_scale_px)
         if max_link_residual_px is not None and (r > max_link_residual_px).any():
             bad = rows[r > max_link_residual_px]
             for k, rr in zip(bad, r[r > max_link_residual_px]):
@@ -411,14 +412,11 @@ def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px
                          links["tile_b"].iloc[k], rr)
             valid = links["valid"].astype(bool).to_numpy()
             if valid.any():
-                pos, comp, r, rows = _robust_solve(links, valid, index, nominal, robust_iter,
-                                                   robust_scale_px)
+                pos, comp, r, ia, ib = _robust_solve(links, valid, index, nominal, robust_iter,
+                                                     robust_scale_px)
             else:
-                pos, comp, r, rows = nominal.copy(), np.arange(n), np.zeros(0), np.zeros(0, int)
-        if len(rows):
-            ok = links.iloc[rows]
-            ia = ok["tile_a"].map(index).to_numpy(int)
-            ib = ok["tile_b"].map(index).to_numpy(int)
+                pos, comp, r = nominal.copy(), np.arange(n), np.zeros(0)
+        if len(r):
             nlinks = np.bincount(ia, minlength=n) + np.bincount(ib, minlength=n)
             ss = np.bincount(ia, weights=r ** 2, minlength=n) + np.bincount(ib, weights=r ** 2, minlength=n)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -444,7 +442,11 @@ def solve_positions(layout, links, pixel_size_nm, robust_iter=5, robust_scale_px
 
 
 def _robust_solve(links, valid, index, nominal, robust_iter, robust_scale_px):
-    """Least squares over the valid links with Cauchy reweighting: positions, groups, residuals, link rows."""
+    """Least squares over the valid links with Cauchy reweighting.
+
+    Returns positions, groups, and per valid link (in the order of
+    ``np.nonzero(valid)[0]``) its residual and tile indices ``ia, ib``.
+    """
     n = len(nominal)
     rows = np.nonzero(valid)[0]
     ok = links.iloc[rows]
@@ -458,7 +460,7 @@ def _robust_solve(links, valid, index, nominal, robust_iter, robust_scale_px):
         w2 = w / (1.0 + (r / robust_scale_px) ** 2)
         pos, comp = _lsq_positions(n, ia, ib, d, w2, nominal)
         r = np.linalg.norm(pos[ib] - pos[ia] - d, axis=1)
-    return pos, comp, r, rows
+    return pos, comp, r, ia, ib
 
 
 def _rank_groups(comp):
@@ -708,8 +710,7 @@ def write_mosaic(layout, folder, positions, out_path, pixel_size_nm, chunk=1024,
     th, tw = shape
     dtype = load_tile(folder / layout["file"].iloc[0]).dtype
     H, W = mosaic_shape(pos, shape)
-    xs, ys = _placed(pos)
-    # stage position of mosaic pixel [0, 0]: that of the first tile, shifted by its placement
+    # stage position of mosaic pixel [0, 0]: each tile's stage position minus its mosaic position
     ps_um = pixel_size_nm / 1000.0
     origin = [round(float(np.mean(pos["x_um"].to_numpy(float) - pos["x_px"].to_numpy(float) * ps_um)), 6),
               round(float(np.mean(pos["y_um"].to_numpy(float) - pos["y_px"].to_numpy(float) * ps_um)), 6)]

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from ..errors import InputError
+from ..io import block_mean_stack
 
 #: Grey-level quantiles (percent) of the hand-made features.
 QUANTILES = (5, 25, 50, 75, 95)
@@ -219,18 +220,6 @@ def block_factor(size_px, downsample):
     return max(1, int(round(int(size_px) / d)))
 
 
-def _block_mean(a, factor):
-    # a (N, S, S) -> (N, S // f, S // f); the S % f leftover pixels are dropped
-    # evenly from both sides so that the crop centre stays central.
-    if factor == 1:
-        return a
-    n, s, _ = a.shape
-    m = s // factor
-    lead = (s - m * factor) // 2
-    a = a[:, lead:lead + m * factor, lead:lead + m * factor]
-    return a.reshape(n, m, factor, m, factor).mean(axis=(2, 4))
-
-
 def state_fields(images, thresholds, factor=1):
     """Local-state (microstructure) functions of the crops, block-averaged.
 
@@ -257,8 +246,8 @@ def state_fields(images, thresholds, factor=1):
     lab = segment(a, thresholds)
     n_cls = np.asarray(thresholds).size + 1
     f = int(factor)
-    m = np.stack([_block_mean((lab == k).astype(np.float64), f) for k in range(n_cls)], axis=1)
-    w = _block_mean((lab >= 0).astype(np.float64), f)
+    m = np.stack([block_mean_stack((lab == k).astype(np.float64), f) for k in range(n_cls)], axis=1)
+    w = block_mean_stack((lab >= 0).astype(np.float64), f)
     return m, w
 
 

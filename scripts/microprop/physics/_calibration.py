@@ -77,30 +77,20 @@ def _mode_sample(image_or_sample, max_samples, exclude_values):
     return x, lo, hi
 
 
-def _level_spacing(x, lo, hi):
-    """Mean spacing (>= 1) of the populated levels of an integer-valued sample; 1 otherwise."""
-    if not np.allclose(x, np.round(x)) or hi - lo > 4096:
-        return 1.0
-    n_levels = np.unique(x).size
-    return max(1.0, (hi - lo) / max(n_levels - 1, 1))
-
-
 def _padded_histogram(x, lo, hi, smooth_sigma):
     """Histogram of ``x`` (a bin per level for integer greys, else 512 bins), padded with empty bins.
 
     Returns ``(hist, centers, step)``: counts and bin centres, both padded by
     ``int(4 * smooth_sigma) + 2`` bins on each side, and the bin width.
     """
-    integer = np.allclose(x, np.round(x))
-    if integer and hi - lo <= 4096 and _level_spacing(x, lo, hi) > 1.05:
+    integer = hi - lo <= 4096 and np.allclose(x, np.round(x))
+    levels, counts = np.unique(x, return_counts=True) if integer else (None, None)
+    if integer and (hi - lo) / max(levels.size - 1, 1) > 1.05:
         # a gain above 1 leaves empty levels between the populated ones: one bin per populated
         # level (the histogram the detector would have given at gain 1), centred on the level
-        centers, hist = np.unique(x, return_counts=True)
+        centers, hist = levels, counts
     else:
-        if integer and hi - lo <= 4096:
-            edges = np.arange(lo - 0.5, hi + 1.5, 1.0)
-        else:
-            edges = np.linspace(lo, hi, 513)
+        edges = np.arange(lo - 0.5, hi + 1.5, 1.0) if integer else np.linspace(lo, hi, 513)
         hist, edges = np.histogram(x, bins=edges)
         centers = 0.5 * (edges[:-1] + edges[1:])
     # empty bins padded on both sides so that a mode at the end of the range
