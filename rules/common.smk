@@ -397,9 +397,27 @@ def por_image(wildcards):
     return c["classes"][wildcards.cls]["image"]
 
 
+def por_region(study, cls):
+    """``[x0, y0, x1, y1]`` of a real class's image that is the class, or None (all of it)."""
+    c = por_cfg(study)
+    if "virtual" in c:
+        return None
+    return c["classes"][cls].get("region_px")
+
+
+def por_scales(study):
+    """The scales the study's classifier is trained on ([] without a classifier)."""
+    c = por_cfg(study).get("classifier")
+    if not c or not c.get("enabled", True):
+        return []
+    return list(c.get("scales") or ["MulF", "MicF"])
+
+
 def porosity_targets():
     out = []
     for s in config.get("porosity_studies") or {}:
         out += [f"results/{s}/maps.h5", f"results/{s}/baseline/summary.json",
                 f"results/{s}/figures/baseline_scatter.png"]
+        if por_scales(s):
+            out += [f"results/{s}/summary.csv", f"results/{s}/figures/classifier_confusion.png"]
     return out

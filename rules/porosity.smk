@@ -75,6 +75,7 @@ rule porosity_calibrate:
         mode="porosity",
         mode_method="peaks",
         pixel_size_nm=por_param("pixel_size_nm"),
+        region_px=lambda w: por_region(w.study, w.cls),
         reference_phases=["n=0", "n=1"],
         reference_greys=por_param("calibration", "reference_greys"),
         clinker_grey_window=por_param("calibration", "clinker_grey_window"),
@@ -105,6 +106,7 @@ rule porosity_maps:
         input_px=por_param("maps", "input_px"),
         n_train=por_param("maps", "n_train"),
         train_fraction=por_param("maps", "train_fraction"),
+        val_fraction=por_param("maps", "val_fraction"),
         max_maps=por_param("maps", "max_maps"),
         seed=por_param("maps", "seed"),
         pore_threshold=por_param("maps", "pore_threshold"),
@@ -145,3 +147,111 @@ rule porosity_baseline:
         "../envs/analysis.yaml"
     script:
         "../scripts/porosity_baseline.py"
+
+
+rule porosity_train:
+    """The study's DCNN (seven conv + BN + ReLU layers) on one scale of the local maps."""
+    input:
+        maps="results/{study}/maps.h5",
+    output:
+        best="results/{study}/classifier/{scale}/best.pt",
+        last="results/{study}/classifier/{scale}/last.pt",
+        metrics="results/{study}/classifier/{scale}/metrics.csv",
+        summary="results/{study}/classifier/{scale}/train.json",
+    params:
+        scale="{scale}",
+        work_dir="results/{study}/classifier/{scale}/work",
+        split=por_param("classifier", "split"),
+        epochs=por_param("classifier", "epochs"),
+        batch_size=por_param("classifier", "batch_size"),
+        lr=por_param("classifier", "lr"),
+        input_px=por_param("classifier", "input_px"),
+        augment=por_param("classifier", "augment"),
+        device=por_param("classifier", "device"),
+        bf16=por_param("classifier", "bf16"),
+        compile=por_param("classifier", "compile"),
+        resident_uint8=por_param("classifier", "resident_uint8"),
+        seed=por_param("classifier", "seed"),
+        patience=por_param("classifier", "patience"),
+        factor=por_param("classifier", "factor"),
+        arch_kwargs=por_param("classifier", "arch_kwargs"),
+        cpu=por_param("classifier", "cpu"),
+    log:
+        "results/logs/porosity_train/{study}_{scale}.log",
+    benchmark:
+        "results/benchmarks/porosity_train/{study}_{scale}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    conda:
+        "../envs/learning.yaml"
+    script:
+        "../scripts/porosity_train.py"
+
+
+rule porosity_evaluate:
+    """The trained classifier of one scale on the test maps: predictions, accuracy, confusion."""
+    input:
+        model="results/{study}/classifier/{scale}/best.pt",
+        maps="results/{study}/maps.h5",
+    output:
+        predictions="results/{study}/classifier/{scale}/predictions.csv",
+        metrics="results/{study}/classifier/{scale}/metrics.json",
+    params:
+        split=por_param("classifier", "split"),
+        device=por_param("classifier", "device"),
+    log:
+        "results/logs/porosity_evaluate/{study}_{scale}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/learning.yaml"
+    script:
+        "../scripts/porosity_evaluate.py"
+
+
+rule porosity_summary:
+    """Baseline and DCNN accuracies side by side; confusion matrices, training curves, examples."""
+    input:
+        baseline="results/{study}/baseline/summary.json",
+        metrics=lambda w: [f"results/{w.study}/classifier/{s}/metrics.json" for s in por_scales(w.study)],
+        histories=lambda w: [f"results/{w.study}/classifier/{s}/metrics.csv" for s in por_scales(w.study)],
+        predictions=lambda w: [f"results/{w.study}/classifier/{s}/predictions.csv" for s in por_scales(w.study)],
+        maps="results/{study}/maps.h5",
+    output:
+        table="results/{study}/summary.csv",
+        summary="results/{study}/summary.json",
+        confusion=report(
+            "results/{study}/figures/classifier_confusion.png",
+            caption="../report/porosity_confusion.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "confusion matrices"},
+        ),
+        history=report(
+            "results/{study}/figures/classifier_training.png",
+            caption="../report/porosity_training.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "classifier training"},
+        ),
+        examples=report(
+            "results/{study}/figures/classifier_examples.png",
+            caption="../report/porosity_examples.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "test maps"},
+        ),
+    params:
+        scales=lambda w: por_scales(w.study),
+    log:
+        "results/logs/porosity_summary/{study}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/porosity_summary.py"

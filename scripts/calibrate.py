@@ -5,6 +5,9 @@ snakemake.input.mosaic : str
     or a single image file (TIFF/PNG), with ``params.pixel_size_nm``.
 snakemake.params.pixel_size_nm : float, optional
     Pixel size of an image-file input, nm.
+snakemake.params.region_px : [x0, y0, x1, y1] or None
+    Of an image-file input, only this part is calibrated (a class that is a
+    region of a larger image; px, x right, y down).
 snakemake.input.phase_eta : str
     ``results/backscatter/phase_eta.csv`` (columns ``phase``, ``eta``, ...).
 snakemake.input.eta_table : str
@@ -70,6 +73,16 @@ def main(snakemake):
         if par.get("pixel_size_nm") is None:
             raise InputError(f"{inp.mosaic}: an image file needs params.pixel_size_nm")
         extra = {"pixel_size_nm": float(par.pixel_size_nm), "origin_um": [0.0, 0.0]}
+        region = par.get("region_px")
+        if region:
+            x0, y0, x1, y1 = (int(v) for v in region)
+            h, w = mosaic.shape[:2]
+            if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+                raise InputError(f"{inp.mosaic}: region_px {list(region)} is not inside the "
+                                 f"{w} x {h} px image (expected 0 <= x0 < x1 <= {w}, 0 <= y0 < y1 <= {h})")
+            mosaic = mosaic[y0:y1, x0:x1]
+            um = float(par.pixel_size_nm) / 1000
+            extra.update(region_px=[x0, y0, x1, y1], origin_um=[x0 * um, y0 * um])
     phase_eta = mio.read_table(inp.phase_eta, required=("phase", "eta"), what="phase eta table")
     eta_table = mio.read_table(inp.eta_table, required=("n", "eta"), what="eta table")
     phases = list(par.reference_phases)

@@ -8,6 +8,7 @@ snakemake.params.map_size_px : int, window edge at full resolution
 snakemake.params.input_px : int or None, edge of the stored maps (area average)
 snakemake.params.n_train : int, training maps per class of the random split
 snakemake.params.train_fraction : float, spatial split: share of each class's width that trains
+snakemake.params.val_fraction : float, share of each class's training maps kept for validation
 snakemake.params.max_maps : int or None, maps per class at most
 snakemake.params.seed : int
 snakemake.params.pore_threshold : float, n at and above which a pixel is pore
@@ -49,6 +50,7 @@ def main(snakemake):
         snakemake.output.maps, classes, float(P.pixel_size_nm), int(P.map_size_px),
         input_px=P.get("input_px"), n_train=int(P.get("n_train", 750)),
         train_fraction=float(P.get("train_fraction", 0.75)), max_maps=P.get("max_maps"),
+        val_fraction=float(P.get("val_fraction", 0.1) if P.get("val_fraction") is not None else 0.1),
         seed=int(P.get("seed", 0)), describe=describe,
         extra_attrs={"pore_threshold": thr,
                      "descriptor_definitions": "porosity: mean equivalent porosity n of the MulF map; "

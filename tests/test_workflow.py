@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -339,14 +340,16 @@ def test_indentation_only_study_with_a_non_cement_phase_set(tmp_path):
 
 
 @pytest.mark.workflow
-def test_tiny_porosity_study_runs_from_generator_to_baseline(tmp_path):
-    """The second study's DAG: virtual classes -> BSE -> porosity calibration -> local maps -> baseline."""
+def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
+    """The second study's DAG: virtual classes -> BSE -> porosity calibration -> local maps ->
+    baseline and DCNN per scale -> summary."""
     import h5py
 
     cfg = study_config("tiny_porosity")
     jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
     assert jobs == {"porosity_backscatter": 1, "porosity_specimen": 3, "porosity_calibrate": 3,
-                    "porosity_maps": 1, "porosity_baseline": 1, "all": 1}, jobs
+                    "porosity_maps": 1, "porosity_baseline": 1, "porosity_train": 2,
+                    "porosity_evaluate": 2, "porosity_summary": 1, "all": 1}, jobs
     run_smk(tmp_path, cfg)
     res = tmp_path / "results" / "tiny_por"
     import zarr
@@ -364,5 +367,49 @@ def test_tiny_porosity_study_runs_from_generator_to_baseline(tmp_path):
         assert 0.0 <= summary[k]["nearest_class_mean_accuracy"] <= 1.0
         assert set(summary[k]["class_means"]) == {"S1", "S2", "S3"}
     assert (res / "figures/baseline_scatter.png").stat().st_size > 10_000
+    # the classifier of each scale on the 8 test maps per class: the table, the metrics, the figures
+    table = pd.read_csv(res / "summary.csv")
+    dcnn = table[table["method"] == "DCNN"].set_index("input")
+    assert sorted(dcnn.index) == ["MicF", "MulF"] and (dcnn["n_maps"] == 24).all()
+    for scale in ("MulF", "MicF"):
+        m = json.loads((res / "classifier" / scale / "metrics.json").read_text())
+        counts = pd.DataFrame(m["confusion"]).to_numpy()
+        assert counts.sum() == 24 and m["accuracy"] == pytest.approx(np.trace(counts) / 24)
+        assert dcnn.loc[scale, "accuracy"] == pytest.approx(m["accuracy"])
+        pred = pd.read_csv(res / "classifier" / scale / "predictions.csv")
+        assert len(pred) == 24 and set(pred["true"]) == {"S1", "S2", "S3"}
+    for fig in ("classifier_confusion", "classifier_training", "classifier_examples"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
     # the study alone: no indentation-study job was planned
     assert not (tmp_path / "results" / "demo").exists()
+
+
+@pytest.mark.workflow
+def test_real_micrograph_porosity_smoke_config_runs_on_regions(tmp_path, real_bse_path):
+    """configs/porosity_real_smoke.yaml (the four quadrants of the real micrograph as
+    classes), with fewer Monte Carlo electrons and epochs: every step runs on a real
+    8-bit image, each class calibrated from its own region."""
+    import zarr
+
+    cfg = yaml.safe_load((REPO / "configs" / "porosity_real_smoke.yaml").read_text())
+    cfg["backscatter"] = {"n_electrons": 300, "n_points": 5, "seed": 0}
+    study = cfg["porosity_studies"]["real_smoke"]
+    for c in study["classes"].values():
+        c["image"] = str(real_bse_path)
+    study["classifier"]["epochs"] = 2
+    run_smk(tmp_path, cfg)
+    res = tmp_path / "results" / "real_smoke"
+    for name, c in study["classes"].items():
+        grp = zarr.open_group(str(res / "classes" / name / "calibrated.zarr"), mode="r")
+        assert grp["MulF"].shape == (400, 400), name            # the region, not the whole image
+        assert grp.attrs["region_px"] == c["region_px"]
+    table = pd.read_csv(res / "summary.csv")
+    assert set(table["method"]) == {"nearest class mean", "DCNN"}
+    # 8 x 8 windows of 50 px per quadrant, 48 of them train (a tenth validates), 16 test
+    assert (table.loc[table["method"] == "DCNN", "n_maps"] == 64).all()
+    # a region outside the image is refused at the calibration, naming the file and the region
+    study["classes"]["top_left"]["region_px"] = [0, 0, 900, 400]
+    proc = run_smk(tmp_path, cfg, "--forcerun", "porosity_calibrate", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/porosity_calibrate/real_smoke_top_left.log").read_text()
+    assert "region_px [0, 0, 900, 400] is not inside the 800 x 800 px image" in log

@@ -13,7 +13,9 @@ from ._crops import (  # noqa: F401
     crop_size_px,
 )
 from ._maps import (  # noqa: F401
+    MAP_SCALES,
     cut_local_maps,
+    read_maps,
     write_map_dataset,
 )
 from ._reader import (  # noqa: F401
@@ -42,7 +44,9 @@ from ._splits import (  # noqa: F401
 )
 
 __all__ = [
+    "MAP_SCALES",
     "cut_local_maps",
+    "read_maps",
     "write_map_dataset",
     "assemble",
     "SKIP_OUTSIDE",

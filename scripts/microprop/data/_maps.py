@@ -21,12 +21,17 @@ File layout (``results/<study>/maps.h5``):
   full resolution, as the caller's ``describe`` gives them (the workflow:
   ``porosity`` and ``pore_size_nm`` of
   :func:`microprop.microstructure.porosity_descriptors`);
-* ``splits/random/{train,test}``, ``splits/spatial/{train,test}``: int64
-  indices. ``random``: per class ``n_train`` maps drawn at random (all but a
-  quarter when a class has fewer than ``4/3 n_train``). ``spatial``: per
-  class, the maps whose window lies in the left ``train_fraction`` of the
-  class's map train, the rest test (no test map touches a training map's
-  region);
+* ``splits/random/{train,val,test}``, ``splits/spatial/{train,val,test}``:
+  int64 indices. ``random``: per class ``n_train`` maps drawn at random (all
+  but a quarter when a class has fewer than ``4/3 n_train``) form the
+  training share, the rest test. ``spatial``: per class, the maps whose
+  window lies in the left ``train_fraction`` of the class's map form the
+  training share, the rest test (no test map touches a training map's
+  region). In both, ``val`` is ``val_fraction`` of the training share (the
+  last drawn; in ``spatial`` the rightmost windows, nearest the test
+  region), which the classifier selects its epoch on; ``train`` is the
+  rest. The reference's "750 per class for training" is ``train`` + ``val``
+  (the statistical baseline takes its class means from both);
 * attrs: ``classes``, ``sources`` (JSON: path -> sha256), ``pixel_size_nm``
   (of the stored maps), ``source_pixel_size_nm``, ``map_size_px`` (as cut),
   ``input_px``, ``map_size_um``, ``seed``, ``n_train``, and the caller's
@@ -40,7 +45,7 @@ import logging
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_path, block_mean_stack
+from ..io import atomic_path, block_mean_stack, open_hdf5
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +99,36 @@ def cut_local_maps(mulf, micf, size_px, max_maps=None, rng=None, where="calibrat
     return a[ok], b[ok], corners[ok]
 
 
-def _splits(labels, corners, widths, n_train, train_fraction, rng):
-    """``random`` and ``spatial`` train/test indices (see the module docstring)."""
-    out = {"random": {"train": [], "test": []}, "spatial": {"train": [], "test": []}}
+def _n_val(k, val_fraction):
+    """Validation maps out of a training share of ``k`` (at least 1 when ``k >= 2``)."""
+    if k < 2 or not float(val_fraction) > 0:
+        return 0
+    return min(k - 1, max(1, int(round(float(val_fraction) * k))))
+
+
+def _splits(labels, corners, widths, n_train, train_fraction, rng, val_fraction=0.1):
+    """``random`` and ``spatial`` train/val/test indices (see the module docstring)."""
+    out = {s: {"train": [], "val": [], "test": []} for s in ("random", "spatial")}
     for c in np.unique(labels):
         idx = np.nonzero(labels == c)[0]
         k = int(n_train) if len(idx) >= 4 * int(n_train) / 3 else int(round(0.75 * len(idx)))
         perm = rng.permutation(idx)
-        out["random"]["train"].append(np.sort(perm[:k]))
+        nv = _n_val(k, val_fraction)
+        out["random"]["train"].append(np.sort(perm[:k - nv]))
+        out["random"]["val"].append(np.sort(perm[k - nv:k]))
         out["random"]["test"].append(np.sort(perm[k:]))
         left = corners[idx, 0] < float(train_fraction) * widths[c]
-        out["spatial"]["train"].append(idx[left])
+        share = idx[left][np.argsort(corners[idx[left], 0], kind="stable")]
+        nv = _n_val(len(share), val_fraction)
+        out["spatial"]["train"].append(np.sort(share[:len(share) - nv]))
+        out["spatial"]["val"].append(np.sort(share[len(share) - nv:]))
         out["spatial"]["test"].append(idx[~left])
     return {s: {p: np.concatenate(v).astype(np.int64) for p, v in d.items()} for s, d in out.items()}
 
 
 def write_map_dataset(path, classes, pixel_size_nm, map_size_px, input_px=None, n_train=750,
-                      train_fraction=0.75, max_maps=None, seed=0, describe=None, extra_attrs=None):
+                      train_fraction=0.75, max_maps=None, seed=0, describe=None, extra_attrs=None,
+                      val_fraction=0.1):
     """Cut every class's calibrated maps into local maps and write the study's HDF5.
 
     Parameters
@@ -131,6 +149,8 @@ def write_map_dataset(path, classes, pixel_size_nm, map_size_px, input_px=None, 
         Training maps per class of the random split (750 in the reference).
     train_fraction : float
         Share of each class's map width that trains in the spatial split.
+    val_fraction : float
+        Share of each class's training maps kept for validation (``val``).
     max_maps : int, optional
         Maps per class at most (drawn at random).
     seed : int
@@ -185,11 +205,12 @@ def write_map_dataset(path, classes, pixel_size_nm, map_size_px, input_px=None, 
     corners = np.concatenate(parts["corners"])
     desc = ({k: np.concatenate([d[k] for d in parts["desc"]]) for k in parts["desc"][0]}
             if parts["desc"] else {})
-    splits = _splits(labels, corners, widths, n_train, train_fraction, rng)
+    splits = _splits(labels, corners, widths, n_train, train_fraction, rng, val_fraction)
     attrs = {"classes": json.dumps(names), "sources": json.dumps(sources),
              "pixel_size_nm": float(pixel_size_nm) * factor, "source_pixel_size_nm": float(pixel_size_nm),
              "map_size_px": size, "input_px": size // factor, "map_size_um": size * float(pixel_size_nm) / 1000,
-             "seed": int(seed), "n_train": int(n_train), **(extra_attrs or {})}
+             "seed": int(seed), "n_train": int(n_train), "val_fraction": float(val_fraction),
+             **(extra_attrs or {})}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for k in ("MulF", "MicF"):
@@ -208,3 +229,49 @@ def write_map_dataset(path, classes, pixel_size_nm, map_size_px, input_px=None, 
     counts = {n: int((labels == i).sum()) for i, n in enumerate(names)}
     return {"maps_per_class": counts, "pixel_size_nm": attrs["pixel_size_nm"],
             "splits": {s: {p: int(len(v)) for p, v in d.items()} for s, d in splits.items()}}
+
+
+#: the two scales of the local maps (the reference's MulF and MicF)
+MAP_SCALES = ("MulF", "MicF")
+
+
+def read_maps(path, scale, split, part):
+    """The local maps and labels of one part of a split of ``maps.h5``.
+
+    Parameters
+    ----------
+    path : path-like
+        ``results/<study>/maps.h5`` (:func:`write_map_dataset`).
+    scale : {"MulF", "MicF"}
+    split : {"random", "spatial"}
+    part : {"train", "val", "test"}
+
+    Returns
+    -------
+    maps : numpy.ndarray, shape (N, S, S), float32
+        Equivalent porosity.
+    labels : numpy.ndarray, shape (N,), int64
+        Index into ``classes``.
+    index : numpy.ndarray, shape (N,), int64
+        Row of each map in the file.
+    classes : list of str
+
+    Raises
+    ------
+    InputError
+        A missing file, scale, split or part (the message says what the file holds).
+    """
+    if scale not in MAP_SCALES:
+        raise InputError(f"{path}: scale {scale!r}; expected one of {MAP_SCALES}")
+    with open_hdf5(path, "local-map dataset") as f:
+        key = f"splits/{split}/{part}"
+        if key not in f or f"maps/{scale}" not in f:
+            held = sorted(f"{s}/{p}" for s in f.get("splits", {}) for p in f["splits"][s])
+            raise InputError(f"{path}: no {key} or maps/{scale} (splits held: {held}); "
+                             "rebuild it with rule porosity_maps")
+        idx = np.sort(np.asarray(f[key][:], np.int64))
+        ds = f[f"maps/{scale}"]
+        maps = np.asarray(ds[idx] if len(idx) else np.zeros((0,) + ds.shape[1:]), np.float32)
+        labels = np.asarray(f["labels"][:], np.int64)[idx]
+        classes = json.loads(f.attrs["classes"])
+    return maps, labels, idx, classes

@@ -9,6 +9,13 @@ from ._augment import (  # noqa: F401
     downsample_images,
     quantize_uint8,
 )
+from ._classify import (  # noqa: F401
+    CLASS_METRIC_COLUMNS,
+    classify_maps,
+    evaluate_classifier,
+    load_classifier,
+    train_classifier,
+)
 from ._checkpoint import (  # noqa: F401
     RESUME_DEFAULTS,
     RESUME_KEYS,
@@ -71,6 +78,11 @@ from ._train import (  # noqa: F401
 )
 
 __all__ = [
+    "CLASS_METRIC_COLUMNS",
+    "train_classifier",
+    "evaluate_classifier",
+    "load_classifier",
+    "classify_maps",
     "d4_index_maps",
     "d4_apply",
     "downsample_images",

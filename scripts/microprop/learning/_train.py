@@ -254,7 +254,8 @@ class _Training:
     """
 
     def __init__(self, dev, arch, data, paths, meta_base, *, lr, factor, patience, seed, member,
-                 batch_size, augment, autocast, channels_last, log_every, stop_after_steps):
+                 batch_size, augment, autocast, channels_last, log_every, stop_after_steps,
+                 model_class=SeedResNet):
         self.dev, self.paths, self.meta_base = dev, paths, meta_base
         self.batch_size, self.augment, self.autocast = batch_size, augment, autocast
         self.channels_last, self.log_every = channels_last, log_every
@@ -266,7 +267,7 @@ class _Training:
         torch.manual_seed(s)
         self.gens = {"shuffle": torch.Generator().manual_seed(s + 1),
                      "augment": torch.Generator().manual_seed(s + 2)}
-        model = SeedResNet(**arch)
+        model = model_class(**arch)
         memfmt = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(dev, memory_format=memfmt)
         # fused Adam on CUDA: one kernel for all parameters instead of one per tensor
@@ -301,6 +302,14 @@ class _Training:
     def hold_resident(self, data, resident_uint8):
         """Downsample the crops once, optionally quantise them to uint8, and keep them
         on the device when possible; standardise the targets. Releases ``data``'s crops."""
+        self._hold_images(data, resident_uint8)
+        self._hold_targets(data)
+        self.maps = d4_index_maps(self.x_tr.shape[-1], device=self.dev) if self.augment else None
+        self.n_tr = len(self.x_tr)
+        self.steps_per_epoch = math.ceil(self.n_tr / self.batch_size)
+
+    def _hold_images(self, data, resident_uint8):
+        """The crops of ``data`` downsampled, optionally as uint8, on the device."""
         dev = self.dev
         x_tr = downsample_images(data.x_tr, data.input_px)
         x_va = downsample_images(data.x_va, data.input_px)
@@ -316,13 +325,13 @@ class _Training:
         self.x_tr, self.x_va = _to_device(x_tr, dev), _to_device(x_va, dev)
         log.info("resident crops: %.1f MB on %s", (self.x_tr.numel() * self.x_tr.element_size()
                  + self.x_va.numel() * self.x_va.element_size()) / 1e6, self.x_tr.device)
+
+    def _hold_targets(self, data):
+        """The standardised targets on the device (``z_tr``, ``z_va``)."""
         self.z_tr = torch.as_tensor((data.y_tr - self.y_mean) / self.y_std, dtype=torch.float32,
-                                    device=dev)
+                                    device=self.dev)
         self.z_va = torch.as_tensor((data.y_va - self.y_mean) / self.y_std, dtype=torch.float32,
-                                    device=dev)
-        self.maps = d4_index_maps(self.x_tr.shape[-1], device=dev) if self.augment else None
-        self.n_tr = len(self.x_tr)
-        self.steps_per_epoch = math.ceil(self.n_tr / self.batch_size)
+                                    device=self.dev)
 
     def log_start(self, target, dataset_path, split, crop_px):
         """Log what is trained on what, where."""
@@ -348,7 +357,7 @@ class _Training:
             wait += time.perf_counter() - tw
             pred, loss = self._step(xb, yb)
             sum_loss += loss.detach().double() * len(yb)
-            sum_abs += (pred.detach().double() - yb.double()).abs().sum()
+            sum_abs += self._score(pred.detach(), yb)
             self._count_step(epoch, loss, bar)
         if self.dev.type == "cuda":
             torch.cuda.synchronize(self.dev)
@@ -388,13 +397,21 @@ class _Training:
         with record_function("microprop.forward"):
             with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.autocast):
                 pred = self.net(xb)
-            loss = F.mse_loss(pred.float(), yb)
+            loss = self._loss(pred, yb)
         with record_function("microprop.backward"):
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
         with record_function("microprop.optimizer"):
             self.opt.step()
         return pred, loss
+
+    def _loss(self, pred, yb):
+        """The training loss of a batch: MSE of the standardised target."""
+        return F.mse_loss(pred.float(), yb)
+
+    def _score(self, pred, yb):
+        """What an epoch sums besides the loss: the absolute errors (standardised)."""
+        return (pred.double() - yb.double()).abs().sum()
 
     def _count_step(self, epoch, loss, bar):
         """Count the step: progress, the running-loss log, the ``stop_after_steps`` hook."""

@@ -10,6 +10,11 @@ from ._common import (  # noqa: F401
     robust_limits,
     save_png,
 )
+from ._classes import (  # noqa: F401
+    classifier_history,
+    confusion_matrices,
+    example_maps,
+)
 from ._learning import (  # noqa: F401
     CROPS_FIGSIZE,
     example_crops,
@@ -38,6 +43,9 @@ from ._stats import (  # noqa: F401
 )
 
 __all__ = [
+    "classifier_history",
+    "confusion_matrices",
+    "example_maps",
     "DPI",
     "FIGSIZE",
     "quantity_label",

@@ -5,6 +5,7 @@ and a linear model.
 from ._classes import (  # noqa: F401
     anova_tukey,
     nearest_class_mean,
+    wilson_interval,
 )
 from ._hydration import (  # noqa: F401
     HYDRATION_EQUATIONS,
@@ -41,6 +42,7 @@ from ._table_model import (  # noqa: F401
 __all__ = [
     "nearest_class_mean",
     "anova_tukey",
+    "wilson_interval",
     "PRODUCT_TO_REACTANT_VOLUME",
     "HYDRATION_PRODUCTS",
     "HYDRATION_EQUATIONS",

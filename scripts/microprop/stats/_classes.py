@@ -8,6 +8,8 @@ unequal group sizes, :func:`statsmodels.stats.multicomp.pairwise_tukeyhsd`).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -25,7 +27,7 @@ def _clean(values, labels, what):
     return v[ok], lab[ok]
 
 
-def nearest_class_mean(values, labels, what="descriptor"):
+def nearest_class_mean(values, labels, what="descriptor", train=None):
     """Accuracy of assigning each sample to the class of nearest mean descriptor.
 
     Parameters
@@ -36,12 +38,16 @@ def nearest_class_mean(values, labels, what="descriptor"):
         Class of each sample.
     what : str
         The descriptor, for messages.
+    train : array-like of bool, shape (N,), optional
+        The samples whose class means are taken; the accuracy and the
+        confusion are then of the others (a held-out test). Default: the
+        means and the accuracy of all samples, as the reference reports it.
 
     Returns
     -------
     dict
-        ``accuracy`` (fraction of samples whose nearest class mean is their
-        own class), ``class_means`` (class -> mean), ``predicted`` (array of
+        ``accuracy`` (fraction of the evaluated samples whose nearest class
+        mean is their own class), ``class_means`` (class -> mean), ``predicted`` (array of
         the assigned classes, for the samples kept), ``confusion``
         (DataFrame, true classes as rows, predicted as columns, counts) and
         ``n`` (samples used).
@@ -49,13 +55,26 @@ def nearest_class_mean(values, labels, what="descriptor"):
     Raises
     ------
     InputError
-        If fewer than two classes are present or the lengths differ.
+        If fewer than two classes are present, the lengths differ, or
+        ``train`` leaves a class without a sample or nothing to evaluate.
     """
     v, lab = _clean(values, labels, what)
     classes = list(pd.unique(lab))
     if len(classes) < 2:
         raise InputError(f"{what}: {len(classes)} class(es); at least 2 are needed")
-    means = np.array([v[lab == c].mean() for c in classes])
+    fit = np.ones(v.size, bool)
+    if train is not None:
+        t = np.asarray(train, bool).ravel()
+        if t.shape != np.asarray(values).ravel().shape:
+            raise InputError(f"{what}: {t.size} train flags for {np.asarray(values).size} values")
+        fit = t[np.isfinite(np.asarray(values, float).ravel())]
+        missing = [c for c in classes if not (fit & (lab == c)).any()]
+        if missing or fit.all():
+            raise InputError(f"{what}: the training share leaves classes {missing} without a sample "
+                             f"or no sample to evaluate ({int((~fit).sum())})")
+    means = np.array([v[fit & (lab == c)].mean() for c in classes])
+    if train is not None:
+        v, lab = v[~fit], lab[~fit]
     pred = np.asarray(classes, dtype=object)[np.argmin(np.abs(v[:, None] - means[None, :]), axis=1)]
     conf = pd.crosstab(pd.Series(lab, name="true"), pd.Series(pred, name="predicted")).reindex(
         index=classes, columns=classes, fill_value=0)
@@ -104,3 +123,17 @@ def anova_tukey(values, labels, alpha=0.10, what="descriptor"):
     table["reject"] = table["reject"].astype(bool)
     return ({"F": float(F), "p_value": float(p),
              "n_per_class": {str(c): int((lab == c).sum()) for c in classes}}, table)
+
+
+def wilson_interval(k, n, z=1.96):
+    """Wilson score interval of a proportion ``k / n`` (Wilson 1927, JASA 22, 209).
+
+    Returns ``(low, high)``; ``(nan, nan)`` for ``n == 0``.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return float(c - h), float(c + h)

@@ -41,7 +41,11 @@ from ._validation import (  # noqa: F401
     mosaic_offset_px,
     stitching_errors,
 )
-
+from ._detector import (  # noqa: F401
+    DETECTOR_SETTINGS,
+    detector_setting_test,
+    reimage_calibrated,
+)
 from ._porosity import (  # noqa: F401
     DEMO_POROSITY_CLASSES,
     gaussian_random_field,
@@ -50,6 +54,9 @@ from ._porosity import (  # noqa: F401
 )
 
 __all__ = [
+    "DETECTOR_SETTINGS",
+    "detector_setting_test",
+    "reimage_calibrated",
     "DEMO_POROSITY_CLASSES",
     "gaussian_random_field",
     "porosity_map",

@@ -1,5 +1,9 @@
-"""Networks: the seed's ResNet (Li et al.).
+"""Networks: the seed's ResNet (Li et al.) and the porosity-map classifier (DCNN).
 """
+from ._dcnn import (  # noqa: F401
+    DCNN_WIDTHS,
+    PorosityDCNN,
+)
 from ._resnet import (  # noqa: F401
     N_PARAMETERS,
     PAPER_N_PARAMETERS,
@@ -12,6 +16,8 @@ from ._resnet import (  # noqa: F401
 )
 
 __all__ = [
+    "DCNN_WIDTHS",
+    "PorosityDCNN",
     "N_PARAMETERS",
     "PAPER_N_PARAMETERS",
     "Standardise",
