@@ -326,6 +326,30 @@ def _job_by_hand(script, argv):
     return smk
 
 
+def _log_uncaught_to(handler, rule):
+    """Write an uncaught exception of the rule script into its log file too.
+
+    Python prints the traceback on stderr, which Snakemake shows once and a
+    cluster scheduler may keep elsewhere; the rule's log file, which the
+    error summary names, then holds the message (e.g. the file, row or region
+    that was wrong) and the traceback as well.
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        record = logging.LogRecord("microprop.workflow", logging.ERROR, __file__, 0,
+                                   "rule %s failed: %s: %s", (rule, exc_type.__name__, exc),
+                                   (exc_type, exc, tb))
+        try:
+            handler.handle(record)
+            handler.flush()
+        except Exception:  # the log file itself is not writable: stderr still gets the traceback
+            pass
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
 def setup_script(namespace):
     """Return the job object of a rule script and set up logging.
 
@@ -361,7 +385,9 @@ def setup_script(namespace):
     handlers = [logging.StreamHandler(sys.stderr)]
     if len(smk.log):
         Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(smk.log[0], mode="w"))
+        file_handler = logging.FileHandler(smk.log[0], mode="w")
+        handlers.append(file_handler)
+        _log_uncaught_to(file_handler, getattr(smk, "rule", "?"))
     logging.basicConfig(
         level=logging.INFO, handlers=handlers, force=True,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
