@@ -125,6 +125,10 @@ def test_classifier_learns_a_known_difference_and_resumes_after_a_kill(textures,
         learning.train_classifier(textures, "MulF", tmp_path / "b", **{**kw, "lr": 1e-4})
     with pytest.raises(InputError, match="scale"):
         learning.train_classifier(textures, "grey", tmp_path / "c", **kw)
+    # the maps held as uint8 (the CUDA default, here forced on the CPU): the same classes learnt
+    u = learning.train_classifier(textures, "MulF", tmp_path / "u", resident_uint8=True, **kw)
+    assert torch.load(u["best"], weights_only=True)["meta"]["config"]["resident_uint8"] is True
+    assert learning.evaluate_classifier(u["best"], textures)[1]["accuracy"] >= 0.9
     # a regression checkpoint is not a classifier
     with pytest.raises(InputError, match="PorosityDCNN"):
         from microprop.learning.models import SeedResNet

@@ -32,15 +32,15 @@ from torch.nn import functional as F
 from .. import io as mio
 from ..data import MAP_SCALES, read_maps
 from ..errors import InputError
-from ..progress import progress
 from ..stats import wilson_interval
 from ._augment import downsample_images
-from ._checkpoint import _load, _rng_state, _save, _set_rng_state
+from ._checkpoint import _load
 from ._device import resolve_device
 from ._train import (
     _check_arguments,
     _evaluate,
     _resumable_checkpoint,
+    _run_epochs,
     _setup_device,
     _Training,
     _TrainVal,
@@ -92,18 +92,6 @@ def _input_standardisation(x_tr, input_px):
 class _ClassTraining(_Training):
     """The training loop's state for a classification: labels, cross-entropy, accuracy."""
 
-    def resume(self, ckpt):
-        """Continue from ``last.pt`` (see :meth:`_Training.resume`)."""
-        self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"], self.gens)
-        self.history = list(ckpt["history"])
-        self.best_val, self.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
-        self.start = ckpt["epoch"]
-        log.info("resuming %s from epoch %d (best val loss %.4g at epoch %s)", self.paths["last"],
-                 self.start, self.best_val, self.best_epoch)
-
     def _hold_targets(self, data):
         self.z_tr = torch.as_tensor(data.y_tr, dtype=torch.long, device=self.dev)
         self.z_va = torch.as_tensor(data.y_va, dtype=torch.long, device=self.dev)
@@ -128,16 +116,8 @@ class _ClassTraining(_Training):
                 "data_wait_s": stats.wait,
                 "images_per_s": self.n_tr / stats.t_train if stats.t_train > 0 else float("nan")}
 
-    def checkpoint(self, epoch, val_loss, row):
-        meta = {**self.meta_base, "epoch": epoch, "val_loss": val_loss}
-        if val_loss < self.best_val:
-            self.best_val, self.best_epoch = val_loss, epoch
-            _save({"model": self.model.state_dict(), "meta": meta}, self.paths["best"])
-        self.history.append(row)
-        _save({"model": self.model.state_dict(), "meta": meta, "optimizer": self.opt.state_dict(),
-               "scheduler": self.sched.state_dict(), "rng": _rng_state(self.gens),
-               "best_val_loss": self.best_val, "best_epoch": self.best_epoch, "epoch": epoch,
-               "history": self.history}, self.paths["last"])
+    def _meta(self, epoch, val_loss):
+        return {**self.meta_base, "epoch": epoch, "val_loss": val_loss}
 
     def write_metrics(self):
         mio.write_table(pd.DataFrame(self.history, columns=list(CLASS_METRIC_COLUMNS)),
@@ -231,21 +211,7 @@ def train_classifier(maps_path, scale, out_dir, split="random", epochs=30, batch
     run.compile(compile)
     run.hold_resident(data, config["resident_uint8"])
     run.log_start(f"classifier {scale} ({len(classes)} classes)", maps_path, split, data.crop_px)
-    bar = progress(total=max(0, epochs - run.start) * run.steps_per_epoch,
-                   desc=f"train {scale} classifier", unit="step")
-    try:
-        for epoch in range(run.start + 1, epochs + 1):
-            stats = run.train_epoch(epoch, bar)
-            val_loss, accuracy = run.validate()
-            row = run.metrics_row(epoch, stats, val_loss, accuracy)
-            run.schedule(val_loss)
-            run.checkpoint(epoch, val_loss, row)
-            run.write_metrics()
-            run.log_epoch(epoch, epochs, row)
-    finally:
-        bar.close()
-    if not paths["metrics"].exists():
-        run.write_metrics()
+    _run_epochs(run, epochs, f"train {scale} classifier")
     best_row = next((r for r in run.history if r["epoch"] == run.best_epoch), {})
     this_call = [r["images_per_s"] for r in run.history[run.start:]]
     return {"best_epoch": run.best_epoch, "best_val_loss": run.best_val,

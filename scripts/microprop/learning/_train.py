@@ -290,7 +290,8 @@ class _Training:
         self.history = list(ckpt["history"])
         self.best_val, self.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
         self.start = ckpt["epoch"]
-        self.y_mean, self.y_std = ckpt["meta"]["target_mean"], ckpt["meta"]["target_std"]
+        self.y_mean = ckpt["meta"].get("target_mean", self.y_mean)
+        self.y_std = ckpt["meta"].get("target_std", self.y_std)
         log.info("resuming %s from epoch %d (best val loss %.4g at epoch %s)", self.paths["last"],
                  self.start, self.best_val, self.best_epoch)
 
@@ -448,10 +449,14 @@ class _Training:
         """``ReduceLROnPlateau`` step on the epoch's validation loss."""
         self.sched.step(val_loss)
 
+    def _meta(self, epoch, val_loss):
+        """The checkpoint's ``meta`` at ``epoch``."""
+        return {**self.meta_base, "target_mean": self.y_mean, "target_std": self.y_std,
+                "epoch": epoch, "val_loss": val_loss}
+
     def checkpoint(self, epoch, val_loss, row):
         """Keep ``best.pt`` if the epoch is the best so far; append ``row``; write ``last.pt``."""
-        meta = {**self.meta_base, "target_mean": self.y_mean, "target_std": self.y_std,
-                "epoch": epoch, "val_loss": val_loss}
+        meta = self._meta(epoch, val_loss)
         if val_loss < self.best_val:
             self.best_val, self.best_epoch = val_loss, epoch
             _save({"model": self.model.state_dict(), "meta": meta}, self.paths["best"])
@@ -598,9 +603,14 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
     run.hold_resident(data, config["resident_uint8"])
     run.log_start(target, dataset_path, split, data.crop_px)
 
-    # -- epochs
-    bar = progress(total=max(0, epochs - run.start) * run.steps_per_epoch,
-                   desc=f"train {target} m{member}", unit="step")
+    _run_epochs(run, epochs, f"train {target} m{member}")
+    return _summary(run, epochs, ckpt is not None, t_start)
+
+
+def _run_epochs(run, epochs, desc):
+    """The epochs from ``run.start + 1`` to ``epochs``: train, validate, schedule,
+    checkpoint, log (in this order); ``metrics.csv`` also when nothing is left to run."""
+    bar = progress(total=max(0, epochs - run.start) * run.steps_per_epoch, desc=desc, unit="step")
     try:
         for epoch in range(run.start + 1, epochs + 1):
             stats = run.train_epoch(epoch, bar)
@@ -612,6 +622,5 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
             run.log_epoch(epoch, epochs, row)
     finally:
         bar.close()
-    if not paths["metrics"].exists():  # nothing left to run, a finished checkpoint
+    if not run.paths["metrics"].exists():  # nothing left to run, a finished checkpoint
         run.write_metrics()
-    return _summary(run, epochs, ckpt is not None, t_start)
