@@ -413,6 +413,14 @@ def por_scales(study):
     return list(c.get("scales") or ["MulF", "MicF"])
 
 
+def por_relevance_scales(study):
+    """The scales whose classifier is explained (relevance, regions, S2); [] when switched off."""
+    r = por_cfg(study).get("relevance") or {}
+    if not por_scales(study) or not r.get("enabled", True):
+        return []
+    return [s for s in (r.get("scales") or ["MulF"]) if s in por_scales(study)]
+
+
 def porosity_targets():
     out = []
     for s in config.get("porosity_studies") or {}:
@@ -420,4 +428,7 @@ def porosity_targets():
                 f"results/{s}/figures/baseline_scatter.png"]
         if por_scales(s):
             out += [f"results/{s}/summary.csv", f"results/{s}/figures/classifier_confusion.png"]
+        for scale in por_relevance_scales(s):
+            out += [f"results/{s}/figures/relevance_{scale}.png", f"results/{s}/figures/correlation_{scale}.png",
+                    f"results/{s}/correlation/{scale}/summary.json"]
     return out

@@ -255,3 +255,65 @@ rule porosity_summary:
         "../envs/analysis.yaml"
     script:
         "../scripts/porosity_summary.py"
+
+
+rule porosity_relevance:
+    """Deep Taylor relevance of the test maps (zennit), characteristic regions and boundaries."""
+    input:
+        model="results/{study}/classifier/{scale}/best.pt",
+        maps="results/{study}/maps.h5",
+    output:
+        relevance="results/{study}/relevance/{scale}/relevance.h5",
+        table="results/{study}/relevance/{scale}/regions.csv",
+        figure=report(
+            "results/{study}/figures/relevance_{scale}.png",
+            caption="../report/porosity_relevance.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "relevance {scale}"},
+        ),
+    params:
+        split=por_param("classifier", "split"),
+        device=por_param("classifier", "device"),
+        share=por_param("relevance", "share"),
+        boundary_quantile=por_param("relevance", "boundary_quantile"),
+    log:
+        "results/logs/porosity_relevance/{study}_{scale}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/learning.yaml"
+    script:
+        "../scripts/porosity_relevance.py"
+
+
+rule porosity_correlation:
+    """Two-point correlation S2(r, delta n) of the test maps and their characteristic regions, per class."""
+    input:
+        maps="results/{study}/maps.h5",
+        relevance="results/{study}/relevance/{scale}/relevance.h5",
+    output:
+        s2="results/{study}/correlation/{scale}/s2.h5",
+        lengths="results/{study}/correlation/{scale}/lengths.csv",
+        summary="results/{study}/correlation/{scale}/summary.json",
+        figure=report(
+            "results/{study}/figures/correlation_{scale}.png",
+            caption="../report/porosity_correlation.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "two-point correlation {scale}"},
+        ),
+    params:
+        n_levels=por_param("relevance", "n_levels"),
+        max_r_um=por_param("relevance", "max_r_um"),
+        maps_per_class=por_param("relevance", "maps_per_class"),
+    log:
+        "results/logs/porosity_correlation/{study}_{scale}.log",
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/porosity_correlation.py"

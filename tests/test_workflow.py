@@ -349,7 +349,8 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
     jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
     assert jobs == {"porosity_backscatter": 1, "porosity_specimen": 3, "porosity_calibrate": 3,
                     "porosity_maps": 1, "porosity_baseline": 1, "porosity_train": 2,
-                    "porosity_evaluate": 2, "porosity_summary": 1, "all": 1}, jobs
+                    "porosity_evaluate": 2, "porosity_summary": 1, "porosity_relevance": 1,
+                    "porosity_correlation": 1, "all": 1}, jobs
     run_smk(tmp_path, cfg)
     res = tmp_path / "results" / "tiny_por"
     import zarr
@@ -379,6 +380,17 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
         pred = pd.read_csv(res / "classifier" / scale / "predictions.csv")
         assert len(pred) == 24 and set(pred["true"]) == {"S1", "S2", "S3"}
     for fig in ("classifier_confusion", "classifier_training", "classifier_examples"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
+    # relevance of the MulF classifier on every test map, its regions, and S2 per class
+    regions = pd.read_csv(res / "relevance/MulF/regions.csv")
+    assert len(regions) == 24 and ((regions["area_fraction"] > 0) & (regions["area_fraction"] < 1)).all()
+    with h5py.File(res / "relevance/MulF/relevance.h5") as f:
+        assert f["relevance"].shape == (24, 48, 48) and f["region"].dtype == bool
+    corr = json.loads((res / "correlation/MulF/summary.json").read_text())
+    assert set(corr["parts"]) == {"whole", "region"} and corr["n_levels"] == 256
+    lengths = pd.read_csv(res / "correlation/MulF/lengths.csv")
+    assert set(lengths["part"]) == {"whole", "region"} and (lengths["characteristic_length_um"] > 0).all()
+    for fig in ("relevance_MulF", "correlation_MulF"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
     # the study alone: no indentation-study job was planned
     assert not (tmp_path / "results" / "demo").exists()

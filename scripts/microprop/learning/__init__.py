@@ -69,6 +69,9 @@ from ._mapping import (  # noqa: F401
 from ._predict import (  # noqa: F401
     predict,
 )
+from ._relevance import (  # noqa: F401
+    relevance_maps,
+)
 from ._train import (  # noqa: F401
     COMPILE_MODES,
     METRIC_COLUMNS,
@@ -78,6 +81,7 @@ from ._train import (  # noqa: F401
 )
 
 __all__ = [
+    "relevance_maps",
     "CLASS_METRIC_COLUMNS",
     "train_classifier",
     "evaluate_classifier",

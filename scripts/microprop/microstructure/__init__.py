@@ -1,5 +1,6 @@
 """Microstructure descriptors of calibrated crops: phase segmentation by
-thresholds, class fractions, state fields and two-point correlations.
+thresholds, class fractions, state fields and two-point correlations (binary
+phases, and grey-level maps as S2(r, delta n)); regions of relevance maps.
 """
 from ._descriptors import (  # noqa: F401
     QUANTILES,
@@ -12,11 +13,23 @@ from ._descriptors import (  # noqa: F401
     segment,
     state_fields,
 )
+from ._correlation import (  # noqa: F401
+    correlation_lengths,
+    level_correlation,
+    quantize_levels,
+    radial_s2,
+)
 from ._porosity import (  # noqa: F401
     MIN_PORE_PX,
     PORE_THRESHOLD,
     average_pore_size_nm,
     porosity_descriptors,
+)
+from ._regions import (  # noqa: F401
+    CHARACTERISTIC_SHARE,
+    boundary_features,
+    characteristic_region,
+    porosity_regions,
 )
 from ._two_point import (  # noqa: F401
     correlation_pairs,
@@ -25,6 +38,14 @@ from ._two_point import (  # noqa: F401
 )
 
 __all__ = [
+    "quantize_levels",
+    "level_correlation",
+    "radial_s2",
+    "correlation_lengths",
+    "CHARACTERISTIC_SHARE",
+    "characteristic_region",
+    "porosity_regions",
+    "boundary_features",
     "PORE_THRESHOLD",
     "MIN_PORE_PX",
     "average_pore_size_nm",

@@ -14,6 +14,8 @@ from ._classes import (  # noqa: F401
     classifier_history,
     confusion_matrices,
     example_maps,
+    relevance_panels,
+    s2_panels,
 )
 from ._learning import (  # noqa: F401
     CROPS_FIGSIZE,
@@ -46,6 +48,8 @@ __all__ = [
     "classifier_history",
     "confusion_matrices",
     "example_maps",
+    "relevance_panels",
+    "s2_panels",
     "DPI",
     "FIGSIZE",
     "quantity_label",

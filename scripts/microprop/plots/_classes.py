@@ -158,3 +158,119 @@ def example_maps(maps, labels, predicted, classes, pixel_size_nm, per_class=3, t
         fig.colorbar(im, ax=axes.ravel().tolist(), label="equivalent porosity n (-)", shrink=0.8)
     fig.suptitle(title or "Test maps: true -> predicted class (red: wrong)", fontsize=10)
     return fig
+
+
+def relevance_panels(maps, relevance, high, boundary, region, labels, pixel_size_nm, share=0.7, title=None):
+    """Maps and their deep Taylor relevance, one row per map (the reference's Fig. 5).
+
+    Parameters
+    ----------
+    maps : numpy.ndarray, shape (K, P, P)
+        Equivalent porosity (-) as the network saw it.
+    relevance : numpy.ndarray, shape (K, P, P)
+        Relevance for the explained class.
+    high, boundary, region : numpy.ndarray of bool, shape (K, P, P)
+        High-porosity pixels (isodata), boundary features, characteristic region.
+    labels : sequence of str, length K
+        Row titles (the true class).
+    pixel_size_nm : float
+        Of ``maps`` (scale bar).
+    share : float
+        The characteristic region's share of the relevance (title).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``FIGSIZE["image"]``-wide, four columns: (a) the map; (b) positive
+        relevance, red on high-porosity and blue on low-porosity pixels (the
+        colour's strength: relevance over the map's 99th percentile); (c)
+        boundary features; (d) the characteristic region over the map, with
+        its area fraction.
+    """
+    maps = np.asarray(maps)
+    k = len(maps)
+    if not (len(relevance) == len(high) == len(boundary) == len(region) == len(labels) == k) or k == 0:
+        raise InputError("relevance_panels: maps, relevance, masks and labels must have the same, non-zero length")
+    fig = Figure(figsize=(FIGSIZE["image"][0] + 2, 2.4 * k + 0.8), dpi=DPI)
+    axes = fig.subplots(k, 4, squeeze=False)
+    width_um = maps.shape[-1] * float(pixel_size_nm) / 1000
+    ext = (0, width_um, width_um, 0)
+    for i in range(k):
+        pos = np.clip(np.asarray(relevance[i], float), 0, None)
+        scale = np.quantile(pos, 0.99) or 1.0
+        a = np.clip(pos / scale, 0, 1)
+        rgb = np.ones(maps.shape[1:] + (3,))
+        h = np.asarray(high[i], bool)
+        rgb[..., 1] -= a
+        rgb[..., 2] -= a * h            # red where high porosity
+        rgb[..., 0] -= a * ~h           # blue where low porosity
+        panels = [(maps[i], "magma", f"{labels[i]}: map"),
+                  (rgb, None, "relevance (red: high n, blue: low n)"),
+                  (np.asarray(boundary[i], float), "Greys", "boundary features"),
+                  (maps[i], "magma", f"region carrying {100 * share:.0f} %: "
+                                     f"{100 * np.mean(region[i]):.1f} % of the map")]
+        for j, (img, cmap, name) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(img, cmap=cmap, extent=ext, vmin=0 if cmap else None, vmax=1 if cmap else None)
+            if j == 3:
+                ax.contour(np.asarray(region[i], float), levels=[0.5], colors="cyan", linewidths=0.6,
+                           extent=(0, width_um, 0, width_um), origin="upper")
+            ax.set_title(name, fontsize=7)
+            ax.set_axis_off()
+            if j == 0:
+                add_scale_bar(ax, width_um)
+    fig.suptitle(title or "Deep Taylor relevance", fontsize=10)
+    return fig
+
+
+def s2_panels(r_um, delta_n, pooled, classes, title=None):
+    """S2(r, delta n) per class, whole maps and characteristic regions (the reference's Fig. 6).
+
+    Parameters
+    ----------
+    r_um : numpy.ndarray, shape (R + 1,)
+    delta_n : numpy.ndarray, shape (2 L - 1,)
+        Porosity difference of the pair (second minus first point).
+    pooled : dict
+        ``(class, part) -> S2 (R + 1, 2 L - 1)``, ``part`` ``"whole"`` or ``"region"``.
+    classes : sequence of str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One column per class and a last one of curves; rows: whole maps,
+        characteristic regions. Heat maps: log10 of the probability of a pair
+        at distance r with porosity difference delta n; curves: the
+        same-porosity probability ``S2(r, 0)`` per class.
+    """
+    parts = [p for p in ("whole", "region") if any((c, p) in pooled for c in classes)]
+    if not parts:
+        raise InputError("s2_panels: nothing to draw")
+    fig = Figure(figsize=(3.2 * (len(classes) + 1), 3.0 * len(parts) + 0.6), dpi=DPI)
+    axes = fig.subplots(len(parts), len(classes) + 1, squeeze=False)
+    centre = len(delta_n) // 2
+    im = None
+    for i, part in enumerate(parts):
+        for j, c in enumerate(classes):
+            ax = axes[i, j]
+            s = pooled.get((c, part))
+            if s is None:
+                ax.set_axis_off()
+                continue
+            with np.errstate(divide="ignore"):
+                im = ax.imshow(np.log10(np.clip(s.T, 1e-7, None)), origin="lower", aspect="auto", cmap="viridis",
+                               vmin=-5, vmax=-1, extent=(r_um[0], r_um[-1], delta_n[0], delta_n[-1]))
+            ax.set_ylim(-0.6, 0.6)
+            ax.set_xlabel("distance r (um)")
+            ax.set_ylabel("porosity difference delta n (-)")
+            ax.set_title(f"{c}, {'whole maps' if part == 'whole' else 'characteristic regions'}", fontsize=8)
+            axes[i, -1].plot(r_um, s[:, centre], label=c, color=f"C{j}")
+        ax = axes[i, -1]
+        ax.set_xlabel("distance r (um)")
+        ax.set_ylabel("S2(r, delta n = 0) (-)")
+        ax.set_title("same porosity at distance r", fontsize=8)
+        ax.legend(fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, :-1].ravel().tolist(), label="log10 probability of the pair", shrink=0.8)
+    fig.suptitle(title or "Two-point correlation S2(r, delta n)", fontsize=10)
+    return fig
