@@ -246,7 +246,8 @@ def s2_panels(r_um, delta_n, pooled, classes, title=None):
     parts = [p for p in ("whole", "region") if any((c, p) in pooled for c in classes)]
     if not parts:
         raise InputError("s2_panels: nothing to draw")
-    fig = Figure(figsize=(3.2 * (len(classes) + 1), 3.0 * len(parts) + 0.6), dpi=DPI)
+    fig = Figure(figsize=(3.4 * (len(classes) + 1) + 1.0, 3.6 * len(parts) + 0.8), dpi=DPI,
+                 layout="constrained")
     axes = fig.subplots(len(parts), len(classes) + 1, squeeze=False)
     centre = len(delta_n) // 2
     im = None
@@ -262,15 +263,18 @@ def s2_panels(r_um, delta_n, pooled, classes, title=None):
                                vmin=-5, vmax=-1, extent=(r_um[0], r_um[-1], delta_n[0], delta_n[-1]))
             ax.set_ylim(-0.6, 0.6)
             ax.set_xlabel("distance r (um)")
-            ax.set_ylabel("porosity difference delta n (-)")
+            if j == 0:
+                ax.set_ylabel("porosity difference delta n (-)")
             ax.set_title(f"{c}, {'whole maps' if part == 'whole' else 'characteristic regions'}", fontsize=8)
-            axes[i, -1].plot(r_um, s[:, centre], label=c, color=f"C{j}")
+            axes[i, -1].plot(r_um[1:], s[1:, centre], label=c, color=f"C{j}")
         ax = axes[i, -1]
         ax.set_xlabel("distance r (um)")
-        ax.set_ylabel("S2(r, delta n = 0) (-)")
+        ax.set_ylabel("S2(r, delta n = 0) (-), r > 0")
+        ax.set_yscale("log")
         ax.set_title("same porosity at distance r", fontsize=8)
         ax.legend(fontsize=7)
     if im is not None:
-        fig.colorbar(im, ax=axes[:, :-1].ravel().tolist(), label="log10 probability of the pair", shrink=0.8)
+        fig.colorbar(im, ax=axes[:, :-1].ravel().tolist(), label="log10 probability of the pair", shrink=0.8,
+                     location="left")
     fig.suptitle(title or "Two-point correlation S2(r, delta n)", fontsize=10)
     return fig
