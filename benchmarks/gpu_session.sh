@@ -16,7 +16,8 @@
 #      (torch.compile mode reduce-overhead), to show the launch-bound regime;
 #   4. mapping throughput (crops/s, Mpx/s), 250 px crops, batch 512;
 #   5. the porosity classifier's training throughput (maps/s), 384 px maps
-#      (the reference's size), batch 64, bf16, uint8-resident.
+#      (the reference's size), batch 64, bf16, uint8-resident;
+#   6. the deep Taylor relevance pass (zennit) for one batch of 384 px maps.
 # Each step has its own time limit, so one that hangs costs only its share.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +28,13 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 if [ "${SMOKE:-0}" = 1 ]; then
   N250=40; N64=200; EPOCHS=1; PROF=2; COMPILE=""; GRAPHS=""; MAP="--rows 300 --cols 300"; LIMIT=300; MAP_LIMIT=300
-  CLS="--maps 60 --px 64 --epochs 1"; CLS_LIMIT=300
+  CLS="--maps 60 --px 64 --epochs 1"; CLS_LIMIT=300; REL="--px 64 --batch 4 --repeat 1"; REL_LIMIT=300
 else
   N250=4000; N64=20000; EPOCHS=3; PROF=30; COMPILE="--compile"; GRAPHS="--compile reduce-overhead"
-  # worst case (every step at its limit): ~40 s of data + 3 x 140 + 60 + 60 s < 10 minutes
+  # worst case (every step at its limit): ~40 s of data + 3 x 140 + 60 + 45 + 25 s < 10 minutes
   MAP="--rows 2000 --cols 2000 --step 16"; LIMIT=140; MAP_LIMIT=60
-  CLS="--maps 900 --px 384 --batch 64 --epochs 3"; CLS_LIMIT=60
+  CLS="--maps 900 --px 384 --batch 64 --epochs 3"; CLS_LIMIT=45
+  REL="--px 384 --batch 64"; REL_LIMIT=25
 fi
 
 {
@@ -60,6 +62,7 @@ step train_64px_b32_graphs "$LIMIT" benchmarks/bench_training.py --device "$DEVI
   --crop-px 64 --input-px 64 --epochs "$EPOCHS" --batch-size 32 $GRAPHS --profile "$PROF"
 step mapping_250px "$MAP_LIMIT" benchmarks/bench_mapping.py --device "$DEVICE" --crop-px 250 --input-px 250 $MAP
 step porosity_classifier_384px "$CLS_LIMIT" benchmarks/bench_classifier.py --device "$DEVICE" $CLS
+step relevance_384px "$REL_LIMIT" benchmarks/bench_relevance.py --device "$DEVICE" $REL
 rm -f "$data250"
 logs=$(ls "$OUT"/*.txt | grep -v "/summary.txt$")
 grep -h "^device\|images/s\|MFU\|busy\|crops/s\|maps/s\|exit" $logs > "$OUT/summary.tmp"
