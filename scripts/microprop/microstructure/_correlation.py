@@ -71,8 +71,11 @@ def quantize_levels(maps, n_levels=256, lo=0.0, hi=1.0):
     return q.astype(np.int16)
 
 
-def _pair_counts(levels, n_levels, max_r_px=None, mask=None, workers=None):
-    """Pair counts ``C[dy, dx, delta]`` and pairs ``N[dy, dx]`` of a level map (see the module)."""
+def _pair_counts(levels, n_levels, max_r_px=None, mask=None, workers=None, dtype=np.float32):
+    """Pair counts ``C[dy, dx, delta]`` and pairs ``N[dy, dx]`` of a level map (see the module).
+
+    ``dtype``: of the FFT (float32 by default; float64 to check it).
+    """
     from scipy import fft
 
     lev = np.asarray(levels)
@@ -93,7 +96,7 @@ def _pair_counts(levels, n_levels, max_r_px=None, mask=None, workers=None):
     used = lev[m]
     lo, span = int(used.min()), int(used.max()) - int(used.min()) + 1
     shape = (fft.next_fast_len(2 * span - 1), fft.next_fast_len(h + R), fft.next_fast_len(w + R, real=True))
-    vol = np.zeros(shape, np.float32)
+    vol = np.zeros(shape, dtype)
     yy, xx = np.nonzero(m)
     vol[lev[yy, xx] - lo, yy, xx] = 1.0
     spec = fft.rfftn(vol, workers=workers)
