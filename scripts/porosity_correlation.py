@@ -45,11 +45,11 @@ def main(snakemake):
         scale = str(f.attrs["scale"])
         classes = json.loads(f.attrs["classes"])
         px_nm = float(f.attrs["pixel_size_nm"])
+    order = np.argsort(rows)                   # h5py reads rows in increasing order
+    rows, region = rows[order], region[order]
     with mio.open_hdf5(snakemake.input.maps, "local-map dataset") as f:
-        maps = f[f"maps/{scale}"][np.sort(rows)]
-        labels = f["labels"][:][np.sort(rows)]
-    order = np.argsort(rows)
-    region = region[order]
+        maps = f[f"maps/{scale}"][rows]
+        labels = f["labels"][:][rows]
     if maps.shape[-1] != region.shape[-1]:     # the network's input was area-averaged
         maps = block_mean_stack(maps, maps.shape[-1] // region.shape[-1])
     R = region.shape[-1] // 2 if P.get("max_r_um") is None else int(round(float(P.max_r_um) * 1000 / px_nm))
@@ -70,7 +70,7 @@ def main(snakemake):
             r_um = r * px_nm / 1000
             ln = correlation_lengths(r_um, np.nan_to_num(s2), frac)
             counts[(c, part)].append(s2)
-            out_rows.append({"map": int(rows[order][i]), "class": c, "part": part,
+            out_rows.append({"map": int(rows[i]), "class": c, "part": part,
                              "correlation_length_um": ln["correlation_length"],
                              "characteristic_length_um": ln["characteristic_length"],
                              "area_fraction": 1.0 if mask is None else float(mask.mean())})

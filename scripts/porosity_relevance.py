@@ -52,8 +52,7 @@ def main(snakemake):
     for i in range(len(rel)):
         region, frac = characteristic_region(rel[i], share)
         high, t = porosity_regions(xin[i])
-        gy, gx = np.gradient(rel[i].astype(np.float64))
-        bound = boundary_features(rel[i], float(np.quantile(np.hypot(gy, gx), q)))
+        bound = boundary_features(rel[i], quantile=q)
         pos = np.clip(rel[i], 0, None)
         regions.append(region)
         bounds.append(bound)

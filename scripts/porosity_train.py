@@ -18,7 +18,6 @@ snakemake.output.summary : JSON: what ``train_classifier`` returned (device,
 """
 import logging
 import shutil
-import time
 from pathlib import Path
 
 from microprop.workflow import setup_script
@@ -29,26 +28,14 @@ log = logging.getLogger("microprop.porosity_train")
 def main(snakemake):
     """Train (or resume) the classifier of one scale; copy best, last and metrics out."""
     # imported here, after setup_script has set the thread counts and matplotlib's backend
-    import torch
     from microprop import io as mio
-    from microprop.learning import resolve_device, train_classifier
+    from microprop.learning import cpu_reduced_run, set_aside_stale_work, train_classifier
 
     p = snakemake.params
-    epochs, lr, input_px = int(p.epochs), float(p.lr), p.get("input_px")
-    if resolve_device(p.get("device", "auto")).type == "cpu" and p.get("cpu"):
-        over = dict(p.get("cpu"))
-        epochs, lr = int(over.get("epochs", epochs)), float(over.get("lr", lr))
-        input_px = over.get("input_px", input_px)
-        log.warning("training on a CPU: reduced run with epochs=%d, lr=%g, input_px=%s "
-                    "(classifier.cpu of the study's config)", epochs, lr, input_px)
+    epochs, lr, input_px = cpu_reduced_run(p.get("device", "auto"), p.epochs, p.lr, p.get("input_px"),
+                                           p.get("cpu"), where="classifier.cpu")
     work = Path(p.work_dir)
-    last = work / "last.pt"
-    if last.exists():
-        old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
-        if old != mio.sha256_file(snakemake.input.maps):
-            stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
-            log.warning("%s was trained on another maps.h5; moved to %s, training afresh", work, stale)
-            work.rename(stale)
+    set_aside_stale_work(work, snakemake.input.maps, what="maps.h5")
     summary = train_classifier(
         snakemake.input.maps, str(p.scale), work, split=str(p.split), epochs=epochs,
         batch_size=int(p.batch_size), lr=lr, input_px=None if input_px in (None, "") else int(input_px),

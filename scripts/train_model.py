@@ -60,8 +60,6 @@ snakemake.output.metrics : str
 """
 import logging
 import shutil
-import time
-from pathlib import Path
 
 from microprop.workflow import setup_script
 
@@ -71,28 +69,13 @@ log = logging.getLogger("microprop.train_model")
 def main(snakemake):
     """Train one member (resuming from ``work_dir``); copy best, last and metrics out."""
     # imported here, after setup_script has set the thread counts and matplotlib's backend
-    import torch
     from microprop import io as mio
-    from microprop.learning import resolve_device, train
+    from microprop.learning import cpu_reduced_run, set_aside_stale_work, train
 
     p = snakemake.params
-    epochs, lr, input_px = int(p.epochs), float(p.get("lr", 1e-5)), p.get("input_px")
-    if resolve_device(p.get("device", "auto")).type == "cpu" and p.get("cpu"):
-        over = dict(p.get("cpu"))
-        epochs, lr = int(over.get("epochs", epochs)), float(over.get("lr", lr))
-        input_px = over.get("input_px", input_px)
-        log.warning("training on a CPU: reduced run with epochs=%d, lr=%g, input_px=%s "
-                    "(learning.cpu of the config)", epochs, lr, input_px)
-
-    work = Path(p.work_dir)
-    last = work / "last.pt"
-    if last.exists():
-        old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
-        if old != mio.sha256_file(snakemake.input.dataset):
-            stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
-            log.warning("%s was trained on another dataset; moved to %s, training afresh",
-                        work, stale)
-            work.rename(stale)
+    epochs, lr, input_px = cpu_reduced_run(p.get("device", "auto"), p.epochs, p.get("lr", 1e-5),
+                                           p.get("input_px"), p.get("cpu"), where="learning.cpu")
+    set_aside_stale_work(p.work_dir, snakemake.input.dataset, what="dataset")
 
     summary = train(
         snakemake.input.dataset, p.target, p.work_dir, split=p.get("split", "random"),

@@ -107,3 +107,7 @@ def test_characteristic_region_and_porosity_regions():
     step[:, 4:] = 1.0
     b = boundary_features(step, 0.25)
     assert b[:, 3:5].all() and not b[:, :3].any() and not b[:, 5:].any()
+    # a quantile of the map's own gradients instead of a threshold: the same pixels here
+    assert (boundary_features(step, quantile=0.5) == b).all()
+    with pytest.raises(InputError, match="either"):
+        boundary_features(step)

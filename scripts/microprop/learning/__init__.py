@@ -21,8 +21,10 @@ from ._checkpoint import (  # noqa: F401
     RESUME_KEYS,
     load_model,
     member_seed,
+    set_aside_stale_work,
 )
 from ._device import (  # noqa: F401
+    cpu_reduced_run,
     resolve_device,
 )
 from ._evaluate import (  # noqa: F401
@@ -81,6 +83,8 @@ from ._train import (  # noqa: F401
 )
 
 __all__ = [
+    "cpu_reduced_run",
+    "set_aside_stale_work",
     "relevance_maps",
     "CLASS_METRIC_COLUMNS",
     "train_classifier",

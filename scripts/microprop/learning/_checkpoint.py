@@ -130,3 +130,42 @@ def load_model(checkpoint_path, device="auto"):
 def _config_diff(old, new):
     old = {**RESUME_DEFAULTS, **old}
     return {k: (old.get(k), new.get(k)) for k in RESUME_KEYS if old.get(k) != new.get(k)}
+
+
+def set_aside_stale_work(work_dir, data_path, what="dataset"):
+    """Move ``work_dir`` aside when its ``last.pt`` was trained on other data than ``data_path``.
+
+    A rule's work directory survives a failed job so that the rerun resumes;
+    once the data have been rebuilt (e.g. a new indent batch), its checkpoint
+    is of another dataset and training must start afresh. It is renamed
+    ``<work_dir>-stale-<time>``, not deleted.
+
+    Parameters
+    ----------
+    work_dir : path-like
+    data_path : path-like
+        The training data (its sha256 is compared with the checkpoint's
+        ``meta["dataset_sha256"]``).
+    what : str
+        The data, for the log ("dataset", "maps.h5").
+
+    Returns
+    -------
+    pathlib.Path or None
+        Where the work directory went, or None when it was kept (or absent).
+    """
+    import logging
+    import time
+
+    work = Path(work_dir)
+    last = work / "last.pt"
+    if not last.exists():
+        return None
+    old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
+    if old == mio.sha256_file(data_path):
+        return None
+    stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
+    logging.getLogger(__name__).warning("%s was trained on another %s; moved to %s, training afresh",
+                                        work, what, stale)
+    work.rename(stale)
+    return stale

@@ -37,11 +37,11 @@ from ._augment import downsample_images
 from ._checkpoint import _load
 from ._device import resolve_device
 from ._train import (
-    _check_arguments,
     _evaluate,
     _resumable_checkpoint,
+    _run_config,
     _run_epochs,
-    _setup_device,
+    _start,
     _Training,
     _TrainVal,
 )
@@ -178,28 +178,21 @@ def train_classifier(maps_path, scale, out_dir, split="random", epochs=30, batch
     if scale not in MAP_SCALES:
         raise InputError(f"scale {scale!r}: expected one of {MAP_SCALES}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"best": out_dir / "best.pt", "last": out_dir / "last.pt",
-             "metrics": out_dir / "metrics.csv"}
-    epochs, batch_size = _check_arguments(epochs, batch_size, lr, compile)
-    dev, autocast = _setup_device(device, num_threads, bf16, cpu_bf16)
+    paths, epochs, batch_size, dev, autocast = _start(out_dir, epochs, batch_size, lr, compile, device,
+                                                      num_threads, bf16, cpu_bf16)
     data, classes = _read_maps_train_val(maps_path, scale, split, input_px)
     mean, sd = _input_standardisation(data.x_tr, data.input_px)
-    arch = PorosityDCNN(**{**(arch_kwargs or {}), "n_classes": len(classes), "input_mean": mean,
-                           "input_std": sd}).arch_kwargs
-    config = {"dataset": str(maps_path), "dataset_sha256": mio.sha256_file(maps_path),
-              "target": f"class:{scale}", "split": split, "epochs": epochs,
-              "batch_size": batch_size, "lr": float(lr), "input_px": data.input_px,
-              "augment": bool(augment), "autocast_bf16": autocast,
-              "channels_last": bool(channels_last),
-              "compile": compile if isinstance(compile, str) else bool(compile), "seed": int(seed),
-              "resident_uint8": bool(dev.type == "cuda" if resident_uint8 is None else resident_uint8),
-              "member": 0, "patience": int(patience), "factor": float(factor), "arch_kwargs": arch}
-    meta_base = {"target": f"class:{scale}", "scale": scale, "classes": list(classes),
-                 "input_px": data.input_px, "crop_size_px": data.crop_px, "arch": "PorosityDCNN",
-                 "arch_kwargs": arch, "dataset": str(maps_path),
-                 "dataset_sha256": config["dataset_sha256"], "split": split, "seed": int(seed),
-                 "member": 0, "config": config}
+    config, meta_base = _run_config(
+        maps_path, f"class:{scale}", split, data,
+        {**(arch_kwargs or {}), "n_classes": len(classes), "input_mean": mean, "input_std": sd},
+        dev, autocast, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment,
+        channels_last=channels_last, compile=compile, seed=seed, member=0, patience=patience,
+        factor=factor, resident_uint8=resident_uint8, model_class=PorosityDCNN)
+    arch = config["arch_kwargs"]
+    # labels, not a standardised target: no target mean and sd; the classes and the scale instead
+    for key in ("target_mean", "target_std"):
+        meta_base.pop(key)
+    meta_base.update(scale=scale, classes=list(classes))
     ckpt = _resumable_checkpoint(paths["last"], config, out_dir)
     run = _ClassTraining(dev, arch, data, paths, meta_base, lr=lr, factor=factor,
                          patience=patience, seed=seed, member=0, batch_size=batch_size,

@@ -185,16 +185,31 @@ def _read_train_val(dataset_path, target, split, input_px):
     return _TrainVal(x_tr, y_tr, x_va, y_va, crop_px, input_px, y_mean, y_std)
 
 
+def _start(out_dir, epochs, batch_size, lr, compile, device, num_threads, bf16, cpu_bf16):
+    """The start of a run: its work directory and file paths, checked arguments, the device.
+
+    Returns ``(paths, epochs, batch_size, device, autocast)``; ``paths`` holds
+    ``best``, ``last`` and ``metrics`` in ``out_dir`` (created).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"best": out_dir / "best.pt", "last": out_dir / "last.pt",
+             "metrics": out_dir / "metrics.csv"}
+    epochs, batch_size = _check_arguments(epochs, batch_size, lr, compile)
+    dev, autocast = _setup_device(device, num_threads, bf16, cpu_bf16)
+    return paths, epochs, batch_size, dev, autocast
+
+
 def _run_config(dataset_path, target, split, data, arch_kwargs, dev, autocast, *, epochs,
                 batch_size, lr, augment, channels_last, compile, seed, member, patience,
-                factor, resident_uint8):
+                factor, resident_uint8, model_class=SeedResNet):
     """The run's ``config`` (compared on resume) and the checkpoints' ``meta`` without the epoch.
 
     Returns ``(config, meta_base)``; the keys are those of the checkpoint
-    contract (:mod:`microprop.learning._checkpoint`).
+    contract (:mod:`microprop.learning._checkpoint`). ``model_class`` gives
+    the architecture's full arguments and its name (``meta["arch"]``).
     """
-    arch = SeedResNet().arch_kwargs if arch_kwargs is None else \
-        SeedResNet(**arch_kwargs).arch_kwargs
+    arch = model_class(**(arch_kwargs or {})).arch_kwargs
     config = {"dataset": str(dataset_path), "dataset_sha256": mio.sha256_file(dataset_path),
               "target": target, "split": split, "epochs": epochs, "batch_size": batch_size,
               "lr": float(lr), "input_px": data.input_px, "augment": bool(augment),
@@ -204,7 +219,7 @@ def _run_config(dataset_path, target, split, data, arch_kwargs, dev, autocast, *
                                      else resident_uint8), "member": int(member),
               "patience": int(patience), "factor": float(factor), "arch_kwargs": arch}
     meta_base = {"target": target, "target_mean": data.y_mean, "target_std": data.y_std,
-                 "input_px": data.input_px, "crop_size_px": data.crop_px, "arch": "SeedResNet",
+                 "input_px": data.input_px, "crop_size_px": data.crop_px, "arch": model_class.__name__,
                  "arch_kwargs": arch, "dataset": str(dataset_path),
                  "dataset_sha256": config["dataset_sha256"], "split": split,
                  "seed": int(seed), "member": int(member), "config": config}
@@ -577,11 +592,8 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
     t_start = time.perf_counter()
     dataset_path = _check_dataset(dataset_path, target, split)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"best": out_dir / "best.pt", "last": out_dir / "last.pt",
-             "metrics": out_dir / "metrics.csv"}
-    epochs, batch_size = _check_arguments(epochs, batch_size, lr, compile)
-    dev, autocast = _setup_device(device, num_threads, bf16, cpu_bf16)
+    paths, epochs, batch_size, dev, autocast = _start(out_dir, epochs, batch_size, lr, compile, device,
+                                                      num_threads, bf16, cpu_bf16)
 
     # -- data, configuration, the checkpoint to resume from
     data = _read_train_val(dataset_path, target, split, input_px)

@@ -87,18 +87,30 @@ def porosity_regions(porosity_map):
     return n > t, t
 
 
-def boundary_features(relevance, threshold):
+def boundary_features(relevance, threshold=None, quantile=None):
     """Pixels where the relevance changes fast: ``|grad R| > threshold``.
 
     Parameters
     ----------
     relevance : array-like, shape (H, W)
-    threshold : float
+    threshold : float, optional
         In relevance per pixel (the reference: 1.5e-5 for its relevance scale).
+    quantile : float, optional
+        Instead of ``threshold``: that quantile of the map's own gradient
+        magnitudes (relevance scales differ between networks).
 
     Returns
     -------
     numpy.ndarray, shape (H, W), bool
+
+    Raises
+    ------
+    InputError
+        Neither or both of ``threshold`` and ``quantile``.
     """
+    if (threshold is None) == (quantile is None):
+        raise InputError("boundary_features: give either threshold or quantile")
     gy, gx = np.gradient(np.asarray(relevance, np.float64))
-    return np.hypot(gy, gx) > float(threshold)
+    grad = np.hypot(gy, gx)
+    t = float(threshold) if threshold is not None else float(np.quantile(grad, float(quantile)))
+    return grad > t
