@@ -17,7 +17,9 @@
 #   4. mapping throughput (crops/s, Mpx/s), 250 px crops, batch 512;
 #   5. the porosity classifier's training throughput (maps/s), 384 px maps
 #      (the reference's size), batch 64, bf16, uint8-resident;
-#   6. the deep Taylor relevance pass (zennit) for one batch of 384 px maps.
+#   6. the deep Taylor relevance pass (zennit) for one batch of 384 px maps;
+#   7. S2(r, delta n) of one 384 px map at 256 and 64 levels, CPU (scipy) and
+#      GPU (torch's FFTs), with the GPU's difference to float64.
 # Each step has its own time limit, so one that hangs costs only its share.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,8 +65,9 @@ step train_64px_b32_graphs "$LIMIT" benchmarks/bench_training.py --device "$DEVI
 step mapping_250px "$MAP_LIMIT" benchmarks/bench_mapping.py --device "$DEVICE" --crop-px 250 --input-px 250 $MAP
 step porosity_classifier_384px "$CLS_LIMIT" benchmarks/bench_classifier.py --device "$DEVICE" $CLS
 step relevance_384px "$REL_LIMIT" benchmarks/bench_relevance.py --device "$DEVICE" $REL
+step s2_384px 60 benchmarks/bench_correlation.py --workers 2
 rm -f "$data250"
 logs=$(ls "$OUT"/*.txt | grep -v "/summary.txt$")
-grep -h "^device\|images/s\|MFU\|busy\|crops/s\|maps/s\|exit" $logs > "$OUT/summary.tmp"
+grep -h "^device\|images/s\|MFU\|busy\|crops/s\|maps/s\|CUDA\|levels\|exit" $logs > "$OUT/summary.tmp"
 mv "$OUT/summary.tmp" "$OUT/summary.txt"
 cat "$OUT/summary.txt"

@@ -430,5 +430,8 @@ def porosity_targets():
             out += [f"results/{s}/summary.csv", f"results/{s}/figures/classifier_confusion.png"]
         for scale in por_relevance_scales(s):
             out += [f"results/{s}/figures/relevance_{scale}.png", f"results/{s}/figures/correlation_{scale}.png",
-                    f"results/{s}/correlation/{scale}/summary.json"]
+                    f"results/{s}/correlation/{scale}/summary.json",
+                    f"results/{s}/figures/shared_patterns_{scale}.png",
+                    f"results/{s}/patterns/{scale}/summary.json",
+                    f"results/{s}/explanation/{scale}/summary.csv"]
     return out

@@ -307,6 +307,7 @@ rule porosity_correlation:
         n_levels=por_param("relevance", "n_levels"),
         max_r_um=por_param("relevance", "max_r_um"),
         maps_per_class=por_param("relevance", "maps_per_class"),
+        device=por_param("relevance", "device", default="auto"),
     log:
         "results/logs/porosity_correlation/{study}_{scale}.log",
     threads: 2
@@ -314,6 +315,67 @@ rule porosity_correlation:
         mem_mb=6000,
         runtime=60,
     conda:
-        "../envs/analysis.yaml"
+        "../envs/learning.yaml"
     script:
         "../scripts/porosity_correlation.py"
+
+
+rule porosity_patterns:
+    """Shared characteristic patterns per class: difference matrix, annealed order, groups, superposition sR."""
+    input:
+        maps="results/{study}/maps.h5",
+        relevance="results/{study}/relevance/{scale}/relevance.h5",
+    output:
+        patterns="results/{study}/patterns/{scale}/patterns.h5",
+        summary="results/{study}/patterns/{scale}/summary.json",
+        search_figure=report(
+            "results/{study}/figures/pattern_search_{scale}.png",
+            caption="../report/porosity_pattern_search.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "pattern search {scale}"},
+        ),
+        shared_figure=report(
+            "results/{study}/figures/shared_patterns_{scale}.png",
+            caption="../report/porosity_shared_patterns.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "shared patterns {scale}"},
+        ),
+    params:
+        n_groups=por_param("relevance", "patterns", "n_groups", default=3),
+        min_group=por_param("relevance", "patterns", "min_group", default=3),
+        level=por_param("relevance", "patterns", "level"),
+        seed=por_param("relevance", "patterns", "seed", default=0),
+    log:
+        "results/logs/porosity_patterns/{study}_{scale}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/porosity_patterns.py"
+
+
+rule porosity_explanation:
+    """One table: characteristic regions, correlation and characteristic lengths, shared patterns, per class, tested."""
+    input:
+        regions="results/{study}/relevance/{scale}/regions.csv",
+        lengths="results/{study}/correlation/{scale}/lengths.csv",
+        patterns="results/{study}/patterns/{scale}/summary.json",
+    output:
+        table=report(
+            "results/{study}/explanation/{scale}/summary.csv",
+            caption="../report/porosity_explanation.rst",
+            category="Porosity maps",
+            labels={"study": "{study}", "figure": "explanation table {scale}"},
+        ),
+    params:
+        alpha=0.05,
+    log:
+        "results/logs/porosity_explanation/{study}_{scale}.log",
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/porosity_explanation.py"

@@ -5,6 +5,7 @@ snakemake.input.relevance : ``relevance.h5`` of rule porosity_relevance (its map
 snakemake.params.n_levels : levels the maps are binned into (the reference: 256)
 snakemake.params.max_r_um : largest distance, um (default: half the map)
 snakemake.params.maps_per_class : test maps per class at most (the first ones)
+snakemake.params.device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``: where the FFTs run
 snakemake.output.s2 : HDF5: ``r_um``, ``delta_n``, and per class ``<class>/whole`` and
     ``<class>/region`` (R + 1, 2 L - 1): S2 pooled over the class's maps
 snakemake.output.lengths : CSV per map and part (whole map or region): correlation
@@ -33,12 +34,16 @@ def main(snakemake):
     from microprop import io as mio
     from microprop import plots
     from microprop.io import block_mean_stack
+    from microprop.learning import resolve_device
     from microprop.microstructure import correlation_lengths, quantize_levels, radial_s2
     from microprop.progress import progress
 
     P = snakemake.params
     L = int(P.get("n_levels", 256))
     workers = int(getattr(snakemake, "threads", 1) or 1)
+    dev = resolve_device(P.get("device", "auto"))
+    fft_device = dev if dev.type == "cuda" else None          # scipy on the CPU needs the least memory
+    log.info("S2 FFTs on %s", dev)
     with h5py.File(snakemake.input.relevance, "r") as f:
         region = f["region"][:]
         rows = f["map"][:]
@@ -66,7 +71,7 @@ def main(snakemake):
         for part, mask in (("whole", None), ("region", region[i])):
             if mask is not None and mask.sum() < 2:
                 continue
-            r, delta, s2, frac = radial_s2(lev, L, R, mask=mask, workers=workers)
+            r, delta, s2, frac = radial_s2(lev, L, R, mask=mask, workers=workers, device=fft_device)
             r_um = r * px_nm / 1000
             ln = correlation_lengths(r_um, np.nan_to_num(s2), frac)
             counts[(c, part)].append(s2)

@@ -111,3 +111,55 @@ def test_characteristic_region_and_porosity_regions():
     assert (boundary_features(step, quantile=0.5) == b).all()
     with pytest.raises(InputError, match="either"):
         boundary_features(step)
+
+
+def test_ring_pooled_s2_equals_counting_every_pair_at_256_levels(rng):
+    """radial_s2 (octant DCT, no per-displacement volume) against a direct pair count, 256 levels."""
+    lev = rng.integers(0, 256, size=(21, 18))
+    mask = rng.random(lev.shape) > 0.3
+    R = 7
+    d = np.arange(-R, R + 1)
+    ring = np.rint(np.hypot(d[:, None], d[None, :])).astype(int)
+    for m in (None, mask):
+        # brute force: every pair (x, x + d) with both pixels in the mask, pooled by ring
+        counts = np.zeros((R + 1, 2 * 256 - 1))
+        h, w = lev.shape
+        mm = np.ones_like(lev, bool) if m is None else m
+        for dy in range(-R, R + 1):
+            for dx in range(-R, R + 1):
+                if ring[dy + R, dx + R] > R:
+                    continue
+                ys, xs = np.nonzero(mm)
+                y2, x2 = ys + dy, xs + dx
+                ok = (y2 >= 0) & (y2 < h) & (x2 >= 0) & (x2 < w)
+                ok[ok] &= mm[y2[ok], x2[ok]]
+                diff = lev[y2[ok], x2[ok]] - lev[ys[ok], xs[ok]] + 255
+                counts[ring[dy + R, dx + R]] += np.bincount(diff, minlength=511)
+        expected = counts / counts.sum(axis=1, keepdims=True)
+        r, delta, s2, _ = radial_s2(lev, 256, max_r_px=R, mask=m, dtype=np.float64, workers=2)
+        np.testing.assert_allclose(s2, expected, atol=1e-12)
+        np.testing.assert_allclose(s2, s2[:, ::-1], atol=1e-12)        # a ring holds each pair from both ends
+        # the float32 default, and torch's whole-volume path (the CUDA one, run here on the CPU)
+        np.testing.assert_allclose(radial_s2(lev, 256, max_r_px=R, mask=m)[2], expected, atol=2e-6)
+        np.testing.assert_allclose(radial_s2(lev, 256, max_r_px=R, mask=m, device="cpu", dtype=np.float64)[2],
+                                   expected, atol=1e-12)
+    with pytest.raises(InputError, match="dtype"):
+        radial_s2(lev, 256, dtype=np.int32)
+
+
+def test_binary_s2_agrees_with_porespy(rng):
+    """porespy 3.2's two_point_correlation (zero-padded, per-lag pair normalisation, the mean over
+    the lags of each bin [r, r + 1)) against our level S2 of the same binary image: for two
+    levels, the probability that a pair has the same level is S2 of the pores plus S2 of the solid."""
+    import porespy
+    from scipy import ndimage
+
+    im = ndimage.gaussian_filter(rng.standard_normal((48, 40)), 2.5) > 0.2
+    R = min(im.shape) // 2
+    ours = level_correlation(im.astype(int), 2, max_r_px=R, workers=1)[:, :, 1]   # delta = 0, per (dy, dx)
+    d = np.arange(-R, R + 1)
+    dist = np.hypot(d[:, None], d[None, :])
+    binned = np.array([ours[(dist >= b) & (dist < b + 1)].mean() for b in range(R)])
+    theirs = sum(porespy.metrics.two_point_correlation(phase).probability_scaled for phase in (im, ~im))
+    assert len(theirs) == R
+    np.testing.assert_allclose(binned, theirs, atol=1e-6)

@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Packages needed only to drive the workflow or the tests, not inside a rule.
 # conda-forge name -> pip name
 CONDA_TO_PIP = {"pytorch": "torch"}
-DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema", "pytest", "pytest-timeout"}
+DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema", "pytest", "pytest-timeout", "porespy"}
 
 
 def requirements():

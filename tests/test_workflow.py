@@ -350,7 +350,8 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
     assert jobs == {"porosity_backscatter": 1, "porosity_specimen": 3, "porosity_calibrate": 3,
                     "porosity_maps": 1, "porosity_baseline": 1, "porosity_train": 2,
                     "porosity_evaluate": 2, "porosity_summary": 1, "porosity_relevance": 1,
-                    "porosity_correlation": 1, "all": 1}, jobs
+                    "porosity_correlation": 1, "porosity_patterns": 1, "porosity_explanation": 1,
+                    "all": 1}, jobs
     run_smk(tmp_path, cfg)
     res = tmp_path / "results" / "tiny_por"
     import zarr
@@ -390,7 +391,24 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
     assert set(corr["parts"]) == {"whole", "region"} and corr["n_levels"] == 256
     lengths = pd.read_csv(res / "correlation/MulF/lengths.csv")
     assert set(lengths["part"]) == {"whole", "region"} and (lengths["characteristic_length_um"] > 0).all()
-    for fig in ("relevance_MulF", "correlation_MulF"):
+    # shared patterns: per class an annealed order no worse than the maps' own, groups of >= 3 maps
+    pat = json.loads((res / "patterns/MulF/summary.json").read_text())
+    for c in ("S1", "S2", "S3"):
+        e = pat["classes"][c]
+        assert e["n_maps"] == 8 and e["total_gradient_end"] <= e["total_gradient_start"]
+        assert e["total_gradient_check"] == pytest.approx(e["total_gradient_end"])
+        assert e["groups"] and all(g["size"] >= 3 and 0 <= g["shared_fraction"] <= 1 for g in e["groups"])
+        members = [m for g in e["groups"] for m in g["maps"]]
+        assert len(members) == len(set(members)) and set(members) <= set(regions["map"])
+    # the explanation table: every quantity for every class, the same test on a quantity's rows
+    table = pd.read_csv(res / "explanation/MulF/summary.csv")
+    assert len(table) == 7 * 3 and set(table["class"]) == {"S1", "S2", "S3"}
+    area = table[table["quantity"].str.startswith("characteristic region")].set_index("class")
+    for c in ("S1", "S2", "S3"):
+        expected = 100 * regions.loc[regions["true"] == c, "area_fraction"].mean()
+        assert area.loc[c, "mean"] == pytest.approx(expected, abs=1e-3)
+    assert table.groupby("quantity")["p_value"].nunique(dropna=False).max() == 1
+    for fig in ("relevance_MulF", "correlation_MulF", "pattern_search_MulF", "shared_patterns_MulF"):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
     # the study alone: no indentation-study job was planned
     assert not (tmp_path / "results" / "demo").exists()

@@ -1,6 +1,6 @@
 """Microstructure descriptors of calibrated crops: phase segmentation by
 thresholds, class fractions, state fields and two-point correlations (binary
-phases, and grey-level maps as S2(r, delta n)); regions of relevance maps.
+phases, and grey-level maps as S2(r, delta n)); regions of relevance maps and the patterns they share.
 """
 from ._descriptors import (  # noqa: F401
     QUANTILES,
@@ -18,6 +18,16 @@ from ._correlation import (  # noqa: F401
     level_correlation,
     quantize_levels,
     radial_s2,
+)
+from ._patterns import (  # noqa: F401
+    anneal_order,
+    characteristic_patterns,
+    default_level,
+    difference_matrix,
+    pattern_groups,
+    shared_fraction,
+    shared_pattern,
+    total_gradient,
 )
 from ._porosity import (  # noqa: F401
     MIN_PORE_PX,
@@ -42,6 +52,14 @@ __all__ = [
     "level_correlation",
     "radial_s2",
     "correlation_lengths",
+    "characteristic_patterns",
+    "difference_matrix",
+    "total_gradient",
+    "anneal_order",
+    "pattern_groups",
+    "shared_pattern",
+    "shared_fraction",
+    "default_level",
     "CHARACTERISTIC_SHARE",
     "characteristic_region",
     "porosity_regions",

@@ -16,14 +16,34 @@ is, for each displacement ``d``, a probability distribution over ``delta``
 For all displacements and level differences at once: the one-hot indicator
 volume ``I[l, y, x]`` (levels x pixels) correlated with itself along all
 three axes, ``C[delta, d] = sum over l, x of I[l, x] I[l + delta, x + d]``,
-is one real 3-D FFT, a product and an inverse FFT (the sum over level pairs
-is a correlation along the level axis, done in the same pass). The level
-axis is zero-padded (no wrap between the darkest and brightest levels); the
-image axes are zero-padded by ``max_r_px`` (pairs that leave the map are not
-counted) and each displacement is normalised by its number of pairs.
+is one 3-D FFT, a product and an inverse FFT (the sum over level pairs is a
+correlation along the level axis, done in the same pass). The level axis is
+zero-padded (no wrap between the darkest and brightest levels); the image
+axes are zero-padded by ``max_r_px`` (pairs that leave the map are not
+counted: the study's convention is non-periodic, since a map is a window of
+a larger specimen) and each displacement is normalised by its number of
+pairs. :func:`level_correlation` returns that per displacement.
+
 ``S2(r, delta)`` pools the pairs of the displacements of each ring
-``round(|d|) = r``. A mask (a characteristic region) keeps only the pairs
-whose two pixels both lie in it.
+``round(|d|) = r``. :func:`radial_s2` computes it without the per-displacement
+volume, in three steps that each use an exact identity:
+
+* the level axis of the indicator's transform is known in closed form: at
+  level frequency ``k`` it is the 2-D field ``exp(-2 pi i k l(x) / L')`` (zero
+  outside the mask), so only the 2-D FFTs of the ``L'/2 + 1`` non-negative
+  ``k`` are taken (the rest are their conjugates);
+* a ring is unchanged by the reflections ``dy -> -dy`` and ``dx -> -dx``, so
+  its pair count is that of the correlation averaged over the four
+  reflections, whose spectrum is the power spectrum averaged over the four
+  reflected frequencies; that average is even along every axis (levels
+  included), so its inverse is a 3-D type-I discrete cosine transform of one
+  octant (``scipy.fft.dct``), evaluated for ``0 <= dy, dx <= R`` only, and the
+  pooled ``S2(r, delta)`` is even in ``delta``;
+* the ring sums are one sparse product over the quarter plane (each
+  off-axis displacement stands for its mirror images).
+
+On a CUDA device (``device=``) the same sums come from torch's FFTs of the
+whole volume (memory is not the constraint there).
 
 From ``S2(r, .)`` and ``p0(r) = S2(r, delta = 0)``, the probability that
 two points at distance ``r`` have the same porosity:
@@ -71,13 +91,8 @@ def quantize_levels(maps, n_levels=256, lo=0.0, hi=1.0):
     return q.astype(np.int16)
 
 
-def _pair_counts(levels, n_levels, max_r_px=None, mask=None, workers=None, dtype=np.float32):
-    """Pair counts ``C[dy, dx, delta]`` and pairs ``N[dy, dx]`` of a level map (see the module).
-
-    ``dtype``: of the FFT (float32 by default; float64 to check it).
-    """
-    from scipy import fft
-
+def _checked(levels, n_levels, max_r_px, mask):
+    """The level map, its mask and ``R`` after the checks every S2 function makes."""
     lev = np.asarray(levels)
     if lev.ndim != 2:
         raise InputError(f"level_correlation: a 2-D map expected, got shape {lev.shape}")
@@ -93,6 +108,17 @@ def _pair_counts(levels, n_levels, max_r_px=None, mask=None, workers=None, dtype
         raise InputError(f"level_correlation: mask {m.shape} and map {lev.shape} differ in shape")
     if not m.any():
         raise InputError("level_correlation: the mask selects no pixel")
+    return lev, h, w, L, R, m
+
+
+def _pair_counts(levels, n_levels, max_r_px=None, mask=None, workers=None, dtype=np.float32):
+    """Pair counts ``C[dy, dx, delta]`` and pairs ``N[dy, dx]`` of a level map (see the module).
+
+    ``dtype``: of the FFT (float32 by default; float64 to check it).
+    """
+    from scipy import fft
+
+    lev, h, w, L, R, m = _checked(levels, n_levels, max_r_px, mask)
     used = lev[m]
     lo, span = int(used.min()), int(used.max()) - int(used.min()) + 1
     shape = (fft.next_fast_len(2 * span - 1), fft.next_fast_len(h + R), fft.next_fast_len(w + R, real=True))
@@ -154,8 +180,120 @@ def level_correlation(levels, n_levels, max_r_px=None, mask=None, workers=None):
         return counts / pairs[..., None]
 
 
-def radial_s2(levels, n_levels=256, max_r_px=None, mask=None, workers=None):
+def _even_fast_len(n):
+    """The smallest even FFT-friendly length >= n (a type-I DCT needs an even period)."""
+    from scipy import fft
+
+    return 2 * fft.next_fast_len((int(n) + 1) // 2)
+
+
+def _ring_geometry(R):
+    """Ring index and mirror-image weight of every displacement of the quarter plane ``0 <= dy, dx <= R``."""
+    d = np.arange(R + 1)
+    ring = np.rint(np.hypot(d[:, None], d[None, :])).astype(np.int64).ravel()
+    mult = np.where(d == 0, 1.0, 2.0)
+    weight = (mult[:, None] * mult[None, :]).ravel()
+    keep = ring <= R
+    return ring, weight, keep
+
+
+def _ring_counts_numpy(rel, m, span, h, w, R, workers, dtype, chunk=4):
+    """Ring pair counts ``(R + 1, span)`` for ``delta = 0..span-1`` (see the module), scipy on the CPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy import fft, sparse
+
+    Lp = _even_fast_len(2 * span - 1)
+    Hp, Wp = _even_fast_len(h + R), _even_fast_len(w + R)
+    K, qh, qw = Lp // 2 + 1, Hp // 2 + 1, Wp // 2 + 1
+    complex_t = np.complex64 if dtype == np.float32 else np.complex128
+    idx = np.where(m, rel, span).ravel()          # pixels outside the mask read the table's zero column
+    octant = np.empty((K, qh, qw), dtype)
+    lv = np.arange(span)
+    threads = max(1, int(workers or 1))
+
+    def fold(a, axis, out):                       # out[q] = a[q] + a[-q], q = 0..n/2, period n = a.shape[axis]
+        n = a.shape[axis]
+        q = n // 2 + 1
+
+        def at(x):
+            sl = [slice(None)] * a.ndim
+            sl[axis] = x
+            return tuple(sl)
+
+        np.add(a[at(slice(1, q - 1))], a[at(slice(n - 1, q - 1, -1))], out=out[at(slice(1, q - 1))])
+        np.multiply(a[at(slice(0, 1))], 2, out=out[at(slice(0, 1))])
+        np.multiply(a[at(slice(q - 1, q))], 2, out=out[at(slice(q - 1, q))])
+
+    def work(first):                              # level frequencies first, first + threads * chunk, ...
+        table = np.zeros((chunk, span + 1), complex_t)
+        bx = np.zeros((chunk, h, Wp), complex_t)
+        by = np.zeros((chunk, Hp, Wp), complex_t)
+        power = np.empty((chunk, Hp, Wp), dtype)
+        tmp = np.empty((chunk, Hp, Wp), dtype)
+        fx = np.empty((chunk, Hp, qw), dtype)
+        for a in range(first * chunk, K, chunk * threads):
+            c = min(K, a + chunk) - a
+            table[:c, :span] = np.exp(-2j * np.pi * np.outer(np.arange(a, a + c), lv) / Lp)
+            bx[:c, :, :w] = np.take(table[:c], idx, axis=1).reshape(c, h, w)
+            bx[:c, :, w:] = 0
+            by[:c, :h] = fft.fft(bx[:c], axis=-1, workers=1, overwrite_x=True)
+            by[:c, h:] = 0
+            f = fft.fft(by[:c], axis=-2, workers=1, overwrite_x=True)
+            np.multiply(f.real, f.real, out=power[:c])
+            np.multiply(f.imag, f.imag, out=tmp[:c])
+            power[:c] += tmp[:c]
+            fold(power[:c], 2, fx[:c])
+            fold(fx[:c], 1, octant[a:a + c])
+
+    with ThreadPoolExecutor(threads) as ex:       # numpy and pocketfft release the GIL
+        list(ex.map(work, range(threads)))
+    c3 = fft.dct(octant, type=1, axis=2, workers=workers)[:, :, :R + 1]
+    c3 = fft.dct(c3, type=1, axis=1, workers=workers)[:, :R + 1]
+    c3 = fft.dct(c3.astype(np.float64), type=1, axis=0, workers=workers)[:span]
+    c3 *= 0.25 / (Lp * Hp * Wp)                   # the four reflections' mean; the inverse DFT's 1/N
+    ring, weight, keep = _ring_geometry(R)
+    pool = sparse.csr_matrix((weight[keep], (np.nonzero(keep)[0], ring[keep])), shape=(len(ring), R + 1))
+    return np.asarray(pool.T @ c3.reshape(span, -1).T)
+
+
+def _ring_counts_torch(rel, m, span, h, w, R, device, dtype):
+    """The same ring counts as :func:`_ring_counts_numpy`, from torch's FFTs of the whole volume on ``device``."""
+    import torch
+
+    Lp = _even_fast_len(2 * span - 1)
+    Hp, Wp = _even_fast_len(h + R), _even_fast_len(w + R)
+    K = Lp // 2 + 1
+    real = torch.float32 if dtype == np.float32 else torch.float64
+    cplx = torch.complex64 if dtype == np.float32 else torch.complex128
+    mm = torch.as_tensor(m, device=device)
+    idx = torch.as_tensor(np.where(m, rel, 0), device=device)
+    k = torch.arange(K, device=device, dtype=real)
+    phase = torch.outer(k, torch.arange(span, device=device, dtype=real)) * (-2 * math.pi / Lp)
+    table = torch.polar(torch.ones_like(phase), phase).to(cplx)              # (K, span)
+    g = table[:, idx] * mm                                                  # (K, h, w)
+    spec = torch.fft.fft2(g, s=(Hp, Wp))
+    del g
+    power = (spec.real ** 2 + spec.imag ** 2).to(cplx)
+    del spec
+    corr = torch.fft.irfftn(power, s=(Hp, Wp, Lp), dim=(1, 2, 0))          # C[delta, dy, dx], wrapped
+    del power
+    d = torch.arange(-R, R + 1, device=device)
+    block = corr[:span][:, d % Hp][:, :, d % Wp]                            # delta = 0..span-1, |dy|, |dx| <= R
+    ring = torch.round(torch.hypot(d[:, None].to(real), d[None, :].to(real))).long().ravel()
+    keep = ring <= R
+    out = torch.zeros((span, R + 1), dtype=torch.float64, device=device)
+    out.index_add_(1, ring[keep], block.reshape(span, -1)[:, keep].to(torch.float64))
+    return out.T.cpu().numpy()
+
+
+def radial_s2(levels, n_levels=256, max_r_px=None, mask=None, workers=None, device=None, dtype=np.float32):
     """S2(r, delta) of one level map, pooled over the displacements of each ring.
+
+    Pairs leave no map: the convention is non-periodic (the map is a window
+    of a larger specimen; see the module). Computed without the
+    per-displacement volume (type-I DCT of the reflection-averaged spectrum;
+    see the module); exact to the FFT's rounding.
 
     Parameters
     ----------
@@ -165,6 +303,14 @@ def radial_s2(levels, n_levels=256, max_r_px=None, mask=None, workers=None):
         Largest distance, px (default: half the shorter edge).
     mask : array-like of bool, shape (H, W), optional
         Only pairs within the mask (:func:`level_correlation`).
+    workers : int, optional
+        CPU threads (one per level-frequency chunk, and of ``scipy.fft``).
+    device : str or torch.device, optional
+        Run the FFTs in torch on this device (``"cuda"``: the GPU); default
+        ``None``: scipy on the CPU, which needs less memory (one octant).
+    dtype : numpy.float32 or numpy.float64
+        Precision of the transforms (float32: about 1e-7 of a ring's pairs;
+        ``benchmarks/bench_correlation.py`` measures it against float64).
 
     Returns
     -------
@@ -175,27 +321,38 @@ def radial_s2(levels, n_levels=256, max_r_px=None, mask=None, workers=None):
         ``delta (hi - lo) / (L - 1)`` for :func:`quantize_levels`' range.
     S2 : numpy.ndarray, shape (R + 1, 2 L - 1), float64
         The pair counts of each ring over its pairs: each row sums to 1 (NaN
-        for a ring without pairs).
+        for a ring without pairs); even in ``delta``, since a ring holds each
+        pair from both ends.
     level_fractions : numpy.ndarray, shape (L,)
         Fraction of the (masked) pixels at each level (``sum f_l^2`` is
         ``S2(inf, 0)`` for uncorrelated pixels).
+
+    Raises
+    ------
+    InputError
+        As :func:`level_correlation`, or ``dtype`` not float32/float64.
     """
-    counts, pairs = _pair_counts(levels, n_levels, max_r_px, mask, workers)
-    R = (counts.shape[0] - 1) // 2
-    d = np.arange(-R, R + 1)
-    ring = np.rint(np.hypot(d[:, None], d[None, :])).astype(int)
-    keep = ring <= R
-    rk = ring[keep]
-    ring_pairs = np.bincount(rk, weights=pairs[keep], minlength=R + 1)
-    flat = counts[keep]
-    ring_counts = np.zeros((R + 1, flat.shape[1]))
-    np.add.at(ring_counts, rk, flat)
+    lev, h, w, L, R, m = _checked(levels, n_levels, max_r_px, mask)
+    dt = np.dtype(dtype).type
+    if dt not in (np.float32, np.float64):
+        raise InputError(f"radial_s2: dtype {dtype!r}; expected numpy.float32 or numpy.float64")
+    used = lev[m]
+    lo, span = int(used.min()), int(used.max()) - int(used.min()) + 1
+    rel = (lev - lo).astype(np.int64)
+    if device is not None:
+        half = _ring_counts_torch(rel, m, span, h, w, R, device, dt)
+    else:
+        half = _ring_counts_numpy(rel, m, span, h, w, R, workers, dt)
+    half = np.clip(half, 0.0, None)
+    ring_counts = np.zeros((R + 1, 2 * L - 1))
+    c = L - 1
+    ring_counts[:, c:c + span] = half                     # delta = 0..span-1
+    ring_counts[:, c - span + 1:c] = half[:, :0:-1]       # and its mirror
+    ring_pairs = ring_counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         radial = ring_counts / ring_pairs[:, None]
-    lev = np.asarray(levels)
-    sel = lev.ravel() if mask is None else lev[np.asarray(mask, bool)]
-    frac = np.bincount(sel, minlength=int(n_levels)) / sel.size
-    return np.arange(R + 1), np.arange(-(int(n_levels) - 1), int(n_levels)), radial, frac
+    frac = np.bincount(used, minlength=L) / used.size
+    return np.arange(R + 1), np.arange(-(L - 1), L), radial, frac
 
 
 def correlation_lengths(r, s2, level_fractions):

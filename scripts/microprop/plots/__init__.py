@@ -14,8 +14,10 @@ from ._classes import (  # noqa: F401
     classifier_history,
     confusion_matrices,
     example_maps,
+    pattern_search_panels,
     relevance_panels,
     s2_panels,
+    shared_pattern_panels,
 )
 from ._learning import (  # noqa: F401
     CROPS_FIGSIZE,
@@ -50,6 +52,8 @@ __all__ = [
     "example_maps",
     "relevance_panels",
     "s2_panels",
+    "pattern_search_panels",
+    "shared_pattern_panels",
     "DPI",
     "FIGSIZE",
     "quantity_label",

@@ -278,3 +278,129 @@ def s2_panels(r_um, delta_n, pooled, classes, title=None):
                      location="left")
     fig.suptitle(title or "Two-point correlation S2(r, delta n)", fontsize=10)
     return fig
+
+
+def pattern_search_panels(differences, classes, title=None):
+    """Difference matrices of the characteristic patterns before and after reordering (the reference's Fig. S34).
+
+    Parameters
+    ----------
+    differences : dict
+        Class -> dict with ``D`` (N, N) the difference matrix (sum of absolute
+        differences of two normalised patterns, 0..2), ``order`` (N,) the
+        annealed order, ``groups`` (list of dicts with ``start``, ``stop``:
+        positions in the order), ``total_gradient_start`` and
+        ``total_gradient_end``.
+    classes : sequence of str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per class; columns: (a) the matrix in the maps' order, (b) the
+        sum of its absolute forward differences along both axes (what the
+        total gradient ``GR_t`` adds up), (c) the matrix in the annealed order
+        with the groups as rectangles, (d) its differences. The diagonal (a
+        map against itself) is left blank and the colours span the 1st to
+        99th percentile of the other cells. Dark: similar patterns.
+    """
+    rows = [c for c in classes if c in differences]
+    if not rows:
+        raise InputError("pattern_search_panels: nothing to draw")
+    fig = Figure(figsize=(12.0, 3.0 * len(rows) + 0.8), dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(rows), 4, squeeze=False)
+    for i, c in enumerate(rows):
+        e = differences[c]
+        D = np.asarray(e["D"], float)
+        o = np.asarray(e["order"])
+        n = len(D)
+        off = ~np.eye(n, dtype=bool)
+        lo, hi = np.quantile(D[off], [0.01, 0.99]) if n > 1 else (0.0, 1.0)
+        for j, (M, name) in enumerate(((D, "difference, maps' order"), (None, "its gradient"),
+                                       (D[np.ix_(o, o)], "annealed order"), (None, "its gradient"))):
+            ax = axes[i, j]
+            if M is None:
+                src = D if j == 1 else D[np.ix_(o, o)]
+                g = np.zeros_like(src)          # |forward differences| along both axes: what GR_t sums
+                g[:-1] += np.abs(np.diff(src, axis=0))
+                g[:, :-1] += np.abs(np.diff(src, axis=1))
+                band = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) > 1
+                im = ax.imshow(np.where(band, g, np.nan), cmap="magma", vmin=0,
+                               vmax=float(np.quantile(g[band], 0.99)) if band.any() else None)
+            else:
+                im = ax.imshow(np.where(off, M, np.nan), cmap="viridis_r", vmin=lo, vmax=hi)
+            if j == 2:
+                for grp in e["groups"]:
+                    a, b = grp["start"] - 0.5, grp["stop"] - 0.5
+                    ax.add_patch(_group_box((a, a), b - a, b - a))
+            gr = e["total_gradient_start"] if j < 2 else e["total_gradient_end"]
+            ax.set_title(f"{c}: {name}" + (f"\nGR_t {gr:.3g}" if j in (1, 3) else ""), fontsize=8)
+            ax.set_xlabel("map")
+            if j == 0:
+                ax.set_ylabel("map")
+            fig.colorbar(im, ax=ax, shrink=0.75)
+    fig.suptitle(title or "Search for shared characteristic patterns", fontsize=10)
+    return fig
+
+
+def _group_box(xy, w, h):
+    """An unfilled red rectangle patch (a group on the reordered difference matrix)."""
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(xy, w, h, fill=False, edgecolor="red", linewidth=1.2)
+
+
+def shared_pattern_panels(shared, classes, pixel_size_nm, title=None):
+    """Shared characteristic patterns, up to three per class, with their contour (the reference's Fig. 7).
+
+    Parameters
+    ----------
+    shared : dict
+        Class -> list of dicts with ``sR`` (P, P) the shared pattern
+        (:func:`microprop.microstructure.shared_pattern`), ``nR`` the plain
+        superposition ``sum n R`` (optional; default ``sR``), ``level`` the
+        contour level, ``fraction`` the area share above it and ``size`` the
+        number of maps in the group.
+    classes : sequence of str
+    pixel_size_nm : float
+        Of the patterns (scale bar).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per class, one column per group: grey, the superposition
+        ``sum n R`` on a log scale from its median (where the group's relevance
+        piles up); red, the pixels where ``sR`` passes the contour level (where
+        the group's patterns agree: the shared pattern).
+    """
+    rows = [c for c in classes if shared.get(c)]
+    if not rows:
+        raise InputError("shared_pattern_panels: nothing to draw")
+    ncol = max(len(shared[c]) for c in rows)
+    fig = Figure(figsize=(3.2 * ncol + 1.2, 3.0 * len(rows) + 0.8), dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(rows), ncol, squeeze=False)
+    from matplotlib.colors import LogNorm
+
+    for i, c in enumerate(rows):
+        for j in range(ncol):
+            ax = axes[i, j]
+            ax.set_axis_off()
+            if j >= len(shared[c]):
+                continue
+            g = shared[c][j]
+            s = np.asarray(g["sR"], float)
+            width_um = s.shape[-1] * float(pixel_size_nm) / 1000
+            lvl = float(g["level"])
+            nR = np.asarray(g.get("nR", s), float)
+            pos = nR[nR > 0]
+            bottom = float(np.quantile(pos, 0.5)) if pos.size else lvl
+            top = max(float(nR.max()), bottom * 10)
+            im = ax.imshow(np.where(nR > bottom, nR, np.nan), cmap="Greys", norm=LogNorm(bottom, top),
+                           extent=(0, width_um, width_um, 0))
+            ax.contourf(s, levels=[lvl, np.inf], colors=["tab:red"], alpha=0.8,
+                        extent=(0, width_um, 0, width_um), origin="upper")
+            ax.set_title(f"{c}, group {j + 1} ({g['size']} maps): {100 * g['fraction']:.1f} % shared", fontsize=8)
+            add_scale_bar(ax, width_um)
+            if j == len(shared[c]) - 1:
+                fig.colorbar(im, ax=ax, shrink=0.75, label="sum n R (-)")
+    fig.suptitle(title or "Shared characteristic patterns", fontsize=10)
+    return fig
