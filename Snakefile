@@ -16,18 +16,18 @@ configfile: "config.yaml"
 
 # config.yaml holds the defaults and the embedded demo specimen. A study of
 # one's own (`--configfile my_study.yaml`) brings its own `specimens:` (and/or
-# `porosity_studies:`), which replace the demo's instead of being added to
+# `porosity_studies:`, `sample_studies:`), which replace the demo's instead of being added to
 # them, so that the demo is not planned beside it; the other sections still
 # default from config.yaml.
 if workflow.overwrite_configfiles:
     import copy as _copy
 
     _own = workflow.config_settings.overwrite_config
-    for _section in ("specimens", "porosity_studies"):
+    for _section in ("specimens", "porosity_studies", "sample_studies"):
         config[_section] = _copy.deepcopy(_own.get(_section) or {})
-    if not (config["specimens"] or config["porosity_studies"]):
+    if not (config["specimens"] or config["porosity_studies"] or config["sample_studies"]):
         raise ValueError(
-            "config: no `specimens:` (or `porosity_studies:`) in "
+            "config: no `specimens:` (or `porosity_studies:`, `sample_studies:`) in "
             + ", ".join(map(str, workflow.overwrite_configfiles))
             + "; a study's config file names its specimens (see configs/example_user.yaml)")
 
@@ -42,6 +42,7 @@ wildcard_constraints:
     member="[0-9]+",
     study="[A-Za-z0-9_-]+",
     cls="[A-Za-z0-9_-]+",
+    fold="[0-9]+",
 
 
 report: "report/workflow.rst"
@@ -66,10 +67,12 @@ include: "rules/evaluate.smk"
 include: "rules/ladder.smk"
 include: "rules/mapping.smk"
 include: "rules/porosity.smk"
+include: "rules/samples.smk"
 
 
 rule all:
     input:
         final_targets(),
         porosity_targets(),
+        sample_targets(),
     default_target: True

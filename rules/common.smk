@@ -435,3 +435,64 @@ def porosity_targets():
                     f"results/{s}/patterns/{scale}/summary.json",
                     f"results/{s}/explanation/{scale}/summary.csv"]
     return out
+
+
+# -- the sample study (rules/samples.smk)
+
+
+def smp_cfg(study):
+    return config["sample_studies"][study]
+
+
+def smp_param(*keys, default=None):
+    """A params function: a value of the sample study's config (``default`` when absent)."""
+
+    def param(wildcards):
+        value = smp_cfg(wildcards.study)
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return default
+            value = value[key]
+        return value
+
+    return param
+
+
+def smp_generated(study):
+    c = smp_cfg(study)
+    return "virtual" in c or "simulated_on_real" in c
+
+
+def smp_tables(wildcards):
+    """The study's sample and image tables: generated ones, or the user's (with every image listed)."""
+    c = smp_cfg(wildcards.study)
+    if smp_generated(wildcards.study):
+        base = f"resources/samples/{wildcards.study}"
+        return {"samples": f"{base}/samples.csv", "images": f"{base}/images.csv"}
+    out = {"samples": c["samples"], "images": c["images"]}
+    if _os.path.exists(c["images"]):             # every image is an input: an edited image reruns the study
+        import pandas as _pd
+
+        folder = _os.path.dirname(c["images"])
+        out["files"] = [p if _os.path.isabs(p) else _os.path.join(folder, p)
+                        for p in _pd.read_csv(c["images"])["image"].astype(str)]
+    return out
+
+
+def smp_folds(study):
+    return list(range(int((smp_cfg(study).get("cv") or {}).get("n_folds", 5))))
+
+
+def smp_cnn(study):
+    return bool((smp_cfg(study).get("cnn") or {}).get("enabled", True))
+
+
+def sample_targets():
+    out = []
+    for s in config.get("sample_studies") or {}:
+        out += [f"results/{s}/samples.h5", f"results/{s}/glm/summary.json",
+                f"results/{s}/figures/bright_fraction.png"]
+        if smp_cnn(s):
+            out += [f"results/{s}/model_table.csv", f"results/{s}/figures/observed_predicted.png",
+                    f"results/{s}/figures/activation_maps.png"]
+    return out

@@ -18,6 +18,7 @@ QUANTITIES = (
     # (name, unit, source, column, filter part, scale factor)
     ("characteristic region: share of the map", "%", "regions", "area_fraction", None, 100.0),
     ("positive relevance on high-porosity pixels", "%", "regions", "relevance_on_high_porosity", None, 100.0),
+    ("relevance conserved: sum over the map / explained logit", "-", "regions", "conserved_fraction", None, 1.0),
     ("correlation length: whole maps", "um", "lengths", "correlation_length_um", "whole", 1.0),
     ("correlation length: characteristic regions", "um", "lengths", "correlation_length_um", "region", 1.0),
     ("characteristic length: whole maps", "um", "lengths", "characteristic_length_um", "whole", 1.0),

@@ -11,9 +11,12 @@ snakemake.output.relevance : HDF5: ``relevance`` (N, P, P) float32 for the predi
     class, ``region`` (N, P, P) bool characteristic regions, ``boundary`` (N, P, P)
     bool, ``high_porosity`` (N, P, P) bool (isodata), ``map`` (N,) rows of maps.h5,
     ``target`` (N,), attrs ``classes``, ``scale``, ``share``, ``pixel_size_nm``
-snakemake.output.table : CSV per map: ``map, true, predicted, score, area_fraction,
-    isodata_threshold, relevance_on_high_porosity`` (share of the positive relevance
-    on high-porosity pixels)
+snakemake.output.table : CSV per map: ``map, true, predicted, score, relevance_sum,
+    conserved_fraction, area_fraction, isodata_threshold, relevance_on_high_porosity``
+    (``conserved_fraction``: the relevance's sum over the map's pixels over the explained
+    logit ``score``; the rest is absorbed by the biases of the convolutions (batch norm
+    merged into them) and of the head; ``relevance_on_high_porosity``: share of the
+    positive relevance on high-porosity pixels)
 snakemake.output.figure : PNG, the reference's Fig. 5: one test map per class, its
     relevance (red on high-porosity, blue on low-porosity pixels), boundary
     features and characteristic region
@@ -57,8 +60,11 @@ def main(snakemake):
         regions.append(region)
         bounds.append(bound)
         highs.append(high)
+        total = float(rel[i].sum(dtype=np.float64))
         rows.append({"map": int(idx[i]), "true": names[y[i]], "predicted": names[target[i]],
-                     "score": float(score[i]), "area_fraction": frac, "isodata_threshold": t,
+                     "score": float(score[i]), "relevance_sum": total,
+                     "conserved_fraction": total / float(score[i]) if score[i] != 0 else float("nan"),
+                     "area_fraction": frac, "isodata_threshold": t,
                      "relevance_on_high_porosity": float((pos * high).sum() / pos.sum()) if pos.sum() > 0
                      else float("nan")})
     table = pd.DataFrame(rows)
@@ -78,8 +84,10 @@ def main(snakemake):
     for c in classes:
         t = table[table["true"] == c]
         log.info("%s %s: characteristic region %.2f +- %.2f %% of the map (%d test maps), %.0f %% of the "
-                 "positive relevance on high-porosity pixels", meta["scale"], c, 100 * t["area_fraction"].mean(),
-                 100 * t["area_fraction"].std(), len(t), 100 * t["relevance_on_high_porosity"].mean())
+                 "positive relevance on high-porosity pixels; relevance conserved %.3f +- %.3f of the logit",
+                 meta["scale"], c, 100 * t["area_fraction"].mean(), 100 * t["area_fraction"].std(), len(t),
+                 100 * t["relevance_on_high_porosity"].mean(), t["conserved_fraction"].mean(),
+                 t["conserved_fraction"].std())
     first = [int(np.nonzero(y == i)[0][0]) for i in range(len(classes)) if (y == i).any()]
     plots.save_png(plots.relevance_panels(xin[first], rel[first], np.asarray(highs)[first],
                                           np.asarray(bounds)[first], np.asarray(regions)[first],

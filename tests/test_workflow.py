@@ -385,6 +385,7 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
     # relevance of the MulF classifier on every test map, its regions, and S2 per class
     regions = pd.read_csv(res / "relevance/MulF/regions.csv")
     assert len(regions) == 24 and ((regions["area_fraction"] > 0) & (regions["area_fraction"] < 1)).all()
+    np.testing.assert_allclose(regions["conserved_fraction"], regions["relevance_sum"] / regions["score"])
     with h5py.File(res / "relevance/MulF/relevance.h5") as f:
         assert f["relevance"].shape == (24, 48, 48) and f["region"].dtype == bool
     corr = json.loads((res / "correlation/MulF/summary.json").read_text())
@@ -402,7 +403,7 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
         assert len(members) == len(set(members)) and set(members) <= set(regions["map"])
     # the explanation table: every quantity for every class, the same test on a quantity's rows
     table = pd.read_csv(res / "explanation/MulF/summary.csv")
-    assert len(table) == 7 * 3 and set(table["class"]) == {"S1", "S2", "S3"}
+    assert len(table) == 8 * 3 and set(table["class"]) == {"S1", "S2", "S3"}
     area = table[table["quantity"].str.startswith("characteristic region")].set_index("class")
     for c in ("S1", "S2", "S3"):
         expected = 100 * regions.loc[regions["true"] == c, "area_fraction"].mean()
@@ -412,6 +413,39 @@ def test_tiny_porosity_study_runs_from_generator_to_classifier(tmp_path):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
     # the study alone: no indentation-study job was planned
     assert not (tmp_path / "results" / "demo").exists()
+
+
+def test_tiny_sample_study_runs_from_generator_to_activation_maps(tmp_path):
+    """The third study's DAG: virtual composites with a solved conductivity -> samples.h5 ->
+    bright-fraction GLMs and the CNN per fold (grouped by sample) -> model table and figures."""
+    cfg = study_config("tiny_samples")
+    jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
+    assert jobs == {"sample_inputs": 1, "sample_dataset": 1, "sample_baseline": 1, "sample_train": 3,
+                    "sample_evaluate": 1, "all": 1}, jobs
+    run_smk(tmp_path, cfg)
+    res = tmp_path / "results" / "tiny_smp"
+    images = pd.read_csv(res / "images.csv")
+    samples = pd.read_csv(tmp_path / "resources/samples/tiny_smp/samples.csv")
+    assert len(samples) == 12 and len(images) == 24 and (samples["value"] > 0).all()
+    np.testing.assert_allclose(images.groupby("sample")["target"].first().sort_index(),
+                               np.log10(samples.set_index("sample")["value"].sort_index()))
+    # no sample in two parts of any fold's run, and every image predicted once, by the fold that held it out
+    for k in range(3):
+        run = json.loads((res / f"cnn/fold{k}/train.json").read_text())
+        parts = [set(run[p]) for p in ("train_samples", "val_samples", "test_samples")]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert parts[2] == set(images.loc[images["fold"] == k, "sample"])
+        assert run["n_train_images"] == 8 * 2 * len(parts[0])          # every grid symmetry of each image
+    pred = pd.read_csv(res / "cnn/predictions.csv")
+    assert sorted(pred["image"]) == list(range(24))
+    assert (pred.merge(images, left_on="image", right_on="row")["fold_x"]
+            == pred.merge(images, left_on="image", right_on="row")["fold_y"]).all()
+    table = pd.read_csv(res / "model_table.csv")
+    assert {"CNN (ConductivityCNN)"} <= set(table["method"]) and (table["n_folds"].dropna() == 3).all()
+    glm = json.loads((res / "glm/summary.json").read_text())
+    assert glm["best_degree"] in (1, 2, 3, 4) and glm["n_samples"] == 12
+    for fig in ("bright_fraction", "observed_predicted", "activation_maps", "cnn_training"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
 
 
 @pytest.mark.workflow

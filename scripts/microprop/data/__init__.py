@@ -1,5 +1,6 @@
 """The dataset: crops around indents, per-batch HDF5 shards, splits, the
-assembly of ``dataset.h5`` and its one reader (:func:`open_dataset`,
+assembly of ``dataset.h5`` and its one reader; the porosity study's local maps and
+the sample study's images (:func:`open_dataset`,
 :func:`read_split`, :func:`read_crops`).
 """
 from ._assemble import (  # noqa: F401
@@ -27,6 +28,13 @@ from ._reader import (  # noqa: F401
     read_splits,
     read_targets,
 )
+from ._samples import (  # noqa: F401
+    load_sample_images,
+    read_sample_dataset,
+    read_sample_tables,
+    sample_folds,
+    write_sample_dataset,
+)
 from ._shards import (  # noqa: F401
     CONSISTENT_ATTRS,
     META_COLUMNS,
@@ -44,6 +52,11 @@ from ._splits import (  # noqa: F401
 )
 
 __all__ = [
+    "read_sample_tables",
+    "load_sample_images",
+    "sample_folds",
+    "write_sample_dataset",
+    "read_sample_dataset",
     "MAP_SCALES",
     "cut_local_maps",
     "read_maps",

@@ -1,6 +1,7 @@
 """Image geometry: tile sets and stitching, mosaic registration, Berkovich
 marks (rendering and detection), the indent grid model, its fit and the
-location of indentation batches, and grey-level phase segmentation.
+location of indentation batches, grey-level phase segmentation and the
+normalisation of SEM images.
 """
 from ._grid import (  # noqa: F401
     LOCATED_COLUMNS,
@@ -17,6 +18,10 @@ from ._marks import (  # noqa: F401
     berkovich_side_px,
     detect_marks,
     render_berkovich_marks,
+)
+from ._normalise import (  # noqa: F401
+    NORMALISATIONS,
+    normalise_images,
 )
 from ._register import (  # noqa: F401
     register_mosaics,
@@ -50,6 +55,8 @@ from ._tiles import (  # noqa: F401
 )
 
 __all__ = [
+    "NORMALISATIONS",
+    "normalise_images",
     "grid_positions",
     "LOCATED_COLUMNS",
     "fit_batch_grid",

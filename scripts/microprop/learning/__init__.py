@@ -5,6 +5,7 @@ baseline ladder and the mapping of whole areas; the networks are in
 """
 from ._augment import (  # noqa: F401
     d4_apply,
+    symmetry_augment,
     d4_index_maps,
     downsample_images,
     quantize_uint8,
@@ -74,6 +75,15 @@ from ._predict import (  # noqa: F401
 from ._relevance import (  # noqa: F401
     relevance_maps,
 )
+from ._samples import (  # noqa: F401
+    SAMPLE_METRIC_COLUMNS,
+    activation_maps,
+    fold_metrics,
+    fold_parts,
+    load_sample_cnn,
+    predict_fold,
+    train_sample_cnn,
+)
 from ._train import (  # noqa: F401
     COMPILE_MODES,
     METRIC_COLUMNS,
@@ -83,6 +93,13 @@ from ._train import (  # noqa: F401
 )
 
 __all__ = [
+    "SAMPLE_METRIC_COLUMNS",
+    "activation_maps",
+    "fold_metrics",
+    "fold_parts",
+    "load_sample_cnn",
+    "predict_fold",
+    "train_sample_cnn",
     "cpu_reduced_run",
     "set_aside_stale_work",
     "relevance_maps",
@@ -93,6 +110,7 @@ __all__ = [
     "classify_maps",
     "d4_index_maps",
     "d4_apply",
+    "symmetry_augment",
     "downsample_images",
     "quantize_uint8",
     "RESUME_KEYS",

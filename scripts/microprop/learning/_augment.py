@@ -157,3 +157,63 @@ def _to_device(x, dev):
     log.warning("%.2f GB of crops do not fit the GPU comfortably: kept in pinned CPU memory",
                 x.numel() * x.element_size() / 1e9)
     return x.pin_memory()
+
+
+def symmetry_augment(images, isotropic, unique=True):
+    """The images under the symmetries of the square that keep the pixel grid (no interpolation).
+
+    Rotations by multiples of 90 degrees and mirror images (the dihedral
+    group D4, 8 elements; 4 for a non-square image: identity, the two mirrors
+    and the half turn), applied with ``numpy.rot90``/``numpy.flip``, so every
+    pixel is moved, none resampled. Allowed only for an isotropic material:
+    a rotated image of an anisotropic one shows a microstructure the sample
+    does not have (the reference: ``../shared/references/cnn_conductivity_lto_ni_poster.txt``,
+    "Data & Processing").
+
+    Parameters
+    ----------
+    images : array-like, shape (N, H, W)
+    isotropic : bool
+        The config's declaration; False raises.
+    unique : bool
+        Drop a transformed image equal to an earlier one of the same source
+        (a symmetric image gives fewer distinct views).
+
+    Returns
+    -------
+    augmented : numpy.ndarray, shape (M, H, W), the input's dtype
+    source : numpy.ndarray, shape (M,), int
+        The input image each view comes from.
+    element : numpy.ndarray, shape (M,), int
+        ``4 * flip + k``: rotation by ``k`` x 90 degrees, then a left-right
+        mirror if ``flip`` (as :func:`d4_index_maps`).
+
+    Raises
+    ------
+    InputError
+        ``isotropic`` false, or not a 3-D stack.
+    """
+    import numpy as np
+
+    if not isotropic:
+        raise InputError("symmetry_augment: the material is not declared isotropic (config: isotropic: true); "
+                         "rotated or mirrored images would show a microstructure it does not have")
+    x = np.asarray(images)
+    if x.ndim != 3:
+        raise InputError(f"symmetry_augment: expected (N, H, W), got shape {x.shape}")
+    square = x.shape[1] == x.shape[2]
+    elements = [4 * f + k for f in (0, 1) for k in range(4) if square or k % 2 == 0]
+    out, src, elem = [], [], []
+    for i, img in enumerate(x):
+        seen = []
+        for g in elements:
+            v = np.rot90(img, g % 4)
+            if g >= 4:
+                v = np.flip(v, axis=1)
+            if unique and any(np.array_equal(v, s) for s in seen):
+                continue
+            seen.append(v)
+            out.append(np.ascontiguousarray(v))
+            src.append(i)
+            elem.append(g)
+    return np.stack(out), np.asarray(src), np.asarray(elem)

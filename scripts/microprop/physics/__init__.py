@@ -1,5 +1,6 @@
 """Physics of the signals: the backscatter Monte Carlo and its materials, the
-nanoindentation forward model, and the grey -> eta -> porosity calibration.
+nanoindentation forward model, the grey -> eta -> porosity calibration, and
+steady conduction on a pixel grid (the sample study's truth).
 
 Imports only the bottom layer (``errors``, ``phases``, ``progress``, ``io``).
 """
@@ -62,7 +63,18 @@ from ._montecarlo import (  # noqa: F401
     stopping_power_keV_per_cm,
 )
 
+from ._conduction import (  # noqa: F401
+    CONSERVATION_RTOL,
+    ConvergenceError,
+    effective_conductivity,
+    two_phase_conductivity,
+)
+
 __all__ = [
+    "CONSERVATION_RTOL",
+    "ConvergenceError",
+    "effective_conductivity",
+    "two_phase_conductivity",
     "GAUSS_TRUNCATE",
     "find_reference_greys",
     "darkest_mode",

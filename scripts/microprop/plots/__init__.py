@@ -37,6 +37,12 @@ from ._overview import (  # noqa: F401
     modulus_map,
     mosaic_overview,
 )
+from ._samples import (  # noqa: F401
+    activation_map_panels,
+    bright_fraction_figure,
+    observed_predicted_figure,
+    sample_training_curves,
+)
 from ._stats import (  # noqa: F401
     bic_plot,
     porosity_scatter,
@@ -47,6 +53,10 @@ from ._stats import (  # noqa: F401
 )
 
 __all__ = [
+    "activation_map_panels",
+    "bright_fraction_figure",
+    "observed_predicted_figure",
+    "sample_training_curves",
     "classifier_history",
     "confusion_matrices",
     "example_maps",

@@ -39,7 +39,18 @@ from ._table_model import (  # noqa: F401
     table_model_predict,
 )
 
+from ._bright_fraction import (  # noqa: F401
+    bright_fraction,
+    fit_polynomial_glm,
+    predict_polynomial_glm,
+    polynomial_glm_cv,
+)
+
 __all__ = [
+    "bright_fraction",
+    "fit_polynomial_glm",
+    "predict_polynomial_glm",
+    "polynomial_glm_cv",
     "nearest_class_mean",
     "anova_tukey",
     "wilson_interval",

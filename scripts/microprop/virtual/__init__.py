@@ -53,7 +53,22 @@ from ._porosity import (  # noqa: F401
     render_porosity_bse,
 )
 
+from ._composite import (  # noqa: F401
+    DEMO_COMPOSITE,
+    CompositeSamples,
+    composite_microstructure,
+    composite_samples,
+    conductivity_map,
+    render_sem,
+)
+
 __all__ = [
+    "DEMO_COMPOSITE",
+    "CompositeSamples",
+    "composite_microstructure",
+    "composite_samples",
+    "conductivity_map",
+    "render_sem",
     "DETECTOR_SETTINGS",
     "detector_setting_test",
     "reimage_calibrated",

@@ -1,5 +1,10 @@
-"""Networks: the seed's ResNet (Li et al.) and the porosity-map classifier (DCNN).
+"""Networks: the seed's ResNet (Li et al.), the porosity-map classifier (DCNN) and the
+sample-level conductivity CNN.
 """
+from ._conductivity import (  # noqa: F401
+    CONDUCTIVITY_WIDTHS,
+    ConductivityCNN,
+)
 from ._dcnn import (  # noqa: F401
     DCNN_WIDTHS,
     PorosityDCNN,
@@ -16,6 +21,8 @@ from ._resnet import (  # noqa: F401
 )
 
 __all__ = [
+    "CONDUCTIVITY_WIDTHS",
+    "ConductivityCNN",
     "DCNN_WIDTHS",
     "PorosityDCNN",
     "N_PARAMETERS",
