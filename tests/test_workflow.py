@@ -448,6 +448,7 @@ def test_tiny_sample_study_runs_from_generator_to_activation_maps(tmp_path):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
 
 
+@pytest.mark.slow          # about 90 s; `make test-slow` (the tiny porosity study covers the same DAG)
 @pytest.mark.workflow
 def test_real_micrograph_porosity_smoke_config_runs_on_regions(tmp_path, real_bse_path):
     """configs/porosity_real_smoke.yaml (the four quadrants of the real micrograph as

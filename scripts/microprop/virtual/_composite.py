@@ -109,7 +109,7 @@ DEMO_COMPOSITE = dict(
     interphase_nm=60.0,
     fraction=(0.1, 0.7),
     clustering=(0.0, 1.0),
-    particle_radius_nm=(90.0, 700.0),
+    particle_radius_nm=(80.0, 750.0),
     cluster_scale=4.0,
     kappa_max=KAPPA_MAX,
     measurement_sd_log10=0.1,
@@ -250,7 +250,7 @@ def composite_microstructure(shape, fraction, particle_px, clustering, rng, *, c
         t = -np.inf
     else:
         t = float(np.partition(flat, k - 1)[k - 1])
-    if not np.isfinite(t):
+    if t == np.inf:
         raise InputError(f"composite_microstructure: the discs cover less than fraction={fraction} of the "
                          f"{h} x {w} px field even grown twofold (clustering={clustering}); lower the "
                          "clustering or the fraction")
