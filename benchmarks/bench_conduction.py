@@ -34,7 +34,7 @@ def main(argv=None):
     ap.add_argument("--particle-px", type=float, default=None,
                     help="particle radius, px (default: px / 64)")
     ap.add_argument("--clustering", type=float, default=0.5)
-    ap.add_argument("--method", default="ruge_stuben", choices=["ruge_stuben", "smoothed_aggregation"])
+    ap.add_argument("--method", default="ruge_stuben", choices=["ruge_stuben", "smoothed_aggregation", "direct"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)

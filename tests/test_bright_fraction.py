@@ -1,7 +1,6 @@
 """The bright-fraction baseline of the composite study (``microprop.stats._bright_fraction``)."""
 import numpy as np
 import pytest
-
 from microprop.errors import InputError
 from microprop.stats._bright_fraction import (
     bright_fraction,
@@ -14,7 +13,7 @@ from microprop.stats._bright_fraction import (
 def two_level(shape, fraction, rng, dark=80, bright=200, noise=8.0):
     """uint8 image with exactly round(fraction * size) bright pixels (at random places)."""
     n = int(np.prod(shape))
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     level = np.full(n, dark, float)
     level[rng.permutation(n)[:k]] = bright
     img = level + noise * rng.standard_normal(n)
@@ -42,7 +41,7 @@ def test_otsu_fraction_of_a_two_level_image(rng):
 def cubic_data(rng, n_samples=60, per_sample=3, noise=0.05):
     f = rng.uniform(0.1, 0.7, n_samples)
     x = np.repeat(f, per_sample) + rng.normal(0, 0.005, n_samples * per_sample)
-    truth = lambda v: -2 + 40 * (v - 0.4) ** 3 + 6 * (v - 0.4)   # noqa: E731
+    truth = lambda v: -2 + 40 * (v - 0.4) ** 3 + 6 * (v - 0.4)
     y = np.repeat(truth(f), per_sample) + rng.normal(0, noise, n_samples * per_sample)
     sample = np.repeat(np.arange(n_samples), per_sample)
     fold = sample % 5

@@ -1,8 +1,6 @@
 """Virtual ceramic-metal composites (``microprop.virtual._composite``): microstructure, SEM render, samples."""
 import numpy as np
 import pytest
-from scipy import ndimage
-
 from microprop.errors import InputError
 from microprop.physics._conduction import effective_conductivity
 from microprop.virtual._composite import (
@@ -12,6 +10,7 @@ from microprop.virtual._composite import (
     conductivity_map,
     render_sem,
 )
+from scipy import ndimage
 
 
 @pytest.mark.parametrize("fraction", [0.08, 0.35, 0.6])
@@ -77,11 +76,11 @@ def test_sem_images_are_uint8_with_the_metal_brighter(rng):
     assert img[inner].mean() > img[outer].mean() + 80
     assert set(look) == {"gain", "offset", "shading_angle"}
     # each image gets its own brightness and contrast
-    img2, look2 = render_sem(bright, rng)
+    _, look2 = render_sem(bright, rng)
     assert look2["gain"] != look["gain"] and look2["offset"] != look["offset"]
 
 
-SMALL = dict(field_um=3.0, particle_radius_nm=(120.0, 300.0))
+SMALL = {"field_um": 3.0, "particle_radius_nm": (120.0, 300.0)}
 
 
 def test_samples_are_consistent_and_deterministic():

@@ -8,7 +8,6 @@ Maxwell-Garnett formula.
 """
 import numpy as np
 import pytest
-
 from microprop.errors import InputError
 from microprop.physics._conduction import (
     CONSERVATION_RTOL,
@@ -127,6 +126,23 @@ def test_high_contrast_non_percolating_image_conserves_current(rng):
     assert r["fraction"] == pytest.approx(bright.mean())
 
 
+def test_multigrid_and_lu_agree_on_a_graded_high_contrast_map(rng):
+    from scipy import ndimage
+
+    g = ndimage.gaussian_filter(rng.standard_normal((96, 80)), 2.0, mode="wrap")
+    bright = g > np.quantile(g, 0.55)
+    d = ndimage.distance_transform_edt(~bright)
+    sigma = np.where(bright, 1.4e5, 5e-3 + 1e3 * np.exp(-2 * d))     # an interphase graded over 8 decades
+    for axis in (0, 1):
+        amg = effective_conductivity(sigma, axis=axis, maxiter=2000)
+        lu = effective_conductivity(sigma, axis=axis, method="direct")
+        assert amg["sigma_eff"] == pytest.approx(lu["sigma_eff"], rel=1e-6)
+        assert lu["iterations"] == 0 and lu["conservation_error"] <= CONSERVATION_RTOL
+    layers = np.repeat(rng.uniform(1.0, 1e6, 30)[None, :], 12, axis=0)
+    r = effective_conductivity(layers, axis=1, method="direct")
+    assert r["sigma_eff"] == pytest.approx(1.0 / np.mean(1.0 / layers[0]), rel=1e-9)
+
+
 def test_bad_input_is_refused():
     good = np.ones((4, 4))
     with pytest.raises(InputError, match="expected a 2-D"):
@@ -145,6 +161,8 @@ def test_bad_input_is_refused():
         effective_conductivity(good, rtol=0.0)
     with pytest.raises(InputError, match="method"):
         effective_conductivity(good, method="jacobi")
+    with pytest.raises(InputError, match="maxiter"):
+        effective_conductivity(good, maxiter=0)
     with pytest.raises(InputError, match="boolean"):
         two_phase_conductivity(np.full((4, 4), 0.5), 1.0, 1.0)
     with pytest.raises(InputError, match="sigma_dark"):
