@@ -5,9 +5,10 @@ snakemake.input.baseline, baseline_predictions : rule sample_baseline's summary 
 snakemake.input.models, metrics : ``best.pt`` and ``metrics.csv`` of every fold
 snakemake.params.device : where the models predict
 snakemake.params.n_examples : test images in the activation-map figure
-snakemake.output.predictions : CSV per held-out image: image, sample, fold, observed, predicted
+snakemake.output.predictions : CSV per held-out image: image, sample, fold, observed, predicted (the mean over
+    the grid symmetries for an isotropic material), predicted_sd_symmetry, n_symmetries
 snakemake.output.metrics : JSON: per fold MAE and R2, mean and sd over folds, pooled; per sample
-    (the mean of its images' predictions) too; the check that no sample is in two parts
+    (the mean of its images' predictions) too, for the CNN and the GLM
 snakemake.output.table : CSV, the model table: method, MAE and R2 mean and sd over folds, and pooled
     over all held-out images (target units)
 snakemake.output.scatter, ram, history : PNG figures
@@ -50,10 +51,14 @@ def main(snakemake):
     base = json.loads(open(snakemake.input.baseline).read())
     base_pred = pd.read_csv(snakemake.input.baseline_predictions)
     base_metrics = fold_metrics(base_pred)
+    base_per_sample = fold_metrics(base_pred.groupby(["sample", "fold"], as_index=False)[["observed", "predicted"]]
+                                   .mean())
     deg = base["best_degree"]
     rows = [{"method": "CNN (ConductivityCNN)", "level": "image", **_row(per_image)},
             {"method": "CNN (ConductivityCNN)", "level": "sample (mean of its images)", **_row(per_sample)},
-            {"method": f"bright-fraction GLM, degree {deg} (chosen by CV)", "level": "image", **_row(base_metrics)}]
+            {"method": f"bright-fraction GLM, degree {deg} (chosen by CV)", "level": "image", **_row(base_metrics)},
+            {"method": f"bright-fraction GLM, degree {deg} (chosen by CV)", "level": "sample (mean of its images)",
+             **_row(base_per_sample)}]
     for k, v in base["per_degree"].items():
         rows.append({"method": f"bright-fraction GLM, degree {k}", "level": "image",
                      "mae_mean": v["mae_mean"], "mae_sd": v["mae_sd"], "r2_mean": v["r2_mean"],
@@ -63,8 +68,10 @@ def main(snakemake):
     table.insert(2, "unit", base.get("unit"))
     mio.write_table(table.round(4), snakemake.output.table)
     mio.write_json({"target": d["target_name"], "per_image": per_image, "per_sample": per_sample,
-                    "baseline_per_image": base_metrics, "baseline_degree": deg,
+                    "baseline_per_image": base_metrics, "baseline_per_sample": base_per_sample, "baseline_degree": deg,
                     "cnn_beats_baseline_mae": bool(per_image["mae_mean"] < base_metrics["mae_mean"]),
+                    "cnn_beats_baseline_mae_per_sample": bool(per_sample["mae_mean"] < base_per_sample["mae_mean"]),
+                    "n_symmetries": int(pred["n_symmetries"].max()),
                     "folds": sorted(models)}, snakemake.output.metrics)
     log.info("CNN: MAE %.3f +- %.3f, R2 %.3f +- %.3f over %d folds; GLM degree %s: MAE %.3f +- %.3f, R2 %.3f +- %.3f",
              per_image["mae_mean"], per_image["mae_sd"], per_image["r2_mean"], per_image["r2_sd"], len(models), deg,
@@ -81,7 +88,7 @@ def main(snakemake):
         imgs.append(d["raw"][int(r["image"])])
         rams.append(ram[0])
         titles.append(f"{r['sample']} (fold {int(r['fold'])}): observed {r['observed']:.2f}, "
-                      f"predicted {p[0]:.2f}")
+                      f"predicted {r['predicted']:.2f} (as shown {p[0]:.2f})")
     plots.save_png(plots.activation_map_panels(np.stack(imgs), np.stack(rams), titles, d["target_name"]),
                    snakemake.output.ram)
     hist = {int(m.split("fold")[-1].split("/")[0]): pd.read_csv(m) for m in snakemake.input.metrics}

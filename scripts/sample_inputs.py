@@ -5,7 +5,11 @@ Two sources, both with a physically computed truth:
 * ``virtual``: virtual ceramic-metal composites (``microprop.virtual.composite_samples``:
   bright conductive particles in a darker matrix, particle fraction, size and
   clustering varied across samples), each sample's conductivity solved on its
-  microstructure (``microprop.physics.two_phase_conductivity``);
+  conductivity map (metal, matrix and a graded interphase:
+  ``microprop.virtual.conductivity_map`` and
+  ``microprop.physics.effective_conductivity``, the geometric mean over its
+  images and both axes) plus a log-normal measurement error (the solved
+  value is kept beside it);
 * ``simulated_on_real``: square regions of a real micrograph as the images
   (``images_per_sample`` neighbouring regions per sample), the bright phase
   segmented by Otsu's threshold of the whole micrograph, and the property

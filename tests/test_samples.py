@@ -108,3 +108,26 @@ def test_activation_maps_sum_to_the_prediction():
         torch.testing.assert_close(pred, m(x))
     with pytest.raises(RuntimeError, match="eval"):
         m.train().activation_maps(x)
+
+
+def test_symmetry_averaged_prediction_is_invariant_on_the_grid():
+    import torch
+    from microprop.learning import predict_symmetric
+    from microprop.learning.models import ConductivityCNN
+
+    torch.manual_seed(1)
+    m = ConductivityCNN(widths=(4, 8, 8), hidden=8).eval()
+    x = torch.randn(2, 1, 24, 24)
+    views = predict_symmetric(m, x)
+    assert views.shape == (8, 2) and views.dtype == torch.float64
+    plain = predict_symmetric(m, x, symmetries=False)
+    torch.testing.assert_close(plain[0], m(x).double())
+    # the network alone is not invariant, so the test below can fail
+    assert (m(torch.rot90(x, 1, (2, 3))) - m(x)).abs().max() > 1e-4
+    for t in (torch.rot90(x, 1, (2, 3)), torch.flip(x, (2,)), torch.rot90(torch.flip(x, (3,)), 3, (2, 3))):
+        torch.testing.assert_close(predict_symmetric(m, t).mean(0), views.mean(0), atol=1e-6, rtol=1e-6)
+    # a non-square image has the 4 symmetries of the rectangle
+    r = torch.randn(1, 1, 16, 24)
+    rv = predict_symmetric(m, r)
+    assert rv.shape == (4, 1)
+    torch.testing.assert_close(predict_symmetric(m, torch.flip(r, (2,))).mean(0), rv.mean(0), atol=1e-6, rtol=1e-6)

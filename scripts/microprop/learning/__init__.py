@@ -82,6 +82,7 @@ from ._samples import (  # noqa: F401
     fold_parts,
     load_sample_cnn,
     predict_fold,
+    predict_symmetric,
     train_sample_cnn,
 )
 from ._train import (  # noqa: F401
@@ -99,6 +100,7 @@ __all__ = [
     "fold_parts",
     "load_sample_cnn",
     "predict_fold",
+    "predict_symmetric",
     "train_sample_cnn",
     "cpu_reduced_run",
     "set_aside_stale_work",

@@ -11,7 +11,8 @@ fold. Augmentation is the explicit set of distinct grid symmetries of each
 training image (:func:`~microprop.learning.symmetry_augment`), only for a
 material declared isotropic.
 
-:func:`predict_fold` predicts the held-out fold's images and
+:func:`predict_fold` predicts the held-out fold's images (for an isotropic
+material, the mean over the grid symmetries it was trained on) and
 :func:`activation_maps` gives their regression activation maps (the last
 feature maps weighted by the head's weights after the pooling; see
 :mod:`microprop.learning.models._conductivity`).
@@ -203,13 +204,61 @@ def load_sample_cnn(model_path, device="cpu"):
     return model.to(resolve_device(device)).eval(), meta
 
 
-def predict_fold(model_path, dataset_path, device="cpu", batch_size=32):
+def _grid_symmetries(x):
+    """The distinct symmetries of the pixel grid of a batch ``x`` ``(B, 1, H, W)``: 8 if square, else 4."""
+    out = []
+    for k in (range(4) if x.shape[-1] == x.shape[-2] else (0, 2)):
+        r = torch.rot90(x, k, (2, 3))
+        out += [r, torch.flip(r, (3,))]
+    return out
+
+
+@torch.no_grad()
+def predict_symmetric(model, x, symmetries=True):
+    """A model's outputs for images and for their grid symmetries.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode, ``(B, 1, H, W) -> (B,)``.
+    x : torch.Tensor, shape (B, 1, H, W)
+    symmetries : bool
+        Evaluate the 8 symmetries of the square (rotations by 90 degrees,
+        each with and without a flip; 4 for a non-square image), exact on
+        the pixel grid. False: ``x`` as given.
+
+    Returns
+    -------
+    torch.Tensor, shape (n_symmetries, B), float64
+        Their mean over axis 0 is invariant under those symmetries of ``x``.
+    """
+    views = _grid_symmetries(x) if symmetries else [x]
+    return torch.stack([model(v).double() for v in views])
+
+
+def predict_fold(model_path, dataset_path, device="cpu", batch_size=32, symmetries="auto"):
     """Predictions for the held-out fold's images, per image, in the target's unit.
+
+    Parameters
+    ----------
+    model_path, dataset_path : path-like
+        ``best.pt`` of one fold and the ``samples.h5`` it was trained on.
+    device : str or torch.device
+    batch_size : int
+    symmetries : {"auto", True, False}
+        Average the prediction over the grid symmetries of each image
+        (rotations by 90 degrees and flips, exact on the pixel grid: 8 for a
+        square image, 4 otherwise). ``"auto"``: when the model was trained
+        on them (``meta["config"]["augment"]``, an isotropic material); the
+        network is not exactly invariant, so the mean is a better estimate
+        than any one orientation.
 
     Returns
     -------
     pandas.DataFrame
-        ``image`` (row of ``samples.h5``), ``sample``, ``fold``, ``observed``, ``predicted``.
+        ``image`` (row of ``samples.h5``), ``sample``, ``fold``, ``observed``,
+        ``predicted`` (mean over the symmetries used), ``predicted_sd_symmetry``
+        (their sd, 0 with one; target units), ``n_symmetries``.
 
     Raises
     ------
@@ -220,6 +269,8 @@ def predict_fold(model_path, dataset_path, device="cpu", batch_size=32):
     if meta.get("dataset_sha256") != mio.sha256_file(dataset_path):
         raise InputError(f"{model_path}: trained on another version of {dataset_path} (sha256 differs); rerun "
                          "its training")
+    if symmetries == "auto":
+        symmetries = bool(meta.get("config", {}).get("augment", False))
     data = read_sample_dataset(dataset_path)
     te = np.nonzero(data["fold"] == int(meta["fold"]))[0]
     dev = resolve_device(device)
@@ -227,11 +278,12 @@ def predict_fold(model_path, dataset_path, device="cpu", batch_size=32):
     with torch.no_grad():
         for i in range(0, len(te), int(batch_size)):
             xb = torch.as_tensor(data["images"][te[i:i + int(batch_size)]][:, None]).to(dev)
-            out.append(model(xb).double().cpu().numpy())
-    pred = np.concatenate(out) * meta["target_std"] + meta["target_mean"]
+            out.append(predict_symmetric(model, xb, bool(symmetries)).cpu().numpy())
+    pred = np.concatenate(out, axis=1) * meta["target_std"] + meta["target_mean"]     # (n_sym, n_images)
     names = np.asarray(data["samples"], dtype=object)
     return pd.DataFrame({"image": te, "sample": names[data["sample"][te]], "fold": int(meta["fold"]),
-                         "observed": data["target"][te], "predicted": pred})
+                         "observed": data["target"][te], "predicted": pred.mean(0),
+                         "predicted_sd_symmetry": pred.std(0), "n_symmetries": len(pred)})
 
 
 def activation_maps(model, meta, images, device="cpu"):
