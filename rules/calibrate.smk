@@ -26,7 +26,8 @@ rule calibrate:
         "results/logs/calibrate/{specimen}_{area}.log",
     benchmark:
         "results/benchmarks/calibrate/{specimen}_{area}.tsv"
-    threads: 1
+    # blocks in threads; Snakemake gives at most --cores
+    threads: 4
     resources:
         mem_mb=3000,
         runtime=20,

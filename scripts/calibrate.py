@@ -125,7 +125,7 @@ def main(snakemake):
     physics.calibrate_mosaic(
         mosaic, out.calibrated, par.mode, greys, eta_refs, eta_table=eta_table,
         clinker_grey_window=par.clinker_grey_window, micf_sigma_px=float(par.micf_sigma_px),
-        chunk=int(par.chunk),
+        chunk=int(par.chunk), threads=int(snakemake.threads),
         extra_attrs={"reference_phases": phases, "reference_greys_source": source,
                      "grey_modes": modes["grey"].tolist(),
                      "grey_mode_weights": modes["weight"].tolist(),

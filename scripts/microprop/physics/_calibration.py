@@ -797,7 +797,7 @@ def _write_calibrated_block(mosaic, mulf, micf, sy, sx, radius, sigma, mode, ref
 
 
 def calibrate_mosaic(mosaic, out_group, mode, grey_refs, eta_refs, eta_table=None,
-                     clinker_grey_window=None, micf_sigma_px=10.0, chunk=1024, extra_attrs=None):
+                     clinker_grey_window=None, micf_sigma_px=10.0, chunk=1024, extra_attrs=None, threads=1):
     """Calibrate a grey mosaic into ``MulF`` and ``MicF`` maps, chunk by chunk.
 
     ``MulF`` is :func:`grey_to_eta` (``mode="eta"``), or that followed by
@@ -830,6 +830,11 @@ def calibrate_mosaic(mosaic, out_group, mode, grey_refs, eta_refs, eta_table=Non
         output chunk edge (the mosaic's chunk edge, or ``chunk`` for numpy).
     extra_attrs : dict, optional
         More attrs for the group (e.g. reference phase names).
+    threads : int
+        Blocks calibrated at once, in threads (numpy, scipy's filter and
+        zarr's codecs release the GIL). Each block writes whole output
+        chunks of its own, so the result is the same for any count; memory
+        grows to ``threads`` blocks.
 
     Returns
     -------
@@ -839,17 +844,31 @@ def calibrate_mosaic(mosaic, out_group, mode, grey_refs, eta_refs, eta_table=Non
     Raises
     ------
     InputError
-        Bad mode, sigma, references or table.
+        Bad mode, sigma, references, table or thread count.
     """
     sigma, refs = _check_calibration(mosaic, mode, grey_refs, eta_refs, eta_table, micf_sigma_px)
+    if int(threads) < 1:
+        raise InputError(f"calibrate_mosaic: threads={threads!r}; expected >= 1")
     h, w = (int(s) for s in mosaic.shape)
     out_chunk, block, radius = _block_layout(mosaic, chunk, sigma)
     attrs = _calibration_attrs(mosaic, mode, refs, sigma, clinker_grey_window, extra_attrs)
     with mio.atomic_path(out_group) as tmp:
         mulf, micf = _create_calibrated_group(tmp, attrs, (h, w), out_chunk, sigma)
         blocks = list(mio.iter_chunks((h, w), block))
-        for sy, sx in progress(blocks, desc="calibrate", unit="block"):
-            _write_calibrated_block(mosaic, mulf, micf, sy, sx, radius, sigma, mode, refs,
+
+        def one(b):
+            _write_calibrated_block(mosaic, mulf, micf, b[0], b[1], radius, sigma, mode, refs,
                                     eta_table, clinker_grey_window)
-    log.info("calibrated %dx%d mosaic (%s, sigma %.2f px) into %s", h, w, mode, sigma, out_group)
+
+        if int(threads) == 1 or len(blocks) == 1:
+            for b in progress(blocks, desc="calibrate", unit="block"):
+                one(b)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(int(threads)) as pool:
+                # list() re-raises the first block's error here, inside the atomic write
+                list(progress(pool.map(one, blocks), total=len(blocks), desc="calibrate", unit="block"))
+    log.info("calibrated %dx%d mosaic (%s, sigma %.2f px, %d thread(s)) into %s", h, w, mode, sigma, int(threads),
+             out_group)
     return attrs
