@@ -2,12 +2,16 @@
 #   make demo   install the pinned dependencies, run the whole workflow on the
 #               embedded virtual specimen and write the report
 #   make test   install the pinned dependencies and run the test suite
+#   make slurm-check  (root, Debian; not part of make test) a one-node Slurm
+#               cluster on loopback: the tiny studies through profiles/slurm,
+#               every result compared with a local run (README, "Running on
+#               a Slurm cluster")
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: install demo demo-learning report test test-slow test-all lint real clean-demo
+.PHONY: install demo demo-learning report test test-slow test-all lint real clean-demo slurm-check
 
 install: $(VENV)/.installed
 
@@ -42,6 +46,9 @@ test-slow: install
 
 test-all: install
 	$(BIN)/pytest -m "slow or not slow"
+
+slurm-check: install
+	PYTHON=$(abspath $(BIN))/python benchmarks/slurm_integration.sh
 
 lint: install
 	$(BIN)/snakemake --lint

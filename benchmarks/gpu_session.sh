@@ -19,7 +19,9 @@
 #      (the reference's size), batch 64, bf16, uint8-resident;
 #   6. the deep Taylor relevance pass (zennit) for one batch of 384 px maps;
 #   7. S2(r, delta n) of one 384 px map at 256 and 64 levels, CPU (scipy) and
-#      GPU (torch's FFTs), with the GPU's difference to float64.
+#      GPU (torch's FFTs), with the GPU's difference to float64;
+#   8. the sample study's ConductivityCNN: training images/s at 256 and 1024 px
+#      (the reference's image size), batch 16, the 8 grid symmetries.
 # Each step has its own time limit, so one that hangs costs only its share.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +33,15 @@ DEVICE=${DEVICE:-cuda}
 if [ "${SMOKE:-0}" = 1 ]; then
   N250=40; N64=200; EPOCHS=1; PROF=2; COMPILE=""; GRAPHS=""; MAP="--rows 300 --cols 300"; LIMIT=300; MAP_LIMIT=300
   CLS="--maps 60 --px 64 --epochs 1"; CLS_LIMIT=300; REL="--px 64 --batch 4 --repeat 1"; REL_LIMIT=300
+  COND="--samples 10 --px 64 --epochs 1"; COND_LIMIT=300
 else
   N250=4000; N64=20000; EPOCHS=3; PROF=30; COMPILE="--compile"; GRAPHS="--compile reduce-overhead"
-  # worst case (every step at its limit): ~40 s of data + 3 x 140 + 60 + 45 + 25 s < 10 minutes
+  # worst case (every step at its limit): ~40 s of data + 3 x 140 + 60 + 45 + 25 + 60 + 60 s = 710 s, over one
+  # 10-minute device call: run it with timeout_s 600 and read what came back, or drop a step
   MAP="--rows 2000 --cols 2000 --step 16"; LIMIT=140; MAP_LIMIT=60
   CLS="--maps 900 --px 384 --batch 64 --epochs 3"; CLS_LIMIT=45
   REL="--px 384 --batch 64"; REL_LIMIT=25
+  COND="--samples 58 --px 256 1024 --epochs 2"; COND_LIMIT=60
 fi
 
 {
@@ -66,6 +71,7 @@ step mapping_250px "$MAP_LIMIT" benchmarks/bench_mapping.py --device "$DEVICE" -
 step porosity_classifier_384px "$CLS_LIMIT" benchmarks/bench_classifier.py --device "$DEVICE" $CLS
 step relevance_384px "$REL_LIMIT" benchmarks/bench_relevance.py --device "$DEVICE" $REL
 step s2_384px 60 benchmarks/bench_correlation.py --workers 2
+step conductivity_cnn "$COND_LIMIT" benchmarks/bench_conductivity_cnn.py --device "$DEVICE" $COND
 rm -f "$data250"
 logs=$(ls "$OUT"/*.txt | grep -v "/summary.txt$")
 grep -h "^device\|images/s\|MFU\|busy\|crops/s\|maps/s\|CUDA\|levels\|exit" $logs > "$OUT/summary.tmp"

@@ -83,6 +83,37 @@ def area_param(*keys, default=_REQUIRED, transform=None):
     return param
 
 
+def _host_sees_gpu():
+    """Whether this machine shows an NVIDIA GPU (its device nodes; torch is not imported)."""
+    visible = _os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    # the device nodes /dev/nvidia0, ... (the path built, not written: the linter
+    # takes any absolute path for a workflow's input)
+    return bool(_glob.glob(_os.path.join(_os.sep, "dev", "nvidia[0-9]*")))
+
+
+def gpu_request(device_param):
+    """A resources function: the GPUs a job asks for, following its ``device``.
+
+    ``device_param`` is the rule's params function of the device
+    (``learn_param("device")``, ...). ``cuda`` asks for one GPU, ``cpu`` for
+    none, ``auto`` for one when the machine that plans the jobs shows a GPU
+    (a workstation with one; a cluster's login node usually has none: set
+    ``device: cuda`` there, or ``--set-resources <rule>:gpu=1``). On Slurm the
+    executor plugin turns ``gpu`` (and an optional ``gpu_model``) into
+    ``sbatch --gpus``; 0 adds nothing, so a CPU-only cluster gets no GPU request.
+    """
+
+    def gpus(wildcards):
+        device = str(device_param(wildcards) or "auto").lower()
+        if device.startswith("cuda"):
+            return 1
+        return int(device == "auto" and _host_sees_gpu())
+
+    return gpus
+
+
 def is_virtual(specimen):
     return "virtual" in spec_cfg(specimen)
 

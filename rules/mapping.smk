@@ -49,7 +49,7 @@ rule map_area:
     resources:
         mem_mb=6000,
         runtime=120,
-        gpu=1,
+        gpu=gpu_request(learn_param("device")),
     conda:
         "../envs/learning.yaml"
     script:

@@ -184,7 +184,7 @@ rule porosity_train:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=1,
+        gpu=gpu_request(por_param("classifier", "device")),
     conda:
         "../envs/learning.yaml"
     script:

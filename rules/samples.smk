@@ -100,7 +100,7 @@ rule sample_train:
     resources:
         mem_mb=6000,
         runtime=120,
-        gpu=1,
+        gpu=gpu_request(smp_param("cnn", "device", default="auto")),
     conda:
         "../envs/learning.yaml"
     script:

@@ -35,7 +35,7 @@ rule train_model:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=1,
+        gpu=gpu_request(learn_param("device")),
     conda:
         "../envs/learning.yaml"
     script:

@@ -478,3 +478,31 @@ def test_real_micrograph_porosity_smoke_config_runs_on_regions(tmp_path, real_bs
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/porosity_calibrate/real_smoke_top_left.log").read_text()
     assert "region_px [0, 0, 900, 400] is not inside the 800 x 800 px image" in log
+
+
+@pytest.mark.parametrize("device,gpus", [("cpu", 0), ("cuda", 1)])
+def test_gpu_requests_follow_the_device(tmp_path, device, gpus):
+    """The rules that may train on a GPU ask for one (the `gpu` resource, which
+    the Slurm executor plugin turns into `sbatch --gpus`) only when the config
+    says cuda: none on a CPU-only run (benchmarks/slurm_integration.sh proves
+    that on a one-node cluster)."""
+    cfg = study_config("tiny_learning")
+    for name in ("tiny_porosity", "tiny_samples"):
+        cfg.update({k: v for k, v in study_config(name).items() if k != "backscatter"})
+    cfg["specimens"]["tiny"]["learning"]["device"] = device
+    for study in cfg["porosity_studies"].values():
+        study["classifier"]["device"] = device
+    for study in cfg["sample_studies"].values():
+        study["cnn"]["device"] = device
+    out = run_smk(tmp_path, cfg, "-n").stdout
+    requested = {}
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block)
+        res = re.search(r"^\s*resources: (.*)$", block, re.M)
+        if m and res:
+            g = re.search(r"\bgpu=(\d+)", res.group(1))
+            requested.setdefault(m.group(1), set()).add(int(g.group(1)) if g else 0)
+    for rule in ("train_model", "porosity_train", "sample_train"):
+        assert requested.get(rule) == {gpus}, (rule, requested.get(rule))
+    assert all(v == {0} for r, v in requested.items()
+               if r not in ("train_model", "porosity_train", "sample_train")), requested
