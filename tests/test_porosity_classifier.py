@@ -157,7 +157,7 @@ def test_detector_setting_keeps_the_class_of_calibrated_maps(tmp_path):
         classes[c] = {"mulf": mulf, "micf": micf, "source": c}
     maps = tmp_path / "maps.h5"
     data.write_map_dataset(maps, classes, 52.0, size, n_train=75, seed=0)
-    r = learning.train_classifier(maps, "MulF", tmp_path / "m", epochs=12, batch_size=16, lr=2e-3, seed=0,
+    r = learning.train_classifier(maps, "MulF", tmp_path / "m", epochs=16, batch_size=16, lr=2e-3, seed=0,
                                   arch_kwargs={"widths": [8, 16, 16, 32, 32, 32, 32], "n_pool": 4},
                                   device="cpu", num_threads=2)
     _, m, _ = learning.evaluate_classifier(r["best"], maps)
