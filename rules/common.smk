@@ -374,6 +374,7 @@ def final_targets():
     out = []
     for s in config["specimens"]:
         out.append(f"results/{s}/stats/gmm_E_GPa.csv")
+        out.append(f"results/{s}/stats/deconvolution_stability.csv")
         if has_hydration(s):
             out.append(f"results/{s}/stats/hydration.json")
         if areas(s):

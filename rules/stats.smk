@@ -47,6 +47,38 @@ rule deconvolve:
         "../scripts/deconvolve.py"
 
 
+rule deconvolution_stability:
+    """Each phase's fraction, mean and sd against the number of indents (random subsamples)."""
+    input:
+        located=lambda w: stats_inputs(w.specimen),
+    output:
+        table="results/{specimen}/stats/deconvolution_stability.csv",
+        fig=report(
+            "results/{specimen}/figures/deconvolution_stability.png",
+            caption="../report/deconvolution_stability.rst",
+            category="Phase deconvolution",
+            labels={"specimen": "{specimen}", "figure": "stability against N"},
+        ),
+    params:
+        areas=lambda w: stats_areas(w.specimen),
+        n_components=spec_param("stats", "n_components"),
+        method=spec_param("stats", "method"),
+        seed=spec_param("stats", "seed"),
+        n_boot=spec_param("stats", "stability_boot", default=30),
+        sizes=spec_param("stats", "stability_sizes", default=None),
+        phases=spec_param("phases"),
+    log:
+        "results/logs/deconvolution_stability/{specimen}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/deconvolution_stability.py"
+
+
 rule hydration:
     """Degree of hydration and Mr (seed paper eqs. 9-10): phase sets with cement hydration only."""
     input:

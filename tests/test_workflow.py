@@ -318,7 +318,8 @@ def test_indentation_only_study_with_a_non_cement_phase_set(tmp_path):
     f_ni = _two_phase_exports(tmp_path / "exports" / "G1", np.random.default_rng(3))
     cfg = study_config("indentation_only")
     jobs = planned_jobs(run_smk(tmp_path, cfg, "-n").stdout)
-    assert jobs == {"read_indentation": 2, "deconvolve": 1, "all": 1}, jobs
+    assert jobs == {"read_indentation": 2, "deconvolve": 1, "deconvolution_stability": 1,
+                    "all": 1}, jobs
     run_smk(tmp_path, cfg)
     res = tmp_path / "results" / "composite"
     gmm = pd.read_csv(res / "stats/gmm_E_GPa.csv")
@@ -331,7 +332,11 @@ def test_indentation_only_study_with_a_non_cement_phase_set(tmp_path):
     assert (bic["k_used"] == 2).all() and (bic["model"] == "joint (E, H) mixture").all()
     assert not list(tmp_path.rglob("*hydration*"))
     figures = sorted(p.name for p in (res / "figures").iterdir())
-    assert figures == ["bic_E.png", "hist_E.png", "hist_H.png"], figures
+    assert figures == ["bic_E.png", "deconvolution_stability.png", "hist_E.png", "hist_H.png"], figures
+    stab = pd.read_csv(res / "stats/deconvolution_stability.csv")
+    assert set(stab["phase"]) == {"Ni", "Al2O3"} and sorted(stab["size"].unique()) == [100, 200, 300]
+    ni = stab[(stab["phase"] == "Ni") & (stab["statistic"] == "fraction") & (stab["size"] == 200)]
+    assert ni["full"].iloc[0] == pytest.approx(pooled.loc["Ni", "fraction"], abs=1e-6)
     for p in (tmp_path / "results").rglob("*"):
         if p.is_file() and p.suffix in (".csv", ".json", ".log", ".txt"):
             text = p.read_text()

@@ -46,6 +46,7 @@ from ._samples import (  # noqa: F401
 from ._stats import (  # noqa: F401
     bic_plot,
     porosity_scatter,
+    stability_plot,
     validation_table,
     draw_components,
     histogram_components,
@@ -58,6 +59,7 @@ __all__ = [
     "observed_predicted_figure",
     "sample_training_curves",
     "classifier_history",
+    "stability_plot",
     "confusion_matrices",
     "example_maps",
     "relevance_panels",

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from ..errors import InputError
 from ..stats import component_curves, table_model_fit
@@ -188,6 +189,111 @@ def bic_plot(table, title=None, k_used=None, model="mixture", k_used_why="one pe
     ax.set_xticks(table["k"].astype(int))
     ax.legend()
     ax.set_title(title or f"Model selection for the {model}")
+    fig.tight_layout()
+    return fig
+
+
+_STAT_LABELS = {"fraction": "fraction f (-)", "E_mean": "mean E (GPa)", "E_std": "sd of E (GPa)",
+                "H_mean": "mean H (GPa)", "H_std": "sd of H (GPa)"}
+
+
+def _compact(n):
+    """100, 2k, 13k, 1.2M: tick labels of numbers of indents that do not run into each other."""
+    n = int(n)
+    for div, unit in ((1_000_000, "M"), (1000, "k")):
+        if n >= div:
+            v = n / div
+            return f"{v:.0f}{unit}" if v >= 10 or v == int(v) else f"{v:.1f}{unit}"
+    return str(n)
+
+
+def _size_labels(sizes):
+    """Compact labels of increasing sizes on a log axis; one closer than x1.6 to the next is left blank."""
+    labels = [_compact(v) for v in sizes]
+    for i in range(len(sizes) - 1):
+        if sizes[i + 1] / sizes[i] < 1.6:
+            labels[i] = ""
+    return labels
+
+
+def stability_plot(summary, title=None, tolerance=0.05):
+    """Each phase's fraction, mean and sd against the number of indents, with subsample bands.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`microprop.stats.deconvolution_stability` output (``size,
+        phase, statistic, full, median, low, high``).
+    title : str, optional
+    tolerance : float
+        Half-width of the grey band drawn around each phase's full-data
+        fraction (e.g. +-0.05), so a reader sees from which size the
+        intervals stay inside it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Size 12 x 7 in (one row of 3 panels for one property, 2 rows for
+        (E, H) pairs: fraction; mean and sd of E; mean and sd of H) at
+        :data:`DPI`; log x axis (indents per subsample); per phase the median
+        of the subsamples (line), their central interval (band) and the value
+        of all indents (dotted).
+
+    Raises
+    ------
+    InputError
+        If columns are missing or there are no rows.
+    """
+    _need(summary, ["size", "phase", "statistic", "full", "median", "low", "high"],
+          "stability_plot summary")
+    if summary.empty:
+        raise InputError("stability_plot: the summary has no rows")
+    stats_present = list(dict.fromkeys(summary["statistic"]))
+    props = [s.split("_")[0] for s in stats_present if s.endswith("_mean")]
+    nrow = max(len(props), 1)
+    fig = Figure(figsize=(12.0, 3.6 * nrow + 0.6), dpi=DPI)
+    axes = fig.subplots(nrow, 3, squeeze=False)
+    cells = {"fraction": axes[0, 0]}
+    for i, p in enumerate(props):
+        cells[f"{p}_mean"], cells[f"{p}_std"] = axes[i, 1], axes[i, 2]
+    phases = list(dict.fromkeys(summary["phase"]))
+    for stat, ax in cells.items():
+        t = summary[summary["statistic"] == stat]
+        for j, ph in enumerate(phases):
+            r = t[t["phase"] == ph].sort_values("size")
+            if r.empty:
+                continue
+            c = f"C{j}"
+            ax.fill_between(r["size"], r["low"], r["high"], color=c, alpha=0.2, lw=0)
+            ax.plot(r["size"], r["median"], "o-", color=c, ms=3, lw=1.5, label=ph)
+            ax.axhline(r["full"].iloc[0], color=c, ls=":", lw=1)
+            if stat == "fraction" and tolerance:
+                f0 = r["full"].iloc[0]
+                ax.axhspan(f0 - tolerance, f0 + tolerance, color="0.5", alpha=0.08, lw=0)
+        ax.set_xscale("log")
+        sizes = sorted(summary["size"].unique())
+        ax.set_xticks(sizes, _size_labels(sizes), fontsize=8)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if stat != "fraction" and (t["low"] > 0).all():
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("indents per subsample (-)")
+        ax.set_ylabel(_STAT_LABELS.get(stat, stat))
+        ax.grid(True, which="both", alpha=0.25)
+    for ax in axes.ravel():
+        if ax not in cells.values():
+            ax.axis("off")
+    level = summary.attrs.get("level", 0.95)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    where = axes[1, 0] if nrow > 1 else axes[0, 0]
+    where.legend(handles, labels, loc="center" if nrow > 1 else "best", fontsize=9,
+                 title=f"median, {100 * level:.0f} % interval\n(dotted: all indents)")
+    n_boot = summary.attrs.get("n_boot")
+    fig.suptitle(title or ("Deconvolution against the number of indents"
+                           + (f" ({n_boot} random subsamples per size" if n_boot else "")
+                           + (f"; grey: fraction +-{tolerance:g})" if n_boot else "")))
     fig.tight_layout()
     return fig
 

@@ -1,5 +1,6 @@
 """Statistics of indentation data: Gaussian-mixture deconvolution with BIC,
-phase naming, hydration (seed paper eqs. 9-10), the seed's table model
+phase naming, the deconvolution's stability against the number of
+indents (bootstrap), hydration (seed paper eqs. 9-10), the seed's table model
 and a linear model.
 """
 from ._classes import (  # noqa: F401
@@ -26,6 +27,11 @@ from ._mixture import (  # noqa: F401
     mixture_fractions,
     name_components,
     phase_reference_means,
+)
+from ._stability import (  # noqa: F401
+    default_sizes,
+    deconvolution_stability,
+    stable_size,
 )
 from ._table_model import (  # noqa: F401
     crop_means,
@@ -70,6 +76,9 @@ __all__ = [
     "bic_table",
     "gmm_tables",
     "mixture_fractions",
+    "deconvolution_stability",
+    "default_sizes",
+    "stable_size",
     "metrics",
     "table_model_fit",
     "table_model_predict",
