@@ -32,11 +32,15 @@ rule map_area:
             labels={"specimen": "{specimen}", "area": "{area}", "target": "{target}", "figure": "histograms"},
         ),
         meta="results/{specimen}/maps/{area}/meta_{target}.json",
+        agreement="results/{specimen}/maps/{area}/dense_agreement_{target}.json",
     params:
         scale=spec_param("dataset", "scale"),
         step_um=spec_param("indentation", "spacing_um", transform=lambda v: v or 10.0),
         dense_step_px=learn_param("map_dense_step_px"),
         dense_max_crops=learn_param("map_dense_max_crops"),
+        mode=learn_param("map_mode"),
+        check_windows=learn_param("map_check_windows"),
+        tile_px=learn_param("map_tile_px"),
         device=learn_param("device"),
         n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"]
         or len(_phase_set_of(w.specimen).solid),

@@ -39,6 +39,17 @@ snakemake.params.dense_max_crops : int, optional
     Upper bound on the windows of the dense map: a larger step is used (with a
     warning) when ``dense_step_px`` would give more (default: no bound; the
     seed ResNet runs ~14 crops/s at 64 px input on 2 CPU cores).
+snakemake.params.mode : {"exact", "dense"}, optional
+    How the dense map is computed (default ``"exact"``): every window through
+    the whole network (:func:`microprop.learning.predict_map`), or the
+    convolutional trunk once over the map, pooled per window
+    (:func:`microprop.learning.dense_predict_map`, an approximation). The
+    coarse map is always exact.
+snakemake.params.check_windows : int, optional
+    Dense mode: windows of the dense map compared with exact inference
+    (:func:`microprop.learning.dense_agreement`; default 10000, 0: none).
+snakemake.params.tile_px : int, optional
+    Dense mode: window origins per trunk tile edge, input pixels (default 256).
 snakemake.params.device : str, optional
     ``"auto"`` (default: CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
 snakemake.params.batch_size : int, optional
@@ -73,8 +84,14 @@ snakemake.output.fig_hist : PNG
     Histograms with GMM components, one panel per source.
 snakemake.output.meta : JSON, optional
     Window geometry (``crop_size_px``, steps, first centres in px and um,
-    ``pixel_size_nm``, ``origin_um``), checkpoints, device and the measured
-    throughput (crops/s, megapixels/s) of both maps.
+    ``pixel_size_nm``, ``origin_um``), checkpoints, device, the mode and
+    the measured throughput (crops/s, megapixels/s) of both maps.
+snakemake.output.agreement : JSON, optional
+    ``mode``; in dense mode the difference between the dense map and exact
+    per-window inference on ``check_windows`` sampled windows
+    (:func:`microprop.learning.dense_agreement`: ``n_windows``, ``r2``,
+    ``max_abs_diff``, ``mean_abs_diff``, ... in GPa) and whether ``r2``
+    reaches 0.98; in exact mode only the mode (the map is exact).
 """
 import logging
 import math
@@ -113,11 +130,32 @@ def main(snakemake):
              target, device, s, step_px, step_px * ps_nm / 1000, dense_px)
     steps = (("coarse", step_px), ("dense", dense_px))
 
+    mode = str(par.get("mode") or "exact")
+    if mode not in ("exact", "dense"):
+        raise InputError(f"map_area: params.mode must be 'exact' or 'dense', got {mode!r}")
     predict_fn = learning.ensemble_mean_predictor(models, device, batch_size)
     grids, timing, centres = {}, {}, {}
     for kind, step in steps:
-        grids[kind], centres[kind], timing[kind] = learning.timed_predict_map(
-            calibrated, predict_fn, s, step, batch=batch_size, desc=f"{kind} map")
+        if kind == "dense" and mode == "dense":
+            grids[kind], centres[kind], timing[kind] = learning.timed_dense_predict_map(
+                calibrated, models, s, step, device=device,
+                tile_px=int(par.get("tile_px") or learning.DENSE_TILE_PX), desc="dense map")
+        else:
+            grids[kind], centres[kind], timing[kind] = learning.timed_predict_map(
+                calibrated, predict_fn, s, step, batch=batch_size, desc=f"{kind} map")
+    agreement = {"mode": mode}
+    check = int(par.get("check_windows", learning.CHECK_WINDOWS) or 0)
+    if mode == "dense" and check > 0:
+        agreement.update(learning.dense_agreement(
+            calibrated, grids["dense"], centres["dense"], predict_fn, s, n_windows=check,
+            seed=int(par.get("seed", 0)), batch=batch_size))
+        agreement.update({"units": "GPa", "target": target, "step_px": dense_px,
+                          "checkpoints": checkpoints, "r2_target": 0.98,
+                          "meets_r2_target": bool(agreement["r2"] >= 0.98)})
+        if not agreement["meets_r2_target"]:
+            log.warning("dense map: R2 %.3f against exact inference on %d windows is below "
+                        "0.98 (largest difference %.1f GPa); use map_mode: exact for results",
+                        agreement["r2"], agreement["n_windows"], agreement["max_abs_diff"])
 
     tables = {}
     if inp.get("table"):
@@ -164,7 +202,9 @@ def main(snakemake):
                         "origin_um": origin_um, "scale": scale, "device": str(device),
                         "checkpoints": checkpoints, "map_shape": list(calibrated.shape),
                         "table_model": bool(tables), "n_indents": int(len(indents)),
-                        **geometry}, out.meta)
+                        "mode": mode, **geometry}, out.meta)
+    if out.get("agreement"):
+        mio.write_json(agreement, out.agreement)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,25 @@ def run_script(name, job, tmp_path):
             if h not in root.handlers:
                 root.addHandler(h)
         root.setLevel(level)
+
+
+def write_map_stores(tmp_path, image, pixel_size_nm, origin_um=(0.0, 0.0)):
+    """Write the inputs of rule ``map_area``: ``calibrated.zarr`` and ``mosaic.zarr``.
+
+    ``calibrated.zarr`` holds ``image`` (float, backscatter coefficient) as its
+    ``MulF`` map; ``mosaic.zarr`` the same image as 8-bit grey (x 1000,
+    clipped). Returns the two paths.
+    """
+    import numpy as np
+    from microprop import io as mio
+
+    tmp_path = Path(tmp_path)
+    g = mio.create_group(tmp_path / "calibrated.zarr")
+    g.attrs.update({"pixel_size_nm": pixel_size_nm, "origin_um": list(origin_um), "quantity": "eta"})
+    arr = mio.create_group_array(g, "MulF", image.shape, np.float32, chunk=128,
+                                 attrs={"pixel_size_nm": pixel_size_nm})
+    arr[:] = image
+    mosaic = mio.create_image_store(tmp_path / "mosaic.zarr", image.shape, np.uint8,
+                                    attrs={"pixel_size_nm": pixel_size_nm})
+    mosaic[:] = np.clip(image * 1000, 0, 255).astype(np.uint8)
+    return tmp_path / "calibrated.zarr", tmp_path / "mosaic.zarr"

@@ -10,7 +10,7 @@ from microprop import learning, plots, stats
 from microprop.errors import InputError
 from PIL import Image
 from scipy import ndimage
-from script_runner import run_script
+from script_runner import run_script, write_map_stores
 
 
 def _smooth_map(rng, shape=(330, 410)):
@@ -311,14 +311,7 @@ def _fake_train(s):
 def test_map_area_script(tmp_path, rng, monkeypatch):
     s, ps = 40, 40.0                      # 1.6 um crops at 40 nm/px
     image = _smooth_map(rng, (260, 300))
-    g = mio.create_group(tmp_path / "calibrated.zarr")
-    g.attrs.update({"pixel_size_nm": ps, "origin_um": [1.0, 2.0], "quantity": "eta"})
-    arr = mio.create_group_array(g, "MulF", image.shape, np.float32, chunk=128,
-                                 attrs={"pixel_size_nm": ps})
-    arr[:] = image
-    mosaic = mio.create_image_store(tmp_path / "mosaic.zarr", image.shape, np.uint8,
-                                    attrs={"pixel_size_nm": ps})
-    mosaic[:] = np.clip(image * 1000, 0, 255).astype(np.uint8)
+    write_map_stores(tmp_path, image, ps, origin_um=(1.0, 2.0))
     for i, shift in enumerate((-1.0, 1.0)):
         (tmp_path / f"m{i}.pt").write_text(str(shift))
     located = pd.DataFrame({"E_GPa": _mixture(rng, [0.4, 0.25, 0.15, 0.2], 300),

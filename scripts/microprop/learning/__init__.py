@@ -53,6 +53,16 @@ from ._ladder import (  # noqa: F401
     ladder,
     predict_pca_ridge,
 )
+from ._dense import (  # noqa: F401
+    CHECK_WINDOWS,
+    DenseTrunk,
+    TILE_PX as DENSE_TILE_PX,
+    area_downsample,
+    dense_agreement,
+    dense_predict_map,
+    local_standardise,
+    timed_dense_predict_map,
+)
 from ._mapping import (  # noqa: F401
     INDENTATION,
     STRIP_PX,
@@ -153,6 +163,14 @@ __all__ = [
     "first_centre_um",
     "load_ensemble",
     "ensemble_mean_predictor",
+    "CHECK_WINDOWS",
+    "DENSE_TILE_PX",
+    "DenseTrunk",
+    "area_downsample",
+    "local_standardise",
+    "dense_predict_map",
+    "timed_dense_predict_map",
+    "dense_agreement",
     "predict",
     "METRIC_COLUMNS",
     "MIN_INPUT_PX",

@@ -12,7 +12,8 @@ are compared with those of the grid-indentation test.
   memory stays bounded (:func:`timed_predict_map` measures its throughput);
   :func:`dense_step_px` bounds the windows of a dense
   map, :func:`map_label` names a map by model and step, and
-  :func:`first_centre_um` and :func:`map_geometry` place its windows.
+  :func:`first_centre_um` and :func:`map_geometry` place its windows
+  (the approximate shared-trunk mode is :func:`microprop.learning.dense_predict_map`).
 * :func:`window_means` / :func:`table_model_map` -- the same windows reduced
   to their mean grey (integral image), then the seed's table model.
 * :func:`compare_statistics` -- Table-1-like comparison of GMM phase
@@ -296,17 +297,14 @@ def predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64, strip_p
 
     Dense maps (``step_px < S``) use the same batched strided inference, so
     the value of every window is exactly the model's prediction for that
-    crop. A fully convolutional shortcut (run the convolutional trunk once
-    over a strip, then pool its feature map) would reuse the overlapping
-    computation, but the model ends in a *global* average pooling over the
-    crop followed by an MLP head: that equals a sliding average of the
-    strip's feature map over a crop-sized window only if the pooling is
-    replaced by a sliding average, and even then not exactly, because a
-    crop's border features see zero padding where the strip sees the
-    neighbouring pixels, and the window positions must fall on multiples of
-    the trunk's total stride (and of the block-downsampling to
-    ``input_px``). That shortcut is not used; for dense maps it is a speed
-    option, not a change of the result.
+    crop. The fully convolutional shortcut (run the convolutional trunk once
+    over the map, then pool its feature map per window) is
+    :func:`microprop.learning.dense_predict_map`, an approximation: a crop's
+    border features see zero padding where the map shows the neighbouring
+    pixels, and each crop is standardised by its own statistics. Its
+    difference to this function is measured by
+    :func:`microprop.learning.dense_agreement` (on the demo's model it is
+    large: README, "Dense maps").
 
     Parameters
     ----------

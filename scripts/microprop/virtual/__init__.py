@@ -10,6 +10,10 @@ from ._area import (  # noqa: F401
     area_geometry,
     generate_area,
 )
+from ._large import (  # noqa: F401
+    DEMO_CALIBRATED_ETA,
+    large_area,
+)
 from ._bse import (  # noqa: F401
     bse_gain_offset,
     render_bse,
@@ -78,6 +82,8 @@ __all__ = [
     "render_porosity_bse",
     "area_geometry",
     "generate_area",
+    "DEMO_CALIBRATED_ETA",
+    "large_area",
     "bse_gain_offset",
     "render_bse",
     "synthetic_known_relation",
