@@ -367,31 +367,34 @@ def _initial_line(x, eta, init):
     return offset, gain
 
 
-def _line_e_step(x, eta, offset, gain, weight, sigma):
-    """Responsibilities ``r`` (N, K) of the phases for the samples, and the mean log-likelihood."""
+def _line_e_step(x, count, eta, offset, gain, weight, sigma):
+    """Responsibilities ``r`` (U, K) of the phases for the distinct values ``x`` (U,), each
+    seen ``count`` times, and the mean log-likelihood per sample."""
     mu = offset + gain * eta
     logp = (np.log(weight) - np.log(sigma) - 0.5 * np.log(2 * np.pi)
             - 0.5 * ((x[:, None] - mu) / sigma) ** 2)
     m = logp.max(axis=1, keepdims=True)
     lse = m[:, 0] + np.log(np.exp(logp - m).sum(axis=1))
     r = np.exp(logp - lse[:, None])
-    return r, float(lse.mean())
+    return r, float((count * lse).sum() / count.sum())
 
 
-def _line_m_step(x, eta, r, sigma):
-    """Updated ``(offset, gain, weight, sigma)`` from responsibilities ``r`` (N, K)."""
+def _line_m_step(x, count, eta, r, sigma):
+    """Updated ``(offset, gain, weight, sigma)`` from responsibilities ``r`` (U, K) of the
+    distinct values ``x`` seen ``count`` times (the samples' EM, in their multiplicity)."""
+    rc = r * count[:, None]
     # weighted least squares of x ~ offset + gain * eta_k
-    w = r / sigma ** 2
+    w = rc / sigma ** 2
     sw, swe, swe2 = w.sum(), (w * eta).sum(), (w * eta ** 2).sum()
     swx, swex = (w * x[:, None]).sum(), (w * eta * x[:, None]).sum()
     det = sw * swe2 - swe ** 2
     offset = (swe2 * swx - swe * swex) / det
     gain = (sw * swex - swe * swx) / det
-    nk = r.sum(axis=0) + 1e-12
-    weight = np.maximum(nk / x.size, 1e-6)
+    nk = rc.sum(axis=0) + 1e-12
+    weight = np.maximum(nk / count.sum(), 1e-6)
     weight /= weight.sum()
     mu = offset + gain * eta
-    sigma = np.sqrt(np.maximum((r * (x[:, None] - mu) ** 2).sum(axis=0) / nk, 0.25))
+    sigma = np.sqrt(np.maximum((rc * (x[:, None] - mu) ** 2).sum(axis=0) / nk, 0.25))
     return offset, gain, weight, sigma
 
 
@@ -410,6 +413,9 @@ def fit_detector_line(image_or_sample, phase_eta, max_samples=400_000, n_fit=100
     correctly, where the darkest and brightest modes alone would not.
     The linear detector is the assumption of the seed's supporting
     section 1 (grey proportional to eta through two reference phases).
+    EM runs on the sample's distinct grey values weighted by their counts,
+    which gives the iterates of EM on the samples themselves at the cost of
+    the number of distinct values (at most 256 for an 8-bit detector).
 
     Parameters
     ----------
@@ -450,10 +456,15 @@ def fit_detector_line(image_or_sample, phase_eta, max_samples=400_000, n_fit=100
     k = eta.size
     weight = np.full(k, 1.0 / k)
     sigma = np.full(k, max(np.std(x) / (2 * k), 1e-3))
+    # EM on the distinct grey values with their counts: the same iterates as on
+    # the samples (a detector's 8/16-bit greys take at most 256/65536 values,
+    # so an iteration costs that much instead of n_fit samples)
+    xu, count = np.unique(x, return_counts=True)
+    count = count.astype(np.float64)
     prev = -np.inf
     for it in range(1, max_iter + 1):
-        r, ll = _line_e_step(x, eta, offset, gain, weight, sigma)
-        offset, gain, weight, sigma = _line_m_step(x, eta, r, sigma)
+        r, ll = _line_e_step(xu, count, eta, offset, gain, weight, sigma)
+        offset, gain, weight, sigma = _line_m_step(xu, count, eta, r, sigma)
         if abs(ll - prev) < tol:
             break
         prev = ll

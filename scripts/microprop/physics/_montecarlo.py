@@ -182,8 +182,11 @@ def _trajectories(Z, A, w, J, k, n_atoms, rho, E0, E_cut, seeds, max_steps, mode
         deepest = 0.0
         st = 2
         nstep = 0
-        sig = np.empty(m)
-        alpha = np.empty(m)
+        # per-electron scratch, padded to 2 x 128 bytes beyond its m used values so
+        # that two threads' arrays never share a cache line (written every step)
+        scratch = np.empty(2 * (m + 16))
+        sig = scratch[:m]
+        alpha = scratch[m + 16:2 * m + 16]
         while nstep < max_steps:
             nstep += 1
             # elastic cross-sections (cm2/atom) and macroscopic total (1/cm)
