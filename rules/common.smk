@@ -297,6 +297,28 @@ def map_areas(specimen):
     return [a for a in all_areas(specimen) if area_cfg(specimen, a)["role"] == "map"]
 
 
+def map_targets(specimen):
+    """The mapped targets, in the order of the joint fit (E, then H)."""
+    return [t for t in ("E_GPa", "H_GPa") if t in learn_cfg(specimen)["targets"]]
+
+
+def map_files(w, name):
+    """One map_area output per mapped target, e.g. ``grid_coarse_{target}.npy``."""
+    return [f"results/{w.specimen}/maps/{w.area}/{name.format(target=t)}"
+            for t in map_targets(w.specimen)]
+
+
+def map_truth(w):
+    """Truth inputs of map_statistics: virtual specimens only."""
+    if not is_virtual(w.specimen):
+        return {}
+    return {
+        "truth_map": f"resources/truth/{w.specimen}/{w.area}",
+        "stitch": f"results/{w.specimen}/{w.area}/stitch_before.csv",
+        "truth_indents": [f"resources/truth/{w.specimen}/{a}" for a in areas(w.specimen)],
+    }
+
+
 def located_files(specimen, area=None):
     return [
         f"results/{specimen}/{a}/located/{b}.csv"
@@ -363,6 +385,34 @@ def n_members(specimen, split):
     return c["ensemble"]
 
 
+def truth_sources(specimen):
+    """The generator's truth of a specimen's dataset areas: (area, truth, generator) per source.
+
+    A virtual specimen: its truth folder per area (``indents.csv``,
+    ``truth.json``, ``phase_properties.csv``); a virtual indentation of a
+    real image: per batch its ``_truth.csv`` and ``_SIMULATED.json``. Empty
+    when any dataset area has no truth (measured indents): no ceiling then.
+    """
+    out = []
+    for a in areas(specimen):
+        if is_virtual(specimen):
+            out.append((a, f"resources/truth/{specimen}/{a}", f"resources/truth/{specimen}/{a}"))
+        elif "virtual_indentation" in area_cfg(specimen, a):
+            d = f"results/{specimen}/{a}/virtual_indentation"
+            out += [(a, f"{d}/{b}_truth.csv", f"{d}/{b}_SIMULATED.json") for b in batches(specimen, a)]
+        else:
+            return []
+    return out
+
+
+def ceiling_files(specimen):
+    """The ceiling table and its predictions, or nothing for a specimen without truth."""
+    if not truth_sources(specimen):
+        return []
+    return [f"results/{specimen}/learning/ceiling.csv",
+            f"results/{specimen}/learning/ceiling_predictions.csv"]
+
+
 def member_files(specimen, split, target, name):
     return [
         f"results/{specimen}/models/{split}/{target}/m{m}/{name}"
@@ -388,7 +438,9 @@ def final_targets():
                 out.append(f"results/{s}/validation/{a}.json")
         if "learning" in spec_cfg(s) and areas(s):
             out.append(f"results/{s}/learning/summary.csv")
-            out += [f"results/{s}/maps/{a}/table1_E_GPa.csv" for a in map_areas(s)]
+            for a in map_areas(s):
+                out += [f"results/{s}/maps/{a}/table1_{t}.csv" for t in map_targets(s)]
+                out.append(f"results/{s}/maps/{a}/table1.csv")
     return out
 
 

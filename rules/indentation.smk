@@ -12,6 +12,7 @@ rule virtual_indentation:
         export="results/{specimen}/{area}/virtual_indentation/{batch}.csv",
         labels="results/{specimen}/{area}/virtual_indentation/{batch}_labels.npy",
         note="results/{specimen}/{area}/virtual_indentation/{batch}_SIMULATED.json",
+        indents="results/{specimen}/{area}/virtual_indentation/{batch}_truth.csv",
     params:
         pixel_size_nm=spec_param("pixel_size_nm"),
         spacing_um=area_param("virtual_indentation", "spacing_um"),

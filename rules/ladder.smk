@@ -8,6 +8,7 @@ rule baseline_ladder:
         dataset="results/{specimen}/dataset.h5",
     output:
         table="results/{specimen}/learning/ladder.csv",
+        predictions="results/{specimen}/learning/ladder_predictions.csv",
         fig=report(
             "results/{specimen}/figures/ladder.png",
             caption="../report/ladder.rst",

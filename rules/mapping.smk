@@ -1,5 +1,7 @@
 # Mapping: the trained ensemble maps an area it never saw (role `map`); the
-# phase statistics of the map beside those of the indentation (Table 1).
+# phase statistics of the map beside those of the indentation (Table 1): per
+# target in map_area (1D, conditional means), joint in (E, H) and from the
+# windows' predictive distributions in map_statistics once every target is mapped.
 
 
 rule map_area:
@@ -33,6 +35,7 @@ rule map_area:
         ),
         meta="results/{specimen}/maps/{area}/meta_{target}.json",
         agreement="results/{specimen}/maps/{area}/dense_agreement_{target}.json",
+        windows="results/{specimen}/maps/{area}/windows_{target}.npz",
     params:
         scale=spec_param("dataset", "scale"),
         step_um=spec_param("indentation", "spacing_um", transform=lambda v: v or 10.0),
@@ -58,3 +61,52 @@ rule map_area:
         "../envs/learning.yaml"
     script:
         "../scripts/map_area.py"
+
+
+rule map_statistics:
+    """Table 1 once every target is mapped: joint (E, H) mixtures, predictive draws, truth."""
+    input:
+        unpack(map_truth),
+        grids_coarse=lambda w: map_files(w, "grid_coarse_{target}.npy"),
+        grids_dense=lambda w: map_files(w, "grid_dense_{target}.npy"),
+        windows=lambda w: map_files(w, "windows_{target}.npz"),
+        summaries=lambda w: [
+            f"results/{w.specimen}/learning/random/{t}/summary.json" for t in map_targets(w.specimen)
+        ],
+        predictions=lambda w: [
+            f"results/{w.specimen}/learning/random/{t}/predictions.csv" for t in map_targets(w.specimen)
+        ],
+        indents=lambda w: located_files(w.specimen),
+    output:
+        table1=report(
+            "results/{specimen}/maps/{area}/table1.csv",
+            caption="../report/map_statistics.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "E-H", "figure": "Table 1 (joint, predictive)"},
+        ),
+        summary="results/{specimen}/maps/{area}/table1.json",
+        figure=report(
+            "results/{specimen}/figures/map_fractions_{area}.png",
+            caption="../report/map_fractions.rst",
+            category="Mapping",
+            labels={"specimen": "{specimen}", "area": "{area}", "target": "E-H", "figure": "phase fractions"},
+        ),
+    params:
+        targets=lambda w: map_targets(w.specimen),
+        draws=learn_param("map_draws"),
+        draws_method=learn_param("map_draws_method"),
+        neighbours=learn_param("map_neighbours"),
+        max_values=learn_param("map_max_values"),
+        n_components=lambda w: spec_cfg(w.specimen)["stats"]["n_components"]
+        or len(_phase_set_of(w.specimen).solid),
+        seed=spec_param("stats", "seed"),
+    log:
+        "results/logs/map_statistics/{specimen}_{area}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../envs/learning.yaml"
+    script:
+        "../scripts/map_statistics.py"

@@ -1,5 +1,5 @@
-# Training: the seed's ResNet, one model per target, split and ensemble
-# member. Runs for specimens whose config has a `learning:` section.
+# Training: the seed's ResNet (or CentreNet, `learning.architecture`), one
+# model per target, split and ensemble member. Runs for specimens whose config has a `learning:` section.
 
 
 rule train_model:
@@ -27,6 +27,8 @@ rule train_model:
         patience=learn_param("patience"),
         factor=learn_param("factor"),
         cpu=learn_param("cpu"),
+        architecture=learn_param("architecture"),
+        centre=learn_param("centre"),
     log:
         "results/logs/train_model/{specimen}_{split}_{target}_m{member}.log",
     benchmark:

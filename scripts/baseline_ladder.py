@@ -42,7 +42,11 @@ snakemake.output.table : CSV
 snakemake.output.fig : PNG
     Test R^2 per model, grouped bars random vs blocked split, one panel per
     target (caption ``report/ladder.rst``).
+snakemake.output.predictions : CSV, optional
+    Every rung's test predictions: ``model, target, split, index`` (dataset
+    row), ``y``, ``pred`` (GPa); rule learning_summary bootstraps them.
 """
+import contextlib
 import logging
 import time
 
@@ -62,17 +66,22 @@ def main(snakemake):
     window_um = p.get("window_um", 5.0)
     window_um = None if window_um in (None, "None", "none", "") else float(window_um)
     t0 = time.perf_counter()
-    table = learning.ladder(
+    table, preds = learning.ladder(
         snakemake.input.dataset, seed=int(p.get("seed", 0)), downsample=downsample,
         n_classes=int(p.get("n_classes", 4)), disc_radius_um=float(p.get("disc_radius_um", 1.0)),
-        max_shift_um=float(p.get("max_shift_um", 1.5)), window_um=window_um)
+        max_shift_um=float(p.get("max_shift_um", 1.5)), window_um=window_um,
+        return_predictions=True)
     log.info("ladder done in %.1f s", time.perf_counter() - t0)
     fig = plots.r2_figure(table)
-    # both outputs or neither: each is renamed into place only after both were written
-    with io.atomic_path(snakemake.output.table) as tmp_table, \
-            io.atomic_path(snakemake.output.fig) as tmp_fig:
+    # all outputs or none: each is renamed into place only after all were written
+    pred_out = snakemake.output.get("predictions")
+    with contextlib.ExitStack() as stack:
+        tmp_table = stack.enter_context(io.atomic_path(snakemake.output.table))
+        tmp_fig = stack.enter_context(io.atomic_path(snakemake.output.fig))
         table.to_csv(tmp_table, index=False)
         fig.savefig(tmp_fig, format="png", dpi=plots.DPI)
+        if pred_out:
+            preds.to_csv(stack.enter_context(io.atomic_path(pred_out)), index=False)
 
 
 if __name__ == "__main__":

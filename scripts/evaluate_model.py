@@ -2,8 +2,9 @@
 
 Every member predicts every crop of the split scheme; the ensemble mean is
 scored per split (train, val, test), the interval ``mean +- q * spread`` is
-calibrated by split conformal prediction on ``val`` and its coverage measured
-on ``test`` (``microprop.learning``).
+calibrated by split conformal prediction on ``val`` (on the blocked split by
+block conformal prediction over the validation blocks) and its coverage
+measured on ``test`` (``microprop.learning``).
 
 Inputs
 ------
@@ -31,6 +32,12 @@ snakemake.params.device : str
     ``auto`` (CUDA if available), ``cpu`` or ``cuda`` (default ``auto``).
 snakemake.params.mc_samples : int
     MC-dropout passes per member; 0 = deterministic members (default 0).
+snakemake.params.interval_method : str, optional
+    ``auto`` (default: ``block`` on the blocked split, ``pooled`` on the
+    random one), ``pooled`` or ``block`` (``microprop.learning.evaluate``).
+snakemake.params.block_confidence : float or None, optional
+    Block conformal: probability that a new block is covered at ``level``
+    (default ``level``).
 snakemake.params.batch_size : int, optional
     Crops per forward pass (default 64).
 snakemake.params.seed : int, optional
@@ -44,12 +51,17 @@ snakemake.output.summary : JSON
     ``target, split_scheme, level, n_members, mc_samples, n_predictions,
     checkpoints``; ``metrics.{train,val,test}.ensemble`` and ``.members[]``
     (``MSE`` GPa^2, ``MAE`` GPa, ``R2``, ``n``); ``interval.conformal``
-    (``q, k, n_cal, floor, z, coverage_test, coverage_val, mean_width_test``)
-    and ``interval.raw`` (Gaussian ``mean +- z * spread``; ``z,
-    coverage_test, coverage_val, mean_width_test``). Widths in GPa.
+    (``method, q, k, n_cal, floor, z, q_pooled, coverage_test,
+    coverage_test_ci95, coverage_val, mean_width_test``; with blocks
+    ``m_blocks, block_confidence, block_scores``),
+    ``interval.conformal_pooled`` (the pooled split-conformal interval: ``q,
+    coverage_test, coverage_test_ci95, coverage_val, mean_width_test``) and
+    ``interval.raw`` (Gaussian ``mean +- z * spread``; ``z, coverage_test,
+    coverage_val, mean_width_test``). Widths in GPa.
 snakemake.output.predictions : CSV
     One row per crop: ``index, split, specimen, area, batch, indent, x_um,
-    y_um, y, mean, std, lo, hi, raw_lo, raw_hi`` (GPa).
+    y_um, block, y, mean, std, lo, hi, raw_lo, raw_hi`` (GPa; ``lo, hi`` the
+    interval of ``interval.conformal``).
 snakemake.output.fig_history : PNG
     Training and validation MSE and MAE against epoch.
 snakemake.output.fig_scatter : PNG
@@ -84,7 +96,8 @@ def main(snakemake):
     res = learning.evaluate(checkpoints, inp.dataset, split=split, device=p.get("device", "auto"),
                             level=level, mc_samples=int(p.get("mc_samples", 0) or 0),
                             target=target, batch_size=int(p.get("batch_size", 64) or 64),
-                            seed=seed)
+                            seed=seed, interval_method=p.get("interval_method", "auto") or "auto",
+                            block_confidence=p.get("block_confidence"))
     pred = res.pop("predictions")
 
     tables = [io.read_table(m, required=_learning._HISTORY_COLUMNS, what="training metrics")

@@ -5,7 +5,11 @@ sliding windows of the training crop size, once at the indent spacing and
 once densely; the ensemble mean of the trained models predicts each window
 (:func:`microprop.learning.predict_map`), the seed's table model maps the same
 windows from their mean grey; the phase statistics (GMM fraction, mean, std)
-of the maps are compared with those of the indentation test (Table 1).
+of this target's maps are compared with those of the indentation test
+(``table1_<target>.csv``, a 1D mixture of the conditional means). The
+members' spread per window and the table-model maps go to ``windows`` for
+rule ``map_statistics``, whose Table 1 is joint in (E, H) and drawn from the
+windows' predictive distributions.
 
 Inputs
 ------
@@ -86,6 +90,13 @@ snakemake.output.meta : JSON, optional
     Window geometry (``crop_size_px``, steps, first centres in px and um,
     ``pixel_size_nm``, ``origin_um``), checkpoints, device, the mode and
     the measured throughput (crops/s, megapixels/s) of both maps.
+snakemake.output.windows : NPZ, optional
+    What rule ``map_statistics`` needs beside the means: per map ``kind``
+    (``coarse``, ``dense``) ``spread_<kind>`` (``(ny, nx)`` float32, the
+    members' sd, ddof 1, GPa; NaN for a dense-mode dense map, which has no
+    members' spread), ``table_<kind>`` (the table-model map, NaN without
+    ``input.table``), ``cy_<kind>``, ``cx_<kind>`` (window centres, px) and
+    ``step_px_<kind>``; ``crop_size_px``, ``pixel_size_nm``.
 snakemake.output.agreement : JSON, optional
     ``mode``; in dense mode the difference between the dense map and exact
     per-window inference on ``check_windows`` sampled windows
@@ -105,6 +116,7 @@ log = logging.getLogger("microprop.map_area")
 def main(snakemake):
     """Map the area with the ensemble and the table model; write grids, Table 1 and figures."""
     # imported here, after setup_script has set the thread counts and matplotlib's backend
+    import numpy as np
     import pandas as pd
     from microprop import io as mio
     from microprop import learning, plots, stats
@@ -134,15 +146,19 @@ def main(snakemake):
     if mode not in ("exact", "dense"):
         raise InputError(f"map_area: params.mode must be 'exact' or 'dense', got {mode!r}")
     predict_fn = learning.ensemble_mean_predictor(models, device, batch_size)
-    grids, timing, centres = {}, {}, {}
+    spread_fn = learning.ensemble_mean_spread_predictor(models, device, batch_size)
+    grids, spreads, timing, centres = {}, {}, {}, {}
     for kind, step in steps:
         if kind == "dense" and mode == "dense":
             grids[kind], centres[kind], timing[kind] = learning.timed_dense_predict_map(
                 calibrated, models, s, step, device=device,
                 tile_px=int(par.get("tile_px") or learning.DENSE_TILE_PX), desc="dense map")
+            spreads[kind] = np.full(grids[kind].shape, np.nan, np.float32)  # no members' spread
         else:
-            grids[kind], centres[kind], timing[kind] = learning.timed_predict_map(
-                calibrated, predict_fn, s, step, batch=batch_size, desc=f"{kind} map")
+            both, centres[kind], timing[kind] = learning.timed_predict_map(
+                calibrated, spread_fn, s, step, batch=batch_size, desc=f"{kind} map", outputs=2)
+            grids[kind] = np.ascontiguousarray(both[..., 0])
+            spreads[kind] = np.ascontiguousarray(both[..., 1])
     agreement = {"mode": mode}
     check = int(par.get("check_windows", learning.CHECK_WINDOWS) or 0)
     if mode == "dense" and check > 0:
@@ -205,6 +221,14 @@ def main(snakemake):
                         "mode": mode, **geometry}, out.meta)
     if out.get("agreement"):
         mio.write_json(agreement, out.agreement)
+    if out.get("windows"):
+        arrays = {"crop_size_px": np.int64(s), "pixel_size_nm": np.float64(ps_nm)}
+        for kind, step in steps:
+            arrays.update({f"spread_{kind}": spreads[kind], f"cy_{kind}": centres[kind][0],
+                           f"cx_{kind}": centres[kind][1], f"step_px_{kind}": np.int64(step),
+                           f"table_{kind}": tables.get(kind, np.full(grids[kind].shape, np.nan,
+                                                                     np.float32))})
+        mio.write_npz(arrays, out.windows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Rule script: train one SeedResNet (one target, split and ensemble member).
+"""Rule script: train one network (one target, split and ensemble member).
+
+The network is ``learning.architecture``: the seed's ResNet (``seed_resnet``,
+the default) or CentreNet (``centre``, centre-weighted pooling of a fully
+convolutional trunk; ``microprop.learning.models.CentreNet``).
 
 Expects
 -------
@@ -46,6 +50,15 @@ snakemake.params.cpu : dict, optional
 snakemake.params.arch_kwargs : dict, optional
     SeedResNet arguments overriding the seed paper's layout (tiny test
     configurations); absent or null = the paper's network.
+snakemake.params.architecture : str, optional
+    ``"seed_resnet"`` (default) or ``"centre"``.
+snakemake.params.centre : dict, optional
+    CentreNet options in physical units (``learning.centre``:
+    ``resolution_nm, patch_um, sigma_um, widths, context, hidden, dropout,
+    bounded``; :func:`microprop.learning.models.centre_arch_kwargs`) and
+    ``cpu_epochs`` (the epochs of its reduced CPU run; null: ``cpu.epochs``).
+    CentreNet reads the crops at full resolution and pools them itself, so
+    ``input_px`` (and ``cpu.input_px``) do not apply to it.
 snakemake.threads : int
     ``torch.set_num_threads``.
 
@@ -70,12 +83,35 @@ def main(snakemake):
     """Train one member (resuming from ``work_dir``); copy best, last and metrics out."""
     # imported here, after setup_script has set the thread counts and matplotlib's backend
     from microprop import io as mio
-    from microprop.learning import cpu_reduced_run, set_aside_stale_work, train
+    from microprop.learning import (
+        cpu_reduced_run,
+        resolve_device,
+        set_aside_stale_work,
+        train,
+    )
+    from microprop.learning.models import ARCHITECTURES
 
     p = snakemake.params
     epochs, lr, input_px = cpu_reduced_run(p.get("device", "auto"), p.epochs, p.get("lr", 1e-5),
                                            p.get("input_px"), p.get("cpu"), where="learning.cpu")
-    set_aside_stale_work(p.work_dir, snakemake.input.dataset, what="dataset")
+    architecture = str(p.get("architecture") or "seed_resnet")
+    arch_kwargs = p.get("arch_kwargs") or None
+    if architecture == "centre":
+        if input_px not in (None, "", "None"):
+            log.info("CentreNet reads the crops at full resolution: input_px %s not applied",
+                     input_px)
+        input_px = None
+        arch_kwargs = dict(p.get("centre") or {})
+        cpu_epochs = arch_kwargs.pop("cpu_epochs", None)
+        reduced = bool(p.get("cpu")) and resolve_device(p.get("device", "auto")).type == "cpu"
+        if cpu_epochs and reduced:
+            log.info("CentreNet's reduced CPU run: %d epochs (learning.centre.cpu_epochs)",
+                     int(cpu_epochs))
+            epochs = int(cpu_epochs)
+        arch_kwargs = arch_kwargs or None
+    cls = ARCHITECTURES.get(architecture)
+    set_aside_stale_work(p.work_dir, snakemake.input.dataset, what="dataset",
+                         arch=cls.__name__ if cls else None)
 
     summary = train(
         snakemake.input.dataset, p.target, p.work_dir, split=p.get("split", "random"),
@@ -87,7 +123,7 @@ def main(snakemake):
         seed=int(p.get("seed", 0)), member=int(p.get("member", 0)),
         patience=int(p.get("patience", 5)), factor=float(p.get("factor", 0.9)),
         num_threads=int(getattr(snakemake, "threads", 1) or 1),
-        arch_kwargs=p.get("arch_kwargs") or None,
+        arch_kwargs=arch_kwargs, architecture=architecture,
     )
     for key in ("best", "last", "metrics"):
         with mio.atomic_path(getattr(snakemake.output, key)) as tmp:

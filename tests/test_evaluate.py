@@ -355,6 +355,32 @@ def test_evaluate_end_to_end_known_answer(tmp_path, rng):
     json.dumps(mio.jsonable({k: v for k, v in res.items() if k != "predictions"}))
 
 
+def test_evaluate_blocked_split_calibrates_on_validation_blocks(tmp_path, rng):
+    """On the blocked split the interval is block-conformal over the validation
+    blocks (the largest block score with few blocks); the pooled interval is
+    reported beside it, and every prediction row carries its block."""
+    path = make_dataset(tmp_path, rng)
+    ck = members(tmp_path, split="blocked")
+    kw = {"device": "cpu", "level": 0.9, "load_model": fake_load_model, "predict": fake_predict}
+    res = learning.evaluate(ck, path, split="blocked", **kw)
+    df = res["predictions"]
+    with h5py.File(path, "r") as fh:
+        blocks = fh["meta/block"][...]
+    np.testing.assert_array_equal(df["block"], blocks[df["index"]])
+    c, pooled = res["interval"]["conformal"], res["interval"]["conformal_pooled"]
+    val = df[df["split"] == "val"]
+    scores = np.abs(val["y"] - val["mean"]) / np.maximum(val["std"], c["floor"])
+    q, info = learning.block_conformal_quantile(scores, val["block"], 0.9)
+    assert c["method"] == "block" and c["q"] == pytest.approx(q) and c["m_blocks"] == info["m"]
+    assert c["q"] >= pooled["q"] and c["mean_width_test"] >= pooled["mean_width_test"]
+    assert c["coverage_test"] >= pooled["coverage_test"]
+    res_p = learning.evaluate(ck, path, split="blocked", interval_method="pooled", **kw)
+    assert res_p["interval"]["conformal"]["method"] == "pooled"
+    assert res_p["interval"]["conformal"]["q"] == pytest.approx(pooled["q"])
+    assert learning.evaluate(members(tmp_path / "r"), path, split="random",
+                             **kw)["interval"]["conformal"]["method"] == "pooled"
+
+
 def test_evaluate_rejects_wrong_split_or_target(tmp_path, rng):
     path = make_dataset(tmp_path, rng, n=60)
     kw = {"device": "cpu", "load_model": fake_load_model, "predict": fake_predict}

@@ -77,6 +77,20 @@ def test_demo_dry_run_plans_every_stage(tmp_path):
     assert jobs["stitch_tiles"] == 2 and jobs["locate_indents"] == 2 and jobs["crop_batch"] == 2
 
 
+def test_demo_learning_dry_run_maps_both_targets_then_table1(tmp_path):
+    """The never-indented A4: map_area once per target (E, H), then one joint Table 1
+    (map_statistics) from both maps, the evaluations and the truth."""
+    proc = run_smk(tmp_path, yaml.safe_load((REPO / "configs/demo_learning.yaml").read_text()), "-n")
+    out = proc.stdout + proc.stderr
+    jobs = planned_jobs(out)
+    assert jobs.get("map_area") == 2 and jobs.get("map_statistics") == 1, jobs
+    block = out.split("rule map_statistics:")[1].split("\n\n")[0]
+    for path in ("maps/A4/windows_E_GPa.npz", "maps/A4/windows_H_GPa.npz",
+                 "learning/random/H_GPa/predictions.csv", "resources/truth/demo/A4",
+                 "results/demo/A4/stitch_before.csv", "maps/A4/table1.csv"):
+        assert path in block, (path, block)
+
+
 def test_duplicate_batch_id_fails_at_start(tmp_path):
     exports = tmp_path / "exports" / "A1"
     exports.mkdir(parents=True)
@@ -264,9 +278,16 @@ def test_tiny_learning_stage(tmp_path):
     assert sorted(resnet.split) == ["blocked", "random"]
     assert set(table.model) >= {"table", "linear", "two_point", "boosting", "resnet (x2)", "resnet (x1)"}
     assert resnet.coverage.between(0, 1).all()
+    # the virtual specimen's ceiling beside every model; bootstrap intervals; blocks on blocked
+    assert table.R2_attainable.notna().all() and table.R2_noise_ceiling.notna().all()
+    assert (table.R2_ci95_lo <= table.R2 + 1e-12).all() and (table.R2 <= table.R2_ci95_hi + 1e-12).all()
+    assert set(table.loc[table.split == "blocked", "bootstrap_unit"]) == {"block"}
+    assert resnet.loc[resnet.split == "random", "n_members"].tolist() == [2]
+    assert (resnet.loc[resnet.split == "blocked", "interval_method"] == "block").all()
     ckpt = tmp_path / "results/tiny/models/random/E_GPa/m1"
     assert (ckpt / "best.pt").exists() and len(open(ckpt / "metrics.csv").readlines()) == 3
-    for fig in ("learning_history_random_E_GPa.png", "learning_scatter_blocked_E_GPa.png", "ladder.png"):
+    for fig in ("learning_history_random_E_GPa.png", "learning_scatter_blocked_E_GPa.png", "ladder.png",
+                "learning_summary.png"):
         assert (tmp_path / "results/tiny/figures" / fig).stat().st_size > 10_000, fig
 
 

@@ -276,6 +276,20 @@ def write_npy(array, path):
         np.save(fh, array)
 
 
+def write_npz(arrays, path):
+    """Write named numpy arrays as one ``.npz`` atomically (:func:`numpy.savez_compressed`).
+
+    Parameters
+    ----------
+    arrays : dict
+        Name -> array-like (names become the archive's keys).
+    path : path-like
+        Output file; it should end in ``.npz``.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **{str(k): np.asarray(v) for k, v in arrays.items()})
+
+
 def path_list(value):
     """A path, a list of paths or None (a Snakemake input) as a list of str.
 

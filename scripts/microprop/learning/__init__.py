@@ -1,6 +1,7 @@
 """Property learning: the device, data augmentation, checkpoints, the training
-loop, prediction, ensembles and prediction intervals, evaluation, the
-baseline ladder and the mapping of whole areas; the networks are in
+loop, prediction, ensembles and prediction intervals, evaluation with its
+bootstrap spread, the ceiling of a virtual specimen, the baseline ladder and
+the mapping of whole areas; the networks are in
 :mod:`microprop.learning.models`.
 """
 from ._augment import (  # noqa: F401
@@ -29,13 +30,26 @@ from ._device import (  # noqa: F401
     resolve_device,
 )
 from ._evaluate import (  # noqa: F401
+    INTERVAL_METHODS,
     PREDICTION_COLUMNS,
     ensemble_predict,
     evaluate,
     pick_examples,
 )
+from ._ceiling import (  # noqa: F401
+    CEILING_COLUMNS,
+    ceiling_table,
+    align_truth,
+    fit_attainable,
+    generator_moments,
+    noise_ceiling,
+    read_generator,
+    read_truth_indents,
+    zone_columns,
+)
 from ._intervals import (  # noqa: F401
     SPREAD_FLOOR,
+    block_conformal_quantile,
     conformal_quantile,
     coverage_confidence_interval,
     empirical_coverage,
@@ -69,6 +83,7 @@ from ._mapping import (  # noqa: F401
     compare_statistics,
     dense_step_px,
     ensemble_mean_predictor,
+    ensemble_mean_spread_predictor,
     first_centre_um,
     load_ensemble,
     map_geometry,
@@ -79,8 +94,33 @@ from ._mapping import (  # noqa: F401
     window_centres,
     window_means,
 )
+from ._map_statistics import (  # noqa: F401
+    CALIBRATION_SPLITS,
+    DRAW_METHODS,
+    FRACTION_TOLERANCE,
+    TABLE1_COLUMNS,
+    default_neighbours,
+    phase_statistics_summary,
+    phase_statistics_table,
+    predictive_calibration,
+    predictive_draws,
+    true_area_fractions,
+)
 from ._predict import (  # noqa: F401
     predict,
+)
+from ._summary import (  # noqa: F401
+    ATTAINABLE,
+    SUMMARY_COLUMNS,
+    summary_table,
+)
+from ._uncertainty import (  # noqa: F401
+    N_BOOT,
+    bootstrap_coverage,
+    bootstrap_metrics,
+    bootstrap_weights,
+    member_spread,
+    percentile_interval,
 )
 from ._relevance import (  # noqa: F401
     relevance_maps,
@@ -134,9 +174,29 @@ __all__ = [
     "ensemble_predict",
     "evaluate",
     "pick_examples",
+    "INTERVAL_METHODS",
     "SPREAD_FLOOR",
     "regression_metrics",
     "conformal_quantile",
+    "block_conformal_quantile",
+    "CEILING_COLUMNS",
+    "zone_columns",
+    "read_generator",
+    "read_truth_indents",
+    "align_truth",
+    "generator_moments",
+    "noise_ceiling",
+    "fit_attainable",
+    "ceiling_table",
+    "N_BOOT",
+    "bootstrap_weights",
+    "bootstrap_metrics",
+    "bootstrap_coverage",
+    "percentile_interval",
+    "member_spread",
+    "ATTAINABLE",
+    "SUMMARY_COLUMNS",
+    "summary_table",
     "spread_floor",
     "prediction_interval",
     "empirical_coverage",
@@ -163,6 +223,17 @@ __all__ = [
     "first_centre_um",
     "load_ensemble",
     "ensemble_mean_predictor",
+    "ensemble_mean_spread_predictor",
+    "CALIBRATION_SPLITS",
+    "DRAW_METHODS",
+    "FRACTION_TOLERANCE",
+    "TABLE1_COLUMNS",
+    "predictive_calibration",
+    "predictive_draws",
+    "default_neighbours",
+    "true_area_fractions",
+    "phase_statistics_table",
+    "phase_statistics_summary",
     "CHECK_WINDOWS",
     "DENSE_TILE_PX",
     "DenseTrunk",

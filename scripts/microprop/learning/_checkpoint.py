@@ -8,16 +8,18 @@ they are written and read, the resume rule, and the loader of a trained model.
   bad file);
 - :data:`RESUME_KEYS`, :data:`RESUME_DEFAULTS` and ``_config_diff``: which
   configuration keys a resumed run must share with its ``last.pt``;
-- :func:`load_model`: a :class:`~microprop.learning.models.SeedResNet` from
-  ``best.pt`` with its meta.
+- :func:`load_model`: the network of ``best.pt`` (a
+  :class:`~microprop.learning.models.SeedResNet` or
+  :class:`~microprop.learning.models.CentreNet`, by ``meta["arch"]``) with its meta.
 
 Checkpoint contract (``best.pt`` and ``last.pt`` are ``torch.save`` dicts,
 loadable with ``torch.load(..., weights_only=True)``):
 
-- ``"model"``: state_dict of :class:`microprop.learning.models.SeedResNet`;
+- ``"model"``: state_dict of the network (``meta["arch"]``);
 - ``"meta"``: ``target`` (e.g. ``"E_GPa"``), ``target_mean``, ``target_std``
   (GPa; prediction = output * std + mean), ``input_px`` (int or None),
-  ``crop_size_px``, ``arch`` (``"SeedResNet"``), ``arch_kwargs``, ``epoch``,
+  ``crop_size_px``, ``arch`` (the class name: ``"SeedResNet"`` or
+  ``"CentreNet"``), ``arch_kwargs`` (its constructor arguments), ``epoch``,
   ``val_loss`` (standardised MSE at that epoch), ``dataset`` (path),
   ``dataset_sha256``, ``split``, ``seed``, ``member``, ``config``;
 - ``last.pt`` also: ``"optimizer"``, ``"scheduler"``, ``"rng"``,
@@ -34,7 +36,7 @@ import torch
 from .. import io as mio
 from ..errors import InputError
 from ._device import resolve_device
-from .models import SeedResNet
+from .models import ARCHITECTURES
 
 #: configuration keys that a resumed run must share with the checkpoint
 RESUME_KEYS = ("dataset_sha256", "target", "split", "batch_size", "lr", "input_px", "augment",
@@ -44,6 +46,10 @@ RESUME_KEYS = ("dataset_sha256", "target", "split", "batch_size", "lr", "input_p
 
 #: values of keys added after a checkpoint was written (so it still resumes)
 RESUME_DEFAULTS = {"resident_uint8": False}
+
+
+#: the networks :func:`load_model` rebuilds, by ``meta["arch"]``
+MODEL_CLASSES = {cls.__name__: cls for cls in ARCHITECTURES.values()}
 
 
 def member_seed(seed, member):
@@ -101,8 +107,9 @@ def load_model(checkpoint_path, device="auto"):
 
     Returns
     -------
-    model : SeedResNet
-        On ``device``, in eval mode.
+    model : SeedResNet or CentreNet
+        Rebuilt from ``meta["arch"]`` and ``meta["arch_kwargs"]``, on
+        ``device``, in eval mode.
     meta : dict
         The checkpoint's ``meta`` (``target``, ``target_mean``, ``target_std``,
         ``input_px``, ``crop_size_px``, ``arch_kwargs``, ``epoch``, ...).
@@ -110,7 +117,8 @@ def load_model(checkpoint_path, device="auto"):
     Raises
     ------
     InputError
-        Missing or unreadable file, or not a SeedResNet checkpoint.
+        Missing or unreadable file, or not a checkpoint of one of
+        :data:`MODEL_CLASSES`.
     """
     path = Path(checkpoint_path)
     if not path.exists():
@@ -119,10 +127,12 @@ def load_model(checkpoint_path, device="auto"):
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise InputError(f"{path}: not a microprop checkpoint (keys 'model', 'meta' expected)")
     meta = dict(ckpt["meta"])
-    if meta.get("arch") != "SeedResNet":
-        raise InputError(f"{path}: architecture {meta.get('arch')!r}, expected 'SeedResNet'")
+    cls = MODEL_CLASSES.get(meta.get("arch"))
+    if cls is None:
+        raise InputError(f"{path}: architecture {meta.get('arch')!r}, expected one of "
+                         f"{sorted(MODEL_CLASSES)}")
     dev = resolve_device(device)
-    model = SeedResNet(**meta["arch_kwargs"])
+    model = cls(**meta["arch_kwargs"])
     model.load_state_dict(ckpt["model"])
     return model.to(dev).eval(), meta
 
@@ -132,8 +142,9 @@ def _config_diff(old, new):
     return {k: (old.get(k), new.get(k)) for k in RESUME_KEYS if old.get(k) != new.get(k)}
 
 
-def set_aside_stale_work(work_dir, data_path, what="dataset"):
-    """Move ``work_dir`` aside when its ``last.pt`` was trained on other data than ``data_path``.
+def set_aside_stale_work(work_dir, data_path, what="dataset", arch=None):
+    """Move ``work_dir`` aside when its ``last.pt`` was trained on other data than ``data_path``
+    (or, with ``arch``, is of another network).
 
     A rule's work directory survives a failed job so that the rerun resumes;
     once the data have been rebuilt (e.g. a new indent batch), its checkpoint
@@ -148,6 +159,10 @@ def set_aside_stale_work(work_dir, data_path, what="dataset"):
         ``meta["dataset_sha256"]``).
     what : str
         The data, for the log ("dataset", "maps.h5").
+    arch : str, optional
+        The network about to be trained (class name, e.g. ``"CentreNet"``);
+        a ``last.pt`` of another one is set aside too (``learning.architecture``
+        changed). Checkpoints without ``meta["arch"]`` count as ``"SeedResNet"``.
 
     Returns
     -------
@@ -161,11 +176,13 @@ def set_aside_stale_work(work_dir, data_path, what="dataset"):
     last = work / "last.pt"
     if not last.exists():
         return None
-    old = torch.load(last, map_location="cpu", weights_only=True)["meta"].get("dataset_sha256")
-    if old == mio.sha256_file(data_path):
+    meta = torch.load(last, map_location="cpu", weights_only=True)["meta"]
+    other_arch = arch is not None and meta.get("arch", "SeedResNet") != arch
+    if meta.get("dataset_sha256") == mio.sha256_file(data_path) and not other_arch:
         return None
     stale = work.parent / f"{work.name}-stale-{time.strftime('%Y%m%dT%H%M%S')}"
-    logging.getLogger(__name__).warning("%s was trained on another %s; moved to %s, training afresh",
-                                        work, what, stale)
+    why = (f"is a {meta.get('arch', 'SeedResNet')}, not a {arch}" if other_arch
+           else f"was trained on another {what}")
+    logging.getLogger(__name__).warning("%s %s; moved to %s, training afresh", work, why, stale)
     work.rename(stale)
     return stale

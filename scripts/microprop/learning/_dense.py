@@ -62,6 +62,16 @@ crop (its final features' receptive field, 45 px, is wider than the
 crop), which no shared computation over the map reproduces. The mode is
 therefore not the default (``learning.map_mode: exact``).
 
+**CentreNet is exact.** For an ensemble of
+:class:`~microprop.learning.models.CentreNet` the dense map takes another
+path (``_centre_dense_map``): that network pads nothing, standardises with
+fixed numbers and pools with fixed weights, so running its trunk once over a
+tile of the map and sliding its pooling kernels over the features
+(:meth:`~microprop.learning.models.CentreNet.dense_forward`, per phase of its
+integer area average) gives every window's value as the per-window network
+computes it, at any step: no resampling, no snapping, float32 rounding only
+(tested to 1e-4; :func:`dense_agreement` measures it on the map).
+
 * :func:`dense_predict_map` -- the dense map (same windows and return
   contract as :func:`microprop.learning.predict_map`).
 * :func:`dense_agreement` -- R2, largest and mean absolute difference between
@@ -84,7 +94,7 @@ from ..errors import InputError
 from ..progress import progress
 from ._device import resolve_device
 from ._mapping import STRIP_PX, _check_window, _read, _strips, window_centres
-from .models import ConvBlock, IdentityBlock, SeedResNet
+from .models import CentreNet, ConvBlock, IdentityBlock, SeedResNet
 
 log = logging.getLogger(__name__)
 
@@ -539,9 +549,23 @@ def dense_predict_map(calibrated, models, crop_size_px, step_px, device="cpu", t
         the members differ in ``input_px``, a model is not a SeedResNet, the
         checkpoint's ``crop_size_px`` differs from ``crop_size_px``, or
         ``tile_px < 1``.
+
+    Notes
+    -----
+    An ensemble of :class:`~microprop.learning.models.CentreNet` is mapped
+    exactly (module docstring): its trunk runs over tiles of
+    ``tile_px`` x ``tile_px`` of its own input pixels of window origins (plus
+    one patch), at full resolution; ``stats_px`` does not apply to it.
     """
     s, step, _, _ = _check_window(calibrated.shape, crop_size_px, step_px, what=desc)
     members = _members(models)
+    centre = [isinstance(m, CentreNet) for m, _ in members]
+    if any(centre):
+        if not all(centre):
+            raise InputError(f"{desc}: an ensemble mixes CentreNet with other networks")
+        if int(tile_px) < 1:
+            raise InputError(f"{desc}: tile_px must be >= 1, got {tile_px}")
+        return _centre_dense_map(calibrated, members, s, step, device, int(tile_px), bf16, desc)
     inputs = {m.get("input_px") or s for _, m in members}
     if len(inputs) != 1:
         raise InputError(f"{desc}: ensemble members differ in input_px {sorted(inputs)}")
@@ -582,6 +606,74 @@ def dense_predict_map(calibrated, models, crop_size_px, step_px, device="cpu", t
                     int(invalid.sum()), grid.size)
     log.info("%s: %d x %d windows of %d px at step %d px (dense, %d member(s))", desc,
              cy.size, cx.size, s, step, len(trunks))
+    return grid, (cy, cx)
+
+
+def _footprint_invalid(bad, y0, x0, s):
+    """``(ny, nx)`` bool: the ``s x s`` footprint at ``(y0[i], x0[j])`` of ``bad`` holds a True."""
+    if not bad.any():
+        return np.zeros((y0.size, x0.size), bool)
+    c = np.zeros((bad.shape[0] + 1, bad.shape[1] + 1), np.int64)
+    c[1:, 1:] = np.cumsum(np.cumsum(bad, 0), 1)
+    n = c[y0 + s][:, x0 + s] - c[y0][:, x0 + s] - c[y0 + s][:, x0] + c[y0][:, x0]
+    return n > 0
+
+
+def _centre_dense_map(calibrated, members, s, step, device, tile_px, bf16, desc):
+    """The exact dense map of a CentreNet ensemble (:func:`dense_predict_map`'s contract).
+
+    Windows are taken in tiles of at most ``tile_px * pool`` map pixels of
+    crop origins per axis; each tile's crops are read once (their whole
+    footprint, so that a window with a non-finite pixel anywhere in its crop
+    is NaN, as :func:`~microprop.learning.predict_map` makes it), and each
+    member's trunk runs over the part its patches cover.
+    """
+    for _, meta in members:
+        if meta.get("crop_size_px") not in (None, s):
+            raise InputError(f"{desc}: model crop_size_px {meta['crop_size_px']} != {s}")
+        if meta.get("input_px") not in (None, s):
+            raise InputError(f"{desc}: a CentreNet checkpoint with input_px {meta['input_px']}")
+    dev = resolve_device(device)
+    autocast = dev.type == "cuda" if bf16 is None else bool(bf16)
+    nets = [(model.to(dev).eval(), meta) for model, meta in members]
+    for net, _ in nets:
+        if net.patch_px > s:
+            raise InputError(f"{desc}: CentreNet patch {net.patch_px} px > crop {s} px")
+    cy, cx = window_centres(calibrated.shape, s, step)
+    y0s, x0s = cy - s // 2, cx - s // 2
+    span = int(tile_px) * max(net.pool for net, _ in nets)
+    grid = np.full((cy.size, cx.size), np.nan, np.float32)
+    n_bad = 0
+    with progress(total=grid.size, desc=desc, unit="window") as bar:
+        for ky0, ky1 in _groups(y0s, span):
+            r0, r1 = int(y0s[ky0]), int(y0s[ky1 - 1]) + s
+            for kx0, kx1 in _groups(x0s, span):
+                c0, c1 = int(x0s[kx0]), int(x0s[kx1 - 1]) + s
+                region = _read(calibrated, r0, r1, c0, c1)
+                bad = ~np.isfinite(region)
+                ry, rx = y0s[ky0:ky1] - r0, x0s[kx0:kx1] - c0
+                invalid = _footprint_invalid(bad, ry, rx, s)
+                if bad.any():
+                    region = np.where(bad, np.float32(0), region)
+                t = torch.from_numpy(np.ascontiguousarray(region)).to(dev)
+                total = 0.0
+                for net, meta in nets:
+                    p, o = net.patch_px, (s - net.patch_px) // 2
+                    sub = t[o + int(ry[0]):o + int(ry[-1]) + p, o + int(rx[0]):o + int(rx[-1]) + p]
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                        z = net.dense_forward(sub, ry - ry[0], rx - rx[0])
+                    total = total + (z.double().cpu().numpy() * float(meta["target_std"])
+                                     + float(meta["target_mean"]))
+                g = (total / len(nets)).astype(np.float32)
+                g[invalid] = np.nan
+                n_bad += int(invalid.sum())
+                grid[ky0:ky1, kx0:kx1] = g
+                bar.update(g.size)
+    if n_bad:
+        log.warning("%s: %d of %d windows hold non-finite pixels and are NaN", desc, n_bad,
+                    grid.size)
+    log.info("%s: %d x %d windows of %d px at step %d px (CentreNet, exact dense, %d member(s))",
+             desc, cy.size, cx.size, s, step, len(nets))
     return grid, (cy, cx)
 
 

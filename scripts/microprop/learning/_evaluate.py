@@ -3,7 +3,9 @@
 :func:`ensemble_predict` runs every member (or its MC-dropout samples) over
 the crops; :func:`evaluate` scores the ensemble mean on train, val and test
 (:func:`microprop.learning.regression_metrics`), calibrates the interval on
-val and measures its coverage on test (:mod:`microprop.learning._intervals`).
+val and measures its coverage on test (:mod:`microprop.learning._intervals`;
+on the spatially blocked split by validation blocks,
+:func:`microprop.learning.block_conformal_quantile`).
 The trained networks are reached only through ``microprop.learning``
 (``load_model``, ``predict``, looked up at call time so that tests can put
 stand-ins there); all predictions are in physical units (GPa).
@@ -33,7 +35,10 @@ from ._intervals import (
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("index", "split", "specimen", "area", "batch", "indent", "x_um", "y_um",
-                      "y", "mean", "std", "lo", "hi", "raw_lo", "raw_hi")
+                      "block", "y", "mean", "std", "lo", "hi", "raw_lo", "raw_hi")
+
+#: how :func:`evaluate` calibrates the interval: ``auto`` is ``block`` on the blocked split
+INTERVAL_METHODS = ("auto", "pooled", "block")
 
 
 def _train_api(load_model=None, predict=None):
@@ -165,27 +170,58 @@ def _member_passes(cols, path, model, meta, images, predict, dev, batch_size, bl
 
 
 def _read_dataset(path, scheme):
-    """Table and attrs of a dataset and the parts of split ``scheme`` (val, test non-empty)."""
+    """Table and attrs of a dataset and the parts of split ``scheme`` (val, test non-empty).
+
+    The table gains a ``block`` column from ``/meta/block`` (-1 where the
+    dataset has none).
+    """
     path = Path(path)
     with mdataset.open_dataset(path) as fh:
         if "splits" not in fh:
             raise InputError(f"{path}: dataset has no /splits group")
         parts = mdataset.read_split(fh, scheme)
+        blocks = np.asarray(fh["meta/block"][:], np.int64) if "meta/block" in fh else None
     _, table, attrs = mdataset.read_shard(path, images=False)
     for name in ("val", "test"):
         if parts[name].size == 0:
             raise InputError(f"{path}: /splits/{scheme}/{name} is empty")
+    if blocks is not None and blocks.size != len(table):
+        raise InputError(f"{path}: /meta/block has {blocks.size} entries for {len(table)} samples")
+    table["block"] = blocks if blocks is not None else np.full(len(table), -1, np.int64)
     return table, attrs, parts
 
 
+def _interval_method(method, split, table, path):
+    """The calibration actually used: ``block`` needs the dataset's block ids."""
+    if method not in INTERVAL_METHODS:
+        raise InputError(f"interval method {method!r}: expected one of {list(INTERVAL_METHODS)}")
+    has_blocks = bool((table["block"].to_numpy() >= 0).all())
+    if method == "auto":
+        method = "block" if split == "blocked" and has_blocks else "pooled"
+        if split == "blocked" and not has_blocks:
+            log.warning("%s: no /meta/block, so the blocked split's interval is calibrated on "
+                        "pooled validation crops", path)
+    elif method == "block" and not has_blocks:
+        raise InputError(f"{path}: interval method 'block' needs /meta/block, which this "
+                         "dataset lacks")
+    return method
+
+
 def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9,
-             mc_samples=0, target=None, batch_size=64, seed=0, load_model=None, predict=None):
+             mc_samples=0, target=None, batch_size=64, seed=0, load_model=None, predict=None,
+             interval_method="auto", block_confidence=None):
     """Score an ensemble on a dataset and calibrate its prediction interval.
 
     Every sample of the split scheme is predicted by every member; the
     ensemble mean is scored per split (train, val, test) and so is each
     member. The interval is calibrated on ``val`` (:func:`prediction_interval`)
-    and its coverage is measured on ``test``.
+    and its coverage is measured on ``test``. On the blocked split the
+    validation crops come in whole blocks and the calibration uses them
+    (``interval_method="auto"``):
+    :func:`microprop.learning.block_conformal_quantile`, so that
+    the interval holds per block, also where test blocks are harder than
+    most validation blocks; the pooled split-conformal interval is reported
+    beside it (``interval.conformal_pooled``).
 
     Parameters
     ----------
@@ -206,6 +242,14 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
         ``"E_GPa"`` or ``"H_GPa"``; checked against the members' target.
     batch_size, seed, load_model, predict
         See :func:`ensemble_predict`.
+    interval_method : str
+        ``"auto"`` (``"block"`` on the blocked split when the dataset has
+        ``/meta/block``, else ``"pooled"``), ``"pooled"`` (split conformal
+        over validation crops) or ``"block"`` (:data:`INTERVAL_METHODS`).
+    block_confidence : float, optional
+        Probability that a new block is covered at ``level`` (default
+        ``level``; capped by the number of validation blocks, see
+        :func:`microprop.learning.block_conformal_quantile`).
 
     Returns
     -------
@@ -215,10 +259,13 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
         ``metrics``: per split ``{"ensemble": {MSE, MAE, R2, n}, "members":
         [...]}`` (GPa^2, GPa); ``interval``: ``conformal`` and ``raw``, each
         with ``coverage_test``, ``coverage_val``, ``mean_width_test`` (GPa),
-        and the calibration (``q``, ``k``, ``n_cal``, ``floor``, ``z``);
+        and the calibration (``method``, ``q``, ``k``, ``n_cal``, ``floor``,
+        ``z``, ...), and ``conformal_pooled`` (the pooled split-conformal
+        interval's ``q``, coverage and width, whichever is used);
         ``predictions``: DataFrame with :data:`PREDICTION_COLUMNS` (``index``
-        the dataset row, ``y`` measured, ``mean``/``std`` of the ensemble,
-        ``lo``/``hi`` conformal, ``raw_lo``/``raw_hi`` Gaussian, GPa).
+        the dataset row, ``block`` its spatial block or -1, ``y`` measured,
+        ``mean``/``std`` of the ensemble, ``lo``/``hi`` conformal,
+        ``raw_lo``/``raw_hi`` Gaussian, GPa).
 
     Raises
     ------
@@ -229,6 +276,7 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
     """
     dataset_path = Path(dataset_path)
     table, attrs, parts = _read_dataset(dataset_path, split)
+    method = _interval_method(interval_method, split, table, dataset_path)
     rows, labels = _rows_and_labels(parts)
     with mdataset.open_dataset(dataset_path) as fh:
         imgs = fh["images"]
@@ -245,10 +293,14 @@ def evaluate(checkpoints, dataset_path, split="random", device="auto", level=0.9
     y = table[tgt].to_numpy(float)[rows]
     mean, std = _ensemble_mean_std(preds)
     cal = labels == "val"
-    lo, hi, info = prediction_interval(mean, std, y[cal], mean[cal], std[cal], level=level)
+    blocks = table["block"].to_numpy(np.int64)[rows]
+    lo, hi, info = prediction_interval(
+        mean, std, y[cal], mean[cal], std[cal], level=level,
+        blocks_cal=blocks[cal] if method == "block" else None, block_confidence=block_confidence)
     raw_lo, raw_hi = info.pop("raw_lo"), info.pop("raw_hi")
     metrics = _split_metrics(y, mean, preds, labels)
     interval = _interval_summary(y, labels, (lo, hi), (raw_lo, raw_hi), info)
+    interval["conformal_pooled"] = _pooled_summary(y, labels, mean, std, info)
     pred_df = _predictions_table(table, rows, labels, y, mean, std, (lo, hi), (raw_lo, raw_hi))
     _log_summary(tgt, preds.shape[1], metrics, interval, level)
     return {"target": tgt, "split_scheme": split, "level": float(level),
@@ -291,6 +343,18 @@ def _split_metrics(y, mean, preds, labels):
     return metrics
 
 
+def _pooled_summary(y, labels, mean, std, info):
+    """The pooled split-conformal interval (same scores and floor): q, coverage and width."""
+    te, cal = labels == "test", labels == "val"
+    half = info["q_pooled"] * np.maximum(std, info["floor"])
+    lo, hi = mean - half, mean + half
+    return {"q": info["q_pooled"],
+            "coverage_test": empirical_coverage(y[te], lo[te], hi[te]),
+            "coverage_test_ci95": list(coverage_confidence_interval(y[te], lo[te], hi[te])),
+            "coverage_val": empirical_coverage(y[cal], lo[cal], hi[cal]),
+            "mean_width_test": float(np.mean(hi[te] - lo[te]))}
+
+
 def _interval_summary(y, labels, conformal, raw, info):
     """Coverage and mean width on test (and val) of the conformal and the raw interval."""
     (lo, hi), (raw_lo, raw_hi) = conformal, raw
@@ -316,21 +380,22 @@ def _predictions_table(table, rows, labels, y, mean, std, conformal, raw):
         "specimen": t["specimen"].to_numpy(), "area": t["area"].to_numpy(),
         "batch": t["batch"].to_numpy(), "indent": t["indent"].to_numpy(np.int64),
         "x_um": t["x_um"].to_numpy(float), "y_um": t["y_um"].to_numpy(float),
-        "y": y, "mean": mean, "std": std, "lo": lo, "hi": hi,
+        "block": t["block"].to_numpy(np.int64), "y": y, "mean": mean, "std": std, "lo": lo, "hi": hi,
         "raw_lo": raw_lo, "raw_hi": raw_hi})
 
 
 def _log_summary(target, n_predictions, metrics, interval, level):
     """Log the test error and the interval coverage."""
     c, r = interval["conformal"], interval["raw"]
+    p = interval.get("conformal_pooled", c)
     ens = metrics["test"]["ensemble"] or {}
     log.info("%s, %d prediction(s) per crop: test MAE %.3g GPa, R2 %.3f; %.0f%% interval "
-             "coverage on test: conformal %.3f (95%% CI %.3f-%.3f, mean width %.3g GPa), "
-             "raw %.3f (%.3g GPa)",
+             "coverage on test: conformal (%s) %.3f (95%% CI %.3f-%.3f, mean width %.3g GPa), "
+             "pooled conformal %.3f (%.3g GPa), raw %.3f (%.3g GPa)",
              target, n_predictions, ens.get("MAE", float("nan")), ens.get("R2", float("nan")),
-             100 * level, c["coverage_test"], *c["coverage_test_ci95"], c["mean_width_test"],
-             r["coverage_test"],
-             r["mean_width_test"])
+             100 * level, c.get("method", "pooled"), c["coverage_test"], *c["coverage_test_ci95"],
+             c["mean_width_test"], p["coverage_test"], p["mean_width_test"],
+             r["coverage_test"], r["mean_width_test"])
 
 
 def pick_examples(predictions, n=12, seed=0, split="test"):

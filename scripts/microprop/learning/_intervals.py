@@ -17,6 +17,22 @@ with scores ``s_i = |y_i - mean_i| / spread_i`` on ``n`` calibration samples,
 ``mean +- q * spread``. If calibration and test samples are exchangeable, it
 covers a new sample with probability at least ``level`` (marginally). The
 empirical coverage carries a Wilson interval (:func:`coverage_confidence_interval`).
+
+On a spatially blocked split the crops are not exchangeable one by one:
+neighbouring crops share material and whole blocks are easy or hard, so a
+quantile pooled over a handful of validation blocks holds only on average
+over which blocks happened to be held out (on the real micrograph a 90 %
+interval covered 0.84 of the test crops, whose blocks had larger errors than
+the validation blocks). :func:`block_conformal_quantile` calibrates on the
+blocks instead: each validation block's score is the smallest ``q`` that
+covers ``level`` of its own crops, and ``q`` is the conformal quantile of
+those block scores, so that a new block exchangeable with the validation
+blocks is itself covered at ``level`` with probability at least
+``k / (m + 1)`` (split conformal prediction on the block scores; Vovk,
+Gammerman & Shafer 2005, "Algorithmic learning in a random world",
+Springer; for the two-layer, group-exchangeable setting see Dunn, Wasserman
+& Ramdas 2023, "Distribution-free prediction sets for two-layer
+hierarchical models", J. Am. Stat. Assoc. 118).
 """
 from __future__ import annotations
 
@@ -107,6 +123,87 @@ def conformal_quantile(scores, level=0.9):
     return float(np.sort(s)[k - 1]), k
 
 
+def block_conformal_quantile(scores, blocks, level=0.9, confidence=None):
+    """Block-conformal quantile: a new block, not a new crop, is covered at ``level``.
+
+    Parameters
+    ----------
+    scores : array-like, shape (n,)
+        Non-conformity scores of the calibration crops (finite, >= 0; e.g.
+        normalised absolute residuals, dimensionless).
+    blocks : array-like, shape (n,)
+        Spatial block of each calibration crop (any hashable ids, e.g. the
+        dataset's ``/meta/block``).
+    level : float
+        Coverage asked of every block, in (0, 1).
+    confidence : float, optional
+        Probability, in (0, 1), with which a new block's own coverage should
+        reach ``level``; default ``level``. With ``m`` blocks it is reached
+        only when ``confidence <= m / (m + 1)``; otherwise the largest block
+        score is used and the confidence achieved, ``m / (m + 1)``, is
+        returned (and logged).
+
+    Returns
+    -------
+    q : float
+        The ``k``-th smallest block score, ``k = min(m, ceil((m + 1) *
+        confidence))``. The score of block ``b`` with ``n_b`` crops is its
+        ``ceil(level * n_b)``-th smallest crop score: the smallest threshold
+        that covers at least ``level`` of the block's crops.
+    info : dict
+        ``k``, ``m`` (blocks), ``confidence`` (asked), ``confidence_achieved``
+        (``k / (m + 1)``), ``block_scores`` (list, ascending), ``q_pooled``
+        (:func:`conformal_quantile` of all crops, for comparison).
+
+    Raises
+    ------
+    InputError
+        If the lengths differ, no score is given, a score is not finite or
+        ``level`` / ``confidence`` is outside (0, 1).
+
+    Notes
+    -----
+    If the calibration blocks and a new block are exchangeable (blocks, not
+    crops, are the units drawn), the new block's score is exchangeable with
+    the ``m`` calibration block scores, so it is at most their ``k``-th
+    smallest with probability at least ``k / (m + 1)`` (the split-conformal
+    argument, Vovk et al. 2005, applied to blocks); then at least
+    ``ceil(level * n_new)`` of its crops are covered. This is a statement
+    per block, stronger than the pooled quantile's marginal one: it keeps
+    holding when the test blocks happen to be harder than most validation
+    blocks, at the price of wider intervals where blocks are alike. With few
+    blocks the attainable confidence is low (5 blocks: 5/6).
+    """
+    s = np.asarray(scores, dtype=float).ravel()
+    b = np.asarray(blocks).ravel()
+    if s.shape != b.shape:
+        raise InputError(f"block_conformal_quantile: {s.size} scores but {b.size} block ids")
+    if s.size == 0 or not np.isfinite(s).all():
+        raise InputError(f"block_conformal_quantile needs >= 1 finite score; got {s.size} "
+                         f"scores, {int((~np.isfinite(s)).sum())} not finite")
+    level = float(level)
+    conf = level if confidence is None else float(confidence)
+    for name, v in (("level", level), ("confidence", conf)):
+        if not 0.0 < v < 1.0:
+            raise InputError(f"block_conformal_quantile: {name} must be in (0, 1), got {v}")
+    _, inv = np.unique(b, return_inverse=True)
+    block_scores = []
+    for j in range(int(inv.max()) + 1):
+        sj = np.sort(s[inv == j])
+        block_scores.append(float(sj[int(math.ceil(level * sj.size - 1e-12)) - 1]))
+    block_scores.sort()
+    m = len(block_scores)
+    k = int(math.ceil((m + 1) * conf - 1e-12))
+    if k > m:
+        log.warning("block conformal: %d calibration blocks give a block-level confidence of at "
+                    "most %.3f (asked %.3f); the largest block score is used", m, m / (m + 1), conf)
+        k = m
+    q_pooled, _ = conformal_quantile(s, level)
+    return block_scores[k - 1], {"k": k, "m": m, "confidence": conf,
+                                 "confidence_achieved": k / (m + 1),
+                                 "block_scores": block_scores, "q_pooled": q_pooled}
+
+
 def spread_floor(spread_cal, relative=SPREAD_FLOOR):
     """Lower bound applied to ensemble spreads before normalising residuals.
 
@@ -131,7 +228,8 @@ def spread_floor(spread_cal, relative=SPREAD_FLOOR):
     return f if f > 0 and np.isfinite(f) else 1.0
 
 
-def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, floor=None):
+def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, floor=None,
+                        blocks_cal=None, block_confidence=None):
     """Conformalised ensemble interval and the raw Gaussian ensemble interval.
 
     Parameters
@@ -146,6 +244,13 @@ def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, fl
     floor : float, optional
         Lower bound of the spread (GPa), applied to calibration and test alike;
         default :func:`spread_floor` of ``spread_cal``.
+    blocks_cal : array-like, shape (n,), optional
+        Spatial block of each calibration sample. Given, ``q`` is the
+        :func:`block_conformal_quantile` of the normalised residuals (every
+        new block covered at ``level`` with probability ``block_confidence``),
+        not the pooled :func:`conformal_quantile`.
+    block_confidence : float, optional
+        See :func:`block_conformal_quantile` (default ``level``).
 
     Returns
     -------
@@ -155,7 +260,10 @@ def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, fl
         ``|y_cal - mean_cal| / max(spread_cal, floor)`` (Lei et al. 2018,
         sec. 5.2; Angelopoulos & Bates 2021, sec. 2.3).
     info : dict
-        ``q``, ``k``, ``n_cal``, ``level``, ``floor`` (GPa), ``z`` (the
+        ``method`` (``"pooled"`` or ``"block"``), ``q``, ``k``, ``n_cal``,
+        ``level``, ``floor`` (GPa), ``q_pooled`` (the pooled quantile, also
+        when the block one is used), with blocks ``m_blocks``,
+        ``block_confidence`` (achieved) and ``block_scores``; ``z`` (the
         Gaussian quantile ``Phi^-1((1 + level) / 2)``, 1.645 at 0.9), and
         ``raw_lo``, ``raw_hi`` (arrays): the uncalibrated interval
         ``mean -+ z * spread``, which assumes the measurement scatters as
@@ -186,11 +294,19 @@ def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, fl
     if not f > 0:
         raise InputError(f"prediction_interval: floor must be > 0 GPa, got {floor}")
     scores = np.abs(y_cal - mean_cal) / np.maximum(spread_cal, f)
-    q, k = conformal_quantile(scores, level)
+    if blocks_cal is None:
+        q, k = conformal_quantile(scores, level)
+        extra = {"method": "pooled", "q_pooled": q}
+    else:
+        q, binfo = block_conformal_quantile(scores, blocks_cal, level, block_confidence)
+        k = binfo["k"]
+        extra = {"method": "block", "q_pooled": binfo["q_pooled"], "m_blocks": binfo["m"],
+                 "block_confidence": binfo["confidence_achieved"],
+                 "block_scores": binfo["block_scores"]}
     half = q * np.maximum(spread, f)
     z = float(norm.ppf(0.5 + 0.5 * float(level)))
     info = {"q": q, "k": k, "n_cal": int(y_cal.size), "level": float(level), "floor": f, "z": z,
-            "raw_lo": mean - z * spread, "raw_hi": mean + z * spread}
+            **extra, "raw_lo": mean - z * spread, "raw_hi": mean + z * spread}
     return mean - half, mean + half, info
 
 

@@ -214,7 +214,8 @@ def _chunks(n, chunk):
 
 def ladder(dataset_path, targets=TARGETS, splits=SPLIT_SCHEMES, seed=0, downsample=None,
            n_classes=4, disc_radius_um=1.0, max_shift_um=1.5, periodic=False, n_bins=20,
-           chunk=64, pixel_stride=5, models=MODELS, n_threads=1, window_um=5.0):
+           chunk=64, pixel_stride=5, models=MODELS, n_threads=1, window_um=5.0,
+           return_predictions=False):
     """Fit and score the baseline ladder on a dataset's splits.
 
     Two passes over ``/images`` in chunks of ``chunk`` crops: the first
@@ -270,10 +271,13 @@ def ladder(dataset_path, targets=TARGETS, splits=SPLIT_SCHEMES, seed=0, downsamp
         BLAS/OpenMP threads of the whole computation (threadpoolctl). The
         fits are small (hundreds of crops): on a shared machine one thread is
         much faster than OpenMP threads waiting for a busy core.
+    return_predictions : bool
+        Also return every rung's test predictions (for bootstrap intervals,
+        :func:`microprop.learning.bootstrap_metrics`).
 
     Returns
     -------
-    pandas.DataFrame
+    table : pandas.DataFrame
         One row per (split, target, model): ``model, target, split, MSE,
         MAE, R2, n_train, n_test, fit_s, fit_on, notes`` (MSE GPa^2, MAE
         GPa; ``n_train`` counts train + val; ``fit_s`` the wall time of
@@ -281,6 +285,10 @@ def ladder(dataset_path, targets=TARGETS, splits=SPLIT_SCHEMES, seed=0, downsamp
         ``attrs`` holds ``thresholds`` per split, ``factor``,
         ``max_shift_px``, ``window_px``, ``disc_radius_px`` and ``feature_s`` (wall time of
         the two reading passes).
+    predictions : pandas.DataFrame
+        Only with ``return_predictions``: one row per (model, target, split,
+        test crop): ``model, target, split, index`` (dataset row), ``y``,
+        ``pred`` (GPa).
 
     Raises
     ------
@@ -289,9 +297,10 @@ def ladder(dataset_path, targets=TARGETS, splits=SPLIT_SCHEMES, seed=0, downsamp
         a split, or a name is unknown.
     """
     with threadpool_limits(limits=max(1, int(n_threads))):
-        return _ladder(Path(dataset_path), list(targets), list(splits), seed, downsample,
-                       n_classes, disc_radius_um, max_shift_um, periodic, n_bins, chunk,
-                       pixel_stride, list(models), window_um)
+        table, preds = _ladder(Path(dataset_path), list(targets), list(splits), seed, downsample,
+                               n_classes, disc_radius_um, max_shift_um, periodic, n_bins, chunk,
+                               pixel_stride, list(models), window_um)
+    return (table, preds) if return_predictions else table
 
 
 def _ladder(path, targets, splits, seed, downsample, n_classes, disc_radius_um, max_shift_um,
@@ -319,7 +328,7 @@ def _ladder(path, targets, splits, seed, downsample, n_classes, disc_radius_um, 
     log.info("%s: %d crops of %d px; features in %.1f s (2-point: factor %d, shift <= %d px)",
              path, n, s, feature_s, geo["factor"], geo["max_shift_px"])
     means = crop_means_from(base, base_names)
-    rows = []
+    rows, preds = [], []
     for sc in splits:
         X2 = np.concatenate(corr[sc]) if corr[sc] else None
         Xb = np.hstack([base, np.concatenate(frac[sc])]) if frac[sc] else None
@@ -329,9 +338,13 @@ def _ladder(path, targets, splits, seed, downsample, n_classes, disc_radius_um, 
             fit, test = idx[sc]
             tr, te = fit[ok[fit]], test[ok[test]]
             for model in models:
-                rows.append(_score_rung(model, means, X2, Xb, y, tr, te, seed, n_bins, n_classes,
-                                        f"{path} {sc}"))
+                row, pred = _score_rung(model, means, X2, Xb, y, tr, te, seed, n_bins, n_classes,
+                                        f"{path} {sc}")
+                rows.append(row)
                 rows[-1].update(target=t, split=sc)
+                preds.append(pd.DataFrame({"model": model, "target": t, "split": sc,
+                                           "index": te.astype(np.int64), "y": y[te],
+                                           "pred": np.asarray(pred, np.float64)}))
                 log.info("%s split, %s, %s: R2 %.3f, MAE %.4g GPa (%s)", sc, t, model,
                          rows[-1]["R2"], rows[-1]["MAE"], rows[-1]["notes"])
     table = pd.DataFrame(rows, columns=["model", "target", "split", "MSE", "MAE", "R2", "n_train",
@@ -341,7 +354,9 @@ def _ladder(path, targets, splits, seed, downsample, n_classes, disc_radius_um, 
                        disc_radius_px=geo["disc_px"], feature_s=feature_s,
                        feature_names=base_names + [f"frac{k}" for k in range(n_classes)]
                        + [f"disc_frac{k}" for k in range(n_classes)])
-    return table
+    predictions = (pd.concat(preds, ignore_index=True) if preds else
+                   pd.DataFrame(columns=["model", "target", "split", "index", "y", "pred"]))
+    return table, predictions
 
 
 def _geometry(path, pixel_nm, s, disc_radius_um, window_um, downsample, max_shift_um):
@@ -396,7 +411,8 @@ def _split_features(images, splits, thr, geo, chunk, periodic, need_2pt, need_fr
 
 
 def _score_rung(model, means, X2, Xb, y, tr, te, seed, n_bins, n_classes, what):
-    """Fit one rung on ``tr``, score it on ``te``: a row of the ladder table (no target/split)."""
+    """Fit one rung on ``tr``, score it on ``te``: a row of the ladder table (no target/split)
+    and the test predictions (GPa)."""
     t1 = time.perf_counter()
     if model == "table":
         tab = table_model_fit(means[tr], y[tr], n_bins=n_bins, binning="quantile",
@@ -423,7 +439,7 @@ def _score_rung(model, means, X2, Xb, y, tr, te, seed, n_bins, n_classes, what):
         notes = f"{Xb.shape[1]} features, {gb.n_iter_} iterations"
     met = metrics(y[te], pred)
     return {"model": model, **met, "n_train": int(tr.size), "n_test": int(te.size),
-            "fit_s": float(fit_s), "fit_on": "train+val", "notes": notes}
+            "fit_s": float(fit_s), "fit_on": "train+val", "notes": notes}, pred
 
 
 def crop_means_from(features, names):

@@ -271,6 +271,44 @@ def ensemble_mean_predictor(models, device, batch_size, predict=None):
     return mean_prediction
 
 
+def ensemble_mean_spread_predictor(models, device, batch_size, predict=None):
+    """A ``predict_fn`` for :func:`predict_map`: the members' mean and spread per crop.
+
+    The spread is the members' standard deviation with ``ddof = 1`` (0 for
+    one member), as :func:`microprop.learning.evaluate` computes it for the
+    crops that calibrate the prediction interval, so that a map window's
+    interval is ``mean +- q * max(spread, floor)`` with the evaluation's
+    ``q`` and ``floor`` (the predictive distributions of
+    :func:`microprop.learning.predictive_draws`).
+
+    Parameters
+    ----------
+    models : list of tuple
+        ``(path, model, meta)`` from :func:`load_ensemble`.
+    device : torch.device
+    batch_size : int
+        Crops per forward pass.
+    predict : callable, optional
+        Replacement of ``microprop.learning.predict`` (same signature).
+
+    Returns
+    -------
+    callable
+        ``fn(crops)``, crops ``(n, S, S)`` float32, returns shape ``(n, 2)``
+        float64: column 0 the mean, column 1 the spread (GPa). Pass
+        ``outputs=2`` to :func:`predict_map`.
+    """
+    _, predict = _train_api(None, predict)
+
+    def mean_spread(crops):
+        preds = np.stack([np.asarray(predict(m, mt, crops, device, batch_size),
+                                     dtype=np.float64).reshape(-1) for _, m, mt in models])
+        spread = preds.std(axis=0, ddof=1) if len(models) > 1 else np.zeros(preds.shape[1])
+        return np.column_stack([preds.mean(axis=0), spread])
+
+    return mean_spread
+
+
 def _strips(cy, s, step, strip_px):
     """Yield ``(k0, k1, r0, r1)``: window rows ``k0..k1-1`` need map rows ``r0..r1-1``."""
     per = max(1, (max(int(strip_px), s) - s) // step + 1)
@@ -284,7 +322,7 @@ def _read(calibrated, r0, r1, c0, c1):
 
 
 def predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64, strip_px=STRIP_PX,
-                desc="map"):
+                desc="map", outputs=1):
     """Sliding-window prediction of a property over a whole calibrated map.
 
     Every window of :func:`window_centres` is cut from the map and passed,
@@ -324,10 +362,13 @@ def predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64, strip_p
         Rows read from the map at once (default :data:`STRIP_PX`).
     desc : str
         Label of the progress bar.
+    outputs : int
+        Values ``predict_fn`` returns per crop: 1 (shape ``(n,)``) or more
+        (shape ``(n, outputs)``, e.g. :func:`ensemble_mean_spread_predictor`).
 
     Returns
     -------
-    grid : numpy.ndarray, shape (ny, nx), float32
+    grid : numpy.ndarray, shape (ny, nx) or (ny, nx, outputs), float32
         Prediction at each window; NaN where the crop holds a non-finite
         pixel (such crops are not passed to ``predict_fn``).
     centres : tuple of numpy.ndarray
@@ -343,20 +384,24 @@ def predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64, strip_p
     s, step, _, _ = _check_window(calibrated.shape, crop_size_px, step_px)
     if int(batch) < 1:
         raise InputError(f"predict_map: batch must be >= 1, got {batch}")
+    if int(outputs) < 1 or int(outputs) != outputs:
+        raise InputError(f"predict_map: outputs must be a positive integer, got {outputs}")
     batch = int(batch)
     cy, cx = window_centres(calibrated.shape, s, step)
-    grid = np.full((cy.size, cx.size), np.nan, np.float32)
+    extra = () if int(outputs) == 1 else (int(outputs),)
+    grid = np.full((cy.size, cx.size) + extra, np.nan, np.float32)
     c0, c1 = int(cx[0] - s // 2), int(cx[-1] - s // 2 + s)
     xs = cx - s // 2 - c0
     n_skipped = 0
-    with progress(total=grid.size, desc=desc, unit="crop") as bar:
+    n_windows = cy.size * cx.size
+    with progress(total=n_windows, desc=desc, unit="crop") as bar:
         for k0, k1, r0, r1 in _strips(cy, s, step, strip_px):
             strip = _read(calibrated, r0, r1, c0, c1)
             n_skipped += _predict_strip(grid, strip, k0, k1, cy[k0:k1] - s // 2 - r0, xs, s,
                                         predict_fn, batch, bar)
     if n_skipped:
         log.warning("%s: %d of %d windows hold non-finite pixels and are NaN", desc,
-                    n_skipped, grid.size)
+                    n_skipped, n_windows)
     log.info("%s: %d x %d windows of %d px at step %d px", desc, cy.size, cx.size, s, step)
     return grid, (cy, cx)
 
@@ -373,23 +418,24 @@ def _predict_strip(grid, strip, k0, k1, ys, xs, s, predict_fn, batch, bar):
         ok = np.isfinite(crops).all(axis=(1, 2))
         if ok.any():
             pred = np.asarray(predict_fn(crops[ok] if not ok.all() else crops),
-                              dtype=np.float32).reshape(-1)
-            if pred.size != int(ok.sum()):
+                              dtype=np.float32)
+            n_ok, per = int(ok.sum()), int(np.prod(grid.shape[2:], dtype=int))
+            if pred.size != n_ok * per:
                 raise InputError(f"predict_map: predict_fn returned {pred.size} "
-                                 f"values for {int(ok.sum())} crops")
-            grid[k0 + bi[ok], bj[ok]] = pred
+                                 f"values for {n_ok} crops ({per} per crop expected)")
+            grid[k0 + bi[ok], bj[ok]] = pred.reshape((n_ok,) + grid.shape[2:])
         n_skipped += int((~ok).sum())
         bar.update(bi.size)
     return n_skipped
 
 
 def timed_predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64,
-                      strip_px=STRIP_PX, desc="map"):
+                      strip_px=STRIP_PX, desc="map", outputs=1):
     """:func:`predict_map`, timed: the map, its centres and its throughput.
 
     Parameters
     ----------
-    calibrated, predict_fn, crop_size_px, step_px, batch, strip_px, desc
+    calibrated, predict_fn, crop_size_px, step_px, batch, strip_px, desc, outputs
         As :func:`predict_map`.
 
     Returns
@@ -409,11 +455,12 @@ def timed_predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=64,
     """
     t0 = time.perf_counter()
     grid, centres = predict_map(calibrated, predict_fn, crop_size_px, step_px, batch=batch,
-                                strip_px=strip_px, desc=desc)
+                                strip_px=strip_px, desc=desc, outputs=outputs)
     dt = max(time.perf_counter() - t0, 1e-9)
-    timing = {"seconds": dt, "crops": int(grid.size), "crops_per_s": grid.size / dt,
+    n_crops = int(grid.shape[0] * grid.shape[1])
+    timing = {"seconds": dt, "crops": n_crops, "crops_per_s": n_crops / dt,
               "megapixels_per_s": calibrated.shape[0] * calibrated.shape[1] / 1e6 / dt}
-    log.info("%s: %d crops in %.1f s: %.1f crops/s, %.2f megapixels/s", desc, grid.size, dt,
+    log.info("%s: %d crops in %.1f s: %.1f crops/s, %.2f megapixels/s", desc, n_crops, dt,
              timing["crops_per_s"], timing["megapixels_per_s"])
     return grid, centres, timing
 

@@ -30,7 +30,7 @@ def predict(model, meta, images, device="auto", batch_size=64, mc_dropout=False,
 
     Parameters
     ----------
-    model : SeedResNet
+    model : SeedResNet or CentreNet
         From :func:`load_model`.
     meta : dict
         Its checkpoint meta (target normalisation, ``input_px``).
@@ -47,7 +47,8 @@ def predict(model, meta, images, device="auto", batch_size=64, mc_dropout=False,
     bf16 : bool or None
         bf16 autocast of the forward pass; ``None`` (default): on CUDA only.
         On the seed ResNet bf16 changes predictions by about 1e-2 of the
-        target's standard deviation, well inside its test error.
+        target's standard deviation, well inside its test error. CentreNet
+        standardises its input in float32 before autocast takes over.
 
     Returns
     -------
@@ -66,7 +67,8 @@ def predict(model, meta, images, device="auto", batch_size=64, mc_dropout=False,
     dev = resolve_device(device)
     model = model.to(dev)
     _set_mc_dropout(model, mc_dropout)
-    channels_last = next(model.b2.parameters()).is_contiguous(memory_format=torch.channels_last)
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    channels_last = conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last)
     autocast = dev.type == "cuda" if bf16 is None else bool(bf16)
     out = []
     try:

@@ -1,4 +1,4 @@
-"""The training loop of the seed ResNet, with resume from its last checkpoint.
+"""The training loop of the seed ResNet (and CentreNet), with resume from its last checkpoint.
 
 One call of :func:`train` fits one model (one target, one split, one ensemble
 member) on the crops of a ``dataset.h5`` (contract: ``docs/ARCHITECTURE.md``):
@@ -54,7 +54,7 @@ from torch.nn import functional as F
 from torch.profiler import record_function
 
 from .. import io as mio
-from ..data import read_crops
+from ..data import read_attrs, read_crops
 from ..data._reader import _check_dataset
 from ..errors import InputError
 from ..progress import progress
@@ -75,7 +75,7 @@ from ._checkpoint import (
     member_seed,
 )
 from ._device import resolve_device
-from .models import SeedResNet
+from .models import ARCHITECTURES, CentreNet, SeedResNet, centre_arch_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -509,12 +509,43 @@ def _summary(run, epochs, resumed, t_start):
     return summary
 
 
+def _architecture(architecture, arch_kwargs, dataset_path, data):
+    """``(model_class, arch_kwargs)`` of the network to train.
+
+    ``seed_resnet``: :class:`SeedResNet` with ``arch_kwargs`` as given.
+    ``centre``: :class:`CentreNet`, ``arch_kwargs`` the physical options of
+    :func:`centre_arch_kwargs` (nm, um) turned into pixels for the dataset's
+    pixel size and crop size, plus the input standardisation (mean and sd of
+    the training crops).
+    """
+    if architecture not in ARCHITECTURES:
+        raise InputError(f"architecture {architecture!r}: expected one of {sorted(ARCHITECTURES)}")
+    model_class = ARCHITECTURES[architecture]
+    if model_class is not CentreNet:
+        return model_class, arch_kwargs
+    if data.input_px is not None:
+        raise InputError(f"architecture 'centre' reads the crops at full resolution (it pools "
+                         f"them itself); input_px must be null, got {data.input_px}")
+    ps = float(read_attrs(dataset_path)["pixel_size_nm"])
+    try:
+        kwargs = centre_arch_kwargs(ps, data.crop_px, **(arch_kwargs or {}))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"learning.centre: {exc}") from exc
+    x = np.asarray(data.x_tr, np.float64)
+    kwargs.update(input_mean=float(x.mean()), input_std=float(x.std()) or 1.0)
+    log.info("CentreNet on %g nm pixels: patch %d px (%.2f um), pool %d, Gaussian sd %s px, "
+             "input standardised by %.5g +- %.4g", ps, kwargs["patch_px"],
+             kwargs["patch_px"] * ps / 1000, kwargs["pool"],
+             [round(v, 2) for v in kwargs["sigmas_px"]], kwargs["input_mean"], kwargs["input_std"])
+    return model_class, kwargs
+
+
 def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=32, lr=1e-5,
           input_px=None, augment=True, device="auto", bf16=True, channels_last=True,
           compile=False, seed=0, patience=5, factor=0.9, member=0, num_threads=None,
           log_every=50, stop_after_steps=None, cpu_bf16=False, arch_kwargs=None,
-          resident_uint8=None):
-    """Train the seed ResNet on one target of ``dataset.h5``; resume if possible.
+          resident_uint8=None, architecture="seed_resnet"):
+    """Train the seed ResNet (or CentreNet) on one target of ``dataset.h5``; resume if possible.
 
     Parameters
     ----------
@@ -569,7 +600,16 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
         ``None`` (default): on CUDA only.
     arch_kwargs : dict, optional
         Override :class:`~microprop.learning.models.SeedResNet` arguments (tests use a
-        narrower network); None is the seed paper's layout.
+        narrower network); None is the seed paper's layout. For
+        ``architecture="centre"`` the options of
+        :func:`~microprop.learning.models.centre_arch_kwargs` (physical sizes;
+        None: its defaults).
+    architecture : {"seed_resnet", "centre"}
+        The network (``learning.architecture``):
+        :class:`~microprop.learning.models.SeedResNet` or
+        :class:`~microprop.learning.models.CentreNet` (full-resolution crops:
+        ``input_px`` must be None; its input standardisation is the mean and
+        sd of the training crops, kept in ``arch_kwargs``).
 
     Returns
     -------
@@ -597,18 +637,20 @@ def train(dataset_path, target, out_dir, split="random", epochs=100, batch_size=
 
     # -- data, configuration, the checkpoint to resume from
     data = _read_train_val(dataset_path, target, split, input_px)
+    model_class, arch_kwargs = _architecture(architecture, arch_kwargs, dataset_path, data)
     config, meta_base = _run_config(
         dataset_path, target, split, data, arch_kwargs, dev, autocast, epochs=epochs,
         batch_size=batch_size, lr=lr, augment=augment, channels_last=channels_last,
         compile=compile, seed=seed, member=member, patience=patience, factor=factor,
-        resident_uint8=resident_uint8)
+        resident_uint8=resident_uint8, model_class=model_class)
     ckpt = _resumable_checkpoint(paths["last"], config, out_dir)
 
     # -- seeds, model, optimiser; resume or start; resident tensors
     run = _Training(dev, config["arch_kwargs"], data, paths, meta_base, lr=lr, factor=factor,
                     patience=patience, seed=seed, member=member, batch_size=batch_size,
                     augment=augment, autocast=autocast, channels_last=channels_last,
-                    log_every=log_every, stop_after_steps=stop_after_steps)
+                    log_every=log_every, stop_after_steps=stop_after_steps,
+                    model_class=model_class)
     if ckpt is not None:
         run.resume(ckpt)
     run.compile(compile)

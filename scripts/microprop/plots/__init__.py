@@ -24,13 +24,17 @@ from ._learning import (  # noqa: F401
     example_crops,
     predicted_vs_measured,
     r2_figure,
+    SUMMARY_FIGSIZE,
+    summary_figure,
     training_history,
 )
 from ._maps import (  # noqa: F401
+    FIGSIZE_FRACTIONS,
     FIGSIZE_PANEL,
     FIGSIZE_TRIPTYCH,
     grid_extent,
     map_histograms,
+    map_phase_fractions,
     map_triptych,
 )
 from ._overview import (  # noqa: F401
@@ -78,11 +82,15 @@ __all__ = [
     "predicted_vs_measured",
     "example_crops",
     "r2_figure",
+    "SUMMARY_FIGSIZE",
+    "summary_figure",
     "FIGSIZE_TRIPTYCH",
     "FIGSIZE_PANEL",
     "grid_extent",
     "map_triptych",
     "map_histograms",
+    "map_phase_fractions",
+    "FIGSIZE_FRACTIONS",
     "mosaic_overview",
     "modulus_map",
     "draw_components",

@@ -308,3 +308,96 @@ def r2_figure(table, title=None):
     fig.suptitle(title or "Baseline ladder: test R² per model")
     fig.tight_layout()
     return fig
+
+
+#: size (inches) of the learning-summary figure
+SUMMARY_FIGSIZE = (12.0, 9.0)
+
+
+def summary_figure(table, title=None):
+    """Every model's test R^2 with its 95 % interval, the ceilings and the ResNet's members.
+
+    One panel per split scheme (rows) and target (columns). Each model is a
+    point with its bootstrap interval (``R2_ci95_lo`` .. ``R2_ci95_hi``);
+    a ResNet row also shows the range of its members' R^2 (grey bar) and
+    its interval coverage in the label. Where the truth is known, the
+    attainable R^2 (boosting on the true zone fractions) is a green band
+    (its interval) with a line, and the noise-only ceiling a dashed line.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`microprop.learning.summary_table`.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        :data:`SUMMARY_FIGSIZE`.
+
+    Raises
+    ------
+    InputError
+        If the table lacks ``model, target, split, R2, R2_ci95_lo, R2_ci95_hi``.
+    """
+    need = {"model", "target", "split", "R2", "R2_ci95_lo", "R2_ci95_hi"}
+    if not need <= set(table.columns):
+        raise InputError(f"learning summary lacks column(s) {sorted(need - set(table.columns))}")
+    tgts = list(dict.fromkeys(table["target"]))
+    schemes = list(dict.fromkeys(table["split"]))
+    fig = Figure(figsize=SUMMARY_FIGSIZE)
+    axes = fig.subplots(max(1, len(schemes)), max(1, len(tgts)), squeeze=False)
+    lo_all = np.nanmin(np.r_[table["R2_ci95_lo"].to_numpy(float), table["R2"].to_numpy(float)])
+    xmin = max(-0.5, min(0.0, float(lo_all) - 0.05)) if len(table) else 0.0
+    for i, sc in enumerate(schemes):
+        for j, t in enumerate(tgts):
+            ax = axes[i, j]
+            sub = table[(table["target"] == t) & (table["split"] == sc)].sort_values("R2")
+            _summary_panel(ax, sub)
+            ax.set_xlim(xmin, 1.02)
+            ax.set_xlabel(f"test R² of {quantity_label(t).rsplit(' (', 1)[0]}")
+            unit = sub["bootstrap_unit"].iloc[0] if "bootstrap_unit" in sub and len(sub) else "crop"
+            n_units = int(sub["n_units"].iloc[0]) if "n_units" in sub and len(sub) else 0
+            ax.set_title(f"{sc} split (95 % intervals over {n_units} test {unit}s)", fontsize=10)
+    fig.suptitle(title or "Test R² of every model with its bootstrap 95 % interval, "
+                          "against the attainable R²")
+    fig.tight_layout()
+    return fig
+
+
+def _summary_panel(ax, sub):
+    """One panel of :func:`summary_figure`: models as rows, R^2 on x."""
+    y = np.arange(len(sub))
+    labels = []
+    for k, (_, r) in enumerate(sub.iterrows()):
+        colour = "tab:green" if str(r["model"]).startswith("attainable") else (
+            "tab:red" if str(r["model"]).startswith("resnet") else "tab:blue")
+        if np.isfinite(r.get("members_R2_min", np.nan)):
+            ax.plot([r["members_R2_min"], r["members_R2_max"]], [k, k], color="0.6", lw=6,
+                    solid_capstyle="butt", zorder=1,
+                    label="members' range" if "members' range" not in
+                    ax.get_legend_handles_labels()[1] else None)
+        err = np.array([[r["R2"] - r["R2_ci95_lo"]], [r["R2_ci95_hi"] - r["R2"]]])
+        ax.errorbar([r["R2"]], [k], xerr=np.where(np.isfinite(err), np.maximum(err, 0), 0),
+                    fmt="o", color=colour, capsize=3, zorder=3)
+        lab = str(r["model"])
+        if np.isfinite(r.get("frac_of_attainable", np.nan)):
+            lab += f"\n{r['frac_of_attainable']:.0%} of attainable"
+        if np.isfinite(r.get("coverage", np.nan)):
+            lab += (f"\n{100 * r['interval_level']:.0f} % interval covers {r['coverage']:.2f}"
+                    f" ({r['coverage_ci95_lo']:.2f}-{r['coverage_ci95_hi']:.2f})")
+        labels.append(lab)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_ylim(-0.7, len(sub) - 0.3)
+    if len(sub) and np.isfinite(sub["R2_attainable"]).any():
+        r = sub.iloc[0]
+        ax.axvspan(r["R2_attainable_ci95_lo"], r["R2_attainable_ci95_hi"], color="tab:green",
+                   alpha=0.15, zorder=0)
+        ax.axvline(r["R2_attainable"], color="tab:green", lw=1.2,
+                   label=f"attainable {r['R2_attainable']:.2f}")
+        ax.axvline(r["R2_noise_ceiling"], color="k", ls="--", lw=1.0,
+                   label=f"noise-only ceiling {r['R2_noise_ceiling']:.2f}")
+    ax.axvline(0, color="k", lw=0.6)
+    ax.grid(axis="x", alpha=0.3)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="lower left", fontsize=7)

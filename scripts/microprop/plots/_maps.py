@@ -241,3 +241,86 @@ def map_histograms(indent_E, grids, tables, quantity="E_GPa", bins=60, title=Non
                  "indentation and maps")
     fig.tight_layout()
     return fig
+
+
+#: Figure size of :func:`map_phase_fractions`, inches.
+FIGSIZE_FRACTIONS = (15.0, 5.5)
+
+
+def map_phase_fractions(table, clouds=None, max_points=3000, seed=0, title=None):
+    """Table 1 as a figure: phase fractions of every row against the truth, and the (E, H) clouds.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`microprop.learning.phase_statistics_table` output
+        (``source, values, method, phase, fraction, truth, fraction_truth``).
+    clouds : dict, optional
+        Label -> ``(E, H)`` arrays (GPa) drawn in a second panel as point
+        clouds (e.g. the indents, the map's conditional means and its
+        predictive draws), at most ``max_points`` each (a seeded subsample).
+    max_points : int
+        Points per cloud.
+    seed : int
+        Seed of the subsample.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        :data:`FIGSIZE_FRACTIONS`: grouped bars (one group per phase, one bar
+        per row of the table), the true fractions as markers (``x``: the
+        mapped area, ``+``: the indents' zones); with ``clouds`` a log-H
+        scatter beside.
+
+    Raises
+    ------
+    InputError
+        If the table lacks a column or has no rows.
+    """
+    need = ["source", "values", "method", "phase", "fraction", "truth", "fraction_truth"]
+    missing = [c for c in need if c not in table.columns]
+    if missing or len(table) == 0:
+        raise InputError(f"map_phase_fractions: table lacks column(s) {missing} or is empty")
+    named = table[~table["phase"].astype(str).str.startswith("extra")]
+    phases = list(dict.fromkeys(named["phase"]))
+    groups = list(dict.fromkeys(zip(named["source"], named["values"], named["method"])))
+    fig = Figure(figsize=FIGSIZE_FRACTIONS if clouds else (FIGSIZE_FRACTIONS[0] * 0.6,
+                                                            FIGSIZE_FRACTIONS[1]), dpi=DPI)
+    axes = fig.subplots(1, 2 if clouds else 1, squeeze=False,
+                        gridspec_kw={"width_ratios": [1.6, 1]} if clouds else None).ravel()
+    ax = axes[0]
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(phases))
+    for i, (src, val, meth) in enumerate(groups):
+        g = named[(named["source"] == src) & (named["values"] == val) & (named["method"] == meth)]
+        f = g.set_index("phase")["fraction"].reindex(phases).to_numpy(float)
+        ax.bar(x - 0.4 + (i + 0.5) * width, f, width, label=f"{src}: {val}, {meth}")
+    for key, marker in (("map area", "x"), ("indents", "+")):
+        t = named[named["truth"] == key].drop_duplicates("phase").set_index("phase")
+        if len(t):
+            ax.plot(x, t["fraction_truth"].reindex(phases).to_numpy(float), marker,
+                    color="black", markersize=12, mew=2, ls="none", label=f"truth ({key})")
+    ax.set_xticks(x, phases)
+    ax.set_ylabel("fraction (of the solid phases)")
+    ax.legend(fontsize="x-small", loc="upper right")
+    ax.set_title("phase fractions")
+    if clouds:
+        ax2 = axes[1]
+        rng = np.random.default_rng(int(seed))
+        for label, (e, h) in clouds.items():
+            e, h = np.asarray(e, float).ravel(), np.asarray(h, float).ravel()
+            ok = np.isfinite(e) & np.isfinite(h) & (h > 0)
+            e, h = e[ok], h[ok]
+            if e.size > max_points:
+                pick = rng.choice(e.size, int(max_points), replace=False)
+                e, h = e[pick], h[pick]
+            ax2.scatter(e, h, s=3, alpha=0.4, label=label)
+        ax2.set_yscale("log")
+        ax2.set_xlabel(quantity_label("E_GPa"))
+        ax2.set_ylabel(quantity_label("H_GPa"))
+        ax2.legend(fontsize="x-small", markerscale=4)
+        ax2.set_title("(E, H) of the indents and the map")
+    fig.suptitle(title or "Phase statistics of the indentation and of the map (Table 1)")
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,13 @@
-"""Networks: the seed's ResNet (Li et al.), the porosity-map classifier (DCNN) and the
-sample-level conductivity CNN.
+"""Networks: the seed's ResNet (Li et al.), CentreNet (centre-weighted pooling of a
+fully convolutional trunk), the porosity-map classifier (DCNN) and the sample-level
+conductivity CNN.
 """
+from ._centre import (  # noqa: F401
+    CENTRE_WIDTHS,
+    N_CENTRE_PARAMETERS,
+    CentreNet,
+    centre_arch_kwargs,
+)
 from ._conductivity import (  # noqa: F401
     CONDUCTIVITY_WIDTHS,
     ConductivityCNN,
@@ -20,7 +27,15 @@ from ._resnet import (  # noqa: F401
     model_flops,
 )
 
+#: ``learning.architecture`` of the config -> the network class (its name is ``meta["arch"]``)
+ARCHITECTURES = {"seed_resnet": SeedResNet, "centre": CentreNet}
+
 __all__ = [
+    "ARCHITECTURES",
+    "CENTRE_WIDTHS",
+    "N_CENTRE_PARAMETERS",
+    "CentreNet",
+    "centre_arch_kwargs",
     "CONDUCTIVITY_WIDTHS",
     "ConductivityCNN",
     "DCNN_WIDTHS",
