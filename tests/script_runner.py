@@ -1,5 +1,6 @@
 """Run a rule script in-process with a job built from YAML (shared by the tests)."""
 import logging
+import os
 import runpy
 from pathlib import Path
 
@@ -14,7 +15,7 @@ def run_script(name, job, tmp_path):
 
     In-process (runpy) rather than a subprocess, to spare interpreter and
     import start-up. ``setup_script`` reconfigures the root logger; pytest's
-    handlers and level are restored afterwards.
+    handlers and level, and the environment, are restored afterwards.
 
     Parameters
     ----------
@@ -29,6 +30,7 @@ def run_script(name, job, tmp_path):
     spec.write_text(yaml.safe_dump({"rule": name, **job}))
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    environ = dict(os.environ)  # setup_script sets thread counts for the job only
     try:
         runpy.run_path(str(REPO / "scripts" / f"{name}.py"),
                        init_globals={"snakemake": job_from_yaml(spec)}, run_name="__main__")
@@ -41,6 +43,8 @@ def run_script(name, job, tmp_path):
             if h not in root.handlers:
                 root.addHandler(h)
         root.setLevel(level)
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def write_map_stores(tmp_path, image, pixel_size_nm, origin_um=(0.0, 0.0)):

@@ -109,3 +109,44 @@ def test_outside_the_repository_root_asks_for_directory(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "read_indentation.py"), "specimen=demo"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert proc.returncode != 0 and "--directory DIR" in proc.stderr
+
+
+def test_setup_script_limits_a_running_numba_pool_without_touching_its_environment(monkeypatch):
+    """In a process whose numba pool already runs, a job's ``threads`` limits the pool
+    (numba.set_num_threads) and leaves NUMBA_NUM_THREADS alone: numba rereads it at every
+    compilation and refuses a value other than its pool's (this broke porespy's import
+    after an in-process rule script)."""
+    import logging
+    import os
+    import types
+
+    import numba
+    from microprop.workflow import setup_script
+
+    numba.get_num_threads()                       # the pool is launched
+    before = os.environ.get("NUMBA_NUM_THREADS")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)    # setup_script sets them; restored afterwards
+    job = types.SimpleNamespace(log=[], threads=1, rule="by_hand_test")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level   # setup_script reconfigures logging
+    try:
+        setup_script({"snakemake": job})
+        assert os.environ.get("NUMBA_NUM_THREADS") == before
+        assert numba.get_num_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+
+        @numba.njit("i8(i8)")
+        def twice(n):                             # compiles: the config reload does not raise
+            return 2 * n
+
+        assert twice(21) == 42
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)

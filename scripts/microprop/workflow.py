@@ -393,6 +393,13 @@ def setup_script(namespace):
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     threads = str(getattr(smk, "threads", 1) or 1)
     for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+            # numba rereads its environment at every compilation and refuses a
+            # new thread count once its pool runs: limit the pool instead.
+            import numba
+
+            numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+            continue
         os.environ.setdefault(var, threads)
     log.info("rule %s started", getattr(smk, "rule", "?"))
     return smk
