@@ -378,6 +378,12 @@ def learn_cfg(specimen):
     return spec_cfg(specimen)["learning"]
 
 
+def centre_options(specimen):
+    """`learning.centre` when CentreNet is trained, else None (its options then change no job)."""
+    cfg = learn_cfg(specimen)
+    return cfg["centre"] if cfg["architecture"] == "centre" else None
+
+
 def n_members(specimen, split):
     c = learn_cfg(specimen)
     if split == "blocked" and c.get("ensemble_blocked") is not None:

@@ -61,8 +61,9 @@ rule learning_ceiling:
         predictions="results/{specimen}/learning/ceiling_predictions.csv",
     params:
         areas=lambda w: [a for a, _, _ in truth_sources(w.specimen)],
-        targets=["E_GPa", "H_GPa"],  # both, as the ladder: a ceiling beside every rung
-        splits=learn_param("splits"),
+        # both targets and split schemes, as the ladder: a ceiling beside every rung
+        targets=["E_GPa", "H_GPa"],
+        splits=["random", "blocked"],
         seed=learn_param("seed"),
     log:
         "results/logs/learning_ceiling/{specimen}.log",

@@ -1,5 +1,6 @@
 # Training: the seed's ResNet (or CentreNet, `learning.architecture`), one
-# model per target, split and ensemble member. Runs for specimens whose config has a `learning:` section.
+# model per target, split and ensemble member. Runs for specimens whose
+# config has a `learning:` section.
 
 
 rule train_model:
@@ -28,7 +29,7 @@ rule train_model:
         factor=learn_param("factor"),
         cpu=learn_param("cpu"),
         architecture=learn_param("architecture"),
-        centre=learn_param("centre"),
+        centre=lambda w: centre_options(w.specimen),
     log:
         "results/logs/train_model/{specimen}_{split}_{target}_m{member}.log",
     benchmark:

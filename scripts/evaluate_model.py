@@ -53,7 +53,7 @@ snakemake.output.summary : JSON
     (``MSE`` GPa^2, ``MAE`` GPa, ``R2``, ``n``); ``interval.conformal``
     (``method, q, k, n_cal, floor, z, q_pooled, coverage_test,
     coverage_test_ci95, coverage_val, mean_width_test``; with blocks
-    ``m_blocks, block_confidence, block_scores``),
+    ``m_blocks, block_confidence, block_scales, q_unit``),
     ``interval.conformal_pooled`` (the pooled split-conformal interval: ``q,
     coverage_test, coverage_test_ci95, coverage_val, mean_width_test``) and
     ``interval.raw`` (Gaussian ``mean +- z * spread``; ``z, coverage_test,

@@ -82,8 +82,8 @@ snakemake.output.summary : JSON
     ``q``, ``floor``, residual correlation, method, draws), ``targets``.
 snakemake.output.figure : PNG
     :func:`microprop.plots.map_phase_fractions`: fractions per row against the
-    truth, and the (E, H) clouds of the indents, the coarse map's means and its
-    draws.
+    truth, and the (E, H) clouds of the coarse map's draws, the indents and the
+    map's conditional means.
 """
 import logging
 from pathlib import Path
@@ -260,12 +260,13 @@ def main(snakemake):
     if out.get("figure"):
         clouds = None
         if targets == ["E_GPa", "H_GPa"] and {"E_GPa", "H_GPa"} <= set(indents.columns):
-            clouds = {"indents": (indents["E_GPa"], indents["H_GPa"]),
-                      f"{labels['ResNet', 'coarse']}: conditional means":
-                          (means["coarse"]["E_GPa"], means["coarse"]["H_GPa"])}
+            clouds = {}                       # drawn in this order: the widest cloud first
             if "coarse" in draws:
                 clouds[f"{labels['ResNet', 'coarse']}: predictive draws"] = (
                     draws["coarse"]["E_GPa"], draws["coarse"]["H_GPa"])
+            clouds["indents"] = (indents["E_GPa"], indents["H_GPa"])
+            clouds[f"{labels['ResNet', 'coarse']}: conditional means"] = (
+                means["coarse"]["E_GPa"], means["coarse"]["H_GPa"])
         area = snakemake.wildcards.get("area", "")
         plots.save_png(plots.map_phase_fractions(
             table, clouds, seed=seed,

@@ -54,9 +54,10 @@ snakemake.params.architecture : str, optional
     ``"seed_resnet"`` (default) or ``"centre"``.
 snakemake.params.centre : dict, optional
     CentreNet options in physical units (``learning.centre``:
-    ``resolution_nm, patch_um, sigma_um, widths, context, hidden, dropout,
-    bounded``; :func:`microprop.learning.models.centre_arch_kwargs`) and
-    ``cpu_epochs`` (the epochs of its reduced CPU run; null: ``cpu.epochs``).
+    ``resolution_nm, patch_um, sigma_um, widths, context, hidden, dropout``;
+    :func:`microprop.learning.models.centre_arch_kwargs`), ``lr`` (its
+    learning rate on any device; null: ``lr`` / ``cpu.lr``) and ``cpu_epochs``
+    (the epochs of its reduced CPU run; null: ``cpu.epochs``).
     CentreNet reads the crops at full resolution and pools them itself, so
     ``input_px`` (and ``cpu.input_px``) do not apply to it.
 snakemake.threads : int
@@ -102,12 +103,13 @@ def main(snakemake):
                      input_px)
         input_px = None
         arch_kwargs = dict(p.get("centre") or {})
-        cpu_epochs = arch_kwargs.pop("cpu_epochs", None)
+        cpu_epochs, centre_lr = arch_kwargs.pop("cpu_epochs", None), arch_kwargs.pop("lr", None)
         reduced = bool(p.get("cpu")) and resolve_device(p.get("device", "auto")).type == "cpu"
         if cpu_epochs and reduced:
-            log.info("CentreNet's reduced CPU run: %d epochs (learning.centre.cpu_epochs)",
-                     int(cpu_epochs))
             epochs = int(cpu_epochs)
+        if centre_lr:
+            lr = float(centre_lr)
+        log.info("CentreNet: %d epochs, lr %g (learning.centre)", epochs, lr)
         arch_kwargs = arch_kwargs or None
     cls = ARCHITECTURES.get(architecture)
     set_aside_stale_work(p.work_dir, snakemake.input.dataset, what="dataset",

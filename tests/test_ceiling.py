@@ -274,20 +274,29 @@ def test_block_conformal_holds_where_test_blocks_are_harder(rng):
 
 
 def test_block_conformal_quantile_known_answer_and_interval():
-    """Block scores are each block's ceil(level n_b)-th smallest score; q is their
-    k-th smallest, k = ceil((m + 1) confidence), the largest when k > m."""
+    """Three blocks whose scores are one pattern scaled by 1, 10 and 0.5: the
+    difficulties are the block medians (5.5, 55, 2.75), the unit quantile the
+    28th smallest of the 30 de-scaled scores (10 / 5.5), and q their product
+    with the k-th smallest difficulty, k = ceil((m + 1) confidence), the
+    hardest block when k > m."""
     scores = np.r_[np.arange(1, 11), 10 * np.arange(1, 11), 0.5 * np.arange(1, 11)]
     blocks = np.repeat([7, 3, 5], 10)
     q, info = learning.block_conformal_quantile(scores, blocks, level=0.9)
-    assert info["block_scores"] == [4.5, 9.0, 90.0] and q == 90.0 and info["k"] == 3
+    assert info["block_scales"] == [2.75, 5.5, 55.0] and info["k"] == 3
+    assert info["q_unit"] == pytest.approx(10 / 5.5) and q == pytest.approx(100.0)
     assert info["confidence_achieved"] == pytest.approx(0.75)
     q, info = learning.block_conformal_quantile(scores, blocks, level=0.9, confidence=0.5)
-    assert q == 9.0 and info["k"] == 2
+    assert q == pytest.approx(10.0) and info["k"] == 2
+    # a block of fewer than min_block crops takes the pooled median and is not ranked
+    q, info = learning.block_conformal_quantile(np.r_[scores, 1000.0], np.r_[blocks, 9],
+                                                level=0.9)
+    assert info["m"] == 3 and info["block_scales"] == [2.75, 5.5, 55.0]
     mean = np.zeros(30)
     lo, hi, pinfo = learning.prediction_interval(mean, np.ones(30), scores, mean, np.ones(30),
                                                  level=0.9, floor=1.0, blocks_cal=blocks)
-    assert pinfo["method"] == "block" and pinfo["q"] == 90.0 and pinfo["m_blocks"] == 3
-    np.testing.assert_allclose(hi, 90.0)
+    assert pinfo["method"] == "block" and pinfo["q"] == pytest.approx(100.0)
+    assert pinfo["m_blocks"] == 3
+    np.testing.assert_allclose(hi, 100.0)
     with pytest.raises(InputError, match="block ids"):
         learning.block_conformal_quantile(scores, blocks[:5])
 

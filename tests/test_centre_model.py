@@ -287,7 +287,9 @@ def test_config_takes_the_architecture_and_centre_options():
     lc["centre"] = {"patch_um": 3.0}
     validate(cfg, SCHEMA, set_default=True)
     assert lc["centre"]["sigma_um"] == [0.15, 0.3, 0.6]           # defaults filled in
-    options = {k: v for k, v in lc["centre"].items() if k != "cpu_epochs"}  # train_model pops it
+    assert lc["centre"]["lr"] == 1e-3 and lc["centre"]["cpu_epochs"] is None
+    run_keys = ("lr", "cpu_epochs")                                # train_model pops them
+    options = {k: v for k, v in lc["centre"].items() if k not in run_keys}
     kw = centre_arch_kwargs(40.0, 250, **options)                  # every other key is an option
     assert kw["patch_px"] == 76
     lc["architecture"] = "unet"
@@ -297,7 +299,7 @@ def test_config_takes_the_architecture_and_centre_options():
 
 def test_train_model_script_trains_centre_net_with_its_cpu_epochs(tmp_path, rng):
     """Rule train_model with learning.architecture: centre: full-resolution crops (the
-    reduced run's input_px is not applied), learning.centre.cpu_epochs on a CPU."""
+    reduced run's input_px is not applied), learning.centre.cpu_epochs on a CPU and its lr."""
     from script_runner import run_script
 
     path = _centre_disc_dataset(tmp_path / "dataset.h5", rng, n=60)
@@ -312,10 +314,10 @@ def test_train_model_script_trains_centre_net_with_its_cpu_epochs(tmp_path, rng)
                       "cpu": {"epochs": 1, "lr": 1e-3, "input_px": 16},
                       "architecture": "centre",
                       "centre": {"resolution_nm": 40.0, "patch_um": 0.96, "sigma_um": [0.1],
-                                 "widths": [4], "hidden": 8, "cpu_epochs": 2}},
+                                 "widths": [4], "hidden": 8, "cpu_epochs": 2, "lr": 2e-3}},
            "threads": 1}
     run_script("train_model", job, tmp_path)
     model, meta = load_model(out / "best.pt", "cpu")
     assert isinstance(model, CentreNet) and meta["input_px"] is None
-    assert meta["config"]["epochs"] == 2 and meta["config"]["lr"] == 1e-3
+    assert meta["config"]["epochs"] == 2 and meta["config"]["lr"] == 2e-3
     assert model.patch_px == 24

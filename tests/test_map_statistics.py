@@ -307,9 +307,11 @@ def test_ensemble_mean_spread_predictor_on_a_map(rng):
 
 # ------------------------------------------------------------------ the rule script
 
-def test_map_statistics_script(tmp_path):
+@pytest.mark.parametrize("targets", [["E_GPa", "H_GPa"], ["E_GPa"]])
+def test_map_statistics_script(tmp_path, targets):
     """Rule map_statistics on generated maps and indents: every row of Table 1, the truth
-    of the area (a label map in another frame) and of the indents, the summary, the figure."""
+    of the area (a label map in another frame) and of the indents, the summary, the figure;
+    with E alone mapped, the map rows are 1D fits of E."""
     rng = np.random.default_rng(4)
     s, steps = 20, {"coarse": 20, "dense": 10}
     shape = (420, 620)                                 # the mapped image, px
@@ -324,7 +326,7 @@ def test_map_statistics_script(tmp_path):
         cy, cx = learning.window_centres(shape, s, step)
         w = _window_weights(rng, cy.size, cx.size)
         maps[kind] = (w, cy, cx, _conditional(w, SEPARATED))
-    for t, q in (("E_GPa", "E"), ("H_GPa", "H")):
+    for t, q in [(t, t[0]) for t in targets]:
         arrays = {"crop_size_px": s, "pixel_size_nm": 500.0}
         for kind, (w, cy, cx, cond) in maps.items():
             np.save(tmp_path / f"grid_{kind}_{t}.npy", cond[q][0].astype(np.float32))
@@ -356,19 +358,20 @@ def test_map_statistics_script(tmp_path):
     job = {"input": {**files, "indents": [str(tmp_path / "b01.csv")], "truth_map": str(truth_map),
                      "stitch": str(tmp_path / "stitch_before.csv"), "truth_indents": [str(truth_ind)]},
            "output": out, "wildcards": {"specimen": "demo", "area": "A4"},
-           "params": {"targets": ["E_GPa", "H_GPa"], "draws": 3, "n_components": 4, "seed": 0,
+           "params": {"targets": targets, "draws": 3, "n_components": 4, "seed": 0,
                       "n_init": 1, "max_values": 4000}}
     run_script("map_statistics", job, tmp_path)
     t1 = pd.read_csv(out["table1"])
     groups = list(dict.fromkeys(zip(t1["source"], t1["values"], t1["method"])))
+    fit = "joint E-H" if len(targets) == 2 else "E_GPa only"
     assert groups == [
         ("indentation", "measured", "E_GPa only"), ("indentation", "measured", "joint E-H"),
-        ("ResNet, step 10 um", "conditional mean", "joint E-H"),
-        ("ResNet, step 10 um", "predictive draws", "joint E-H"),
-        ("ResNet, step 5 um", "conditional mean", "joint E-H"),
-        ("ResNet, step 5 um", "predictive draws", "joint E-H"),
-        ("table model, step 10 um", "conditional mean", "joint E-H"),
-        ("table model, step 5 um", "conditional mean", "joint E-H"),
+        ("ResNet, step 10 um", "conditional mean", fit),
+        ("ResNet, step 10 um", "predictive draws", fit),
+        ("ResNet, step 5 um", "conditional mean", fit),
+        ("ResNet, step 5 um", "predictive draws", fit),
+        ("table model, step 10 um", "conditional mean", fit),
+        ("table model, step 5 um", "conditional mean", fit),
         ("truth", "truth", "map area"), ("truth", "truth", "indents")]
     # the label map's truth: columns 0-299 LD, 300- ACC in the specimen frame; the window
     # centres span image columns 10..610 (specimen 17..617)
@@ -387,7 +390,8 @@ def test_map_statistics_script(tmp_path):
     draws = [r for r in summary["rows"] if r["values"] == "predictive draws"]
     assert len(draws) == 2 and all(r["truth"] == "map area" for r in draws)
     assert set(summary["truth"]) == {"map area", "indents"}
-    assert Image.open(out["figure"]).size == (1500, 550)
+    assert (summary["calibration"]["correlation_EH"] is None) == (len(targets) == 1)
+    assert Image.open(out["figure"]).size == ((1500, 550) if len(targets) == 2 else (900, 550))
 
 
 def test_map_area_writes_spread_and_table_maps_for_map_statistics(tmp_path, monkeypatch):

@@ -24,15 +24,16 @@ quantile pooled over a handful of validation blocks holds only on average
 over which blocks happened to be held out (on the real micrograph a 90 %
 interval covered 0.84 of the test crops, whose blocks had larger errors than
 the validation blocks). :func:`block_conformal_quantile` calibrates on the
-blocks instead: each validation block's score is the smallest ``q`` that
-covers ``level`` of its own crops, and ``q`` is the conformal quantile of
-those block scores, so that a new block exchangeable with the validation
-blocks is itself covered at ``level`` with probability at least
-``k / (m + 1)`` (split conformal prediction on the block scores; Vovk,
-Gammerman & Shafer 2005, "Algorithmic learning in a random world",
-Springer; for the two-layer, group-exchangeable setting see Dunn, Wasserman
-& Ramdas 2023, "Distribution-free prediction sets for two-layer
-hierarchical models", J. Am. Stat. Assoc. 118).
+blocks instead. Each block is taken to scale a common distribution of
+scores by its own difficulty ``c_b`` (its median score): the scores divided
+by their block's ``c_b`` are pooled for the quantile ``Q_u`` of that common
+distribution, and the block difficulties are ranked as in split conformal
+prediction (Vovk, Gammerman & Shafer 2005, "Algorithmic learning in a
+random world", Springer), ``q = Q_u * c_(k)``, so that a new block
+exchangeable with the validation blocks is itself covered at ``level`` with
+probability about ``k / (m + 1)`` (for the two-layer, group-exchangeable
+setting see Dunn, Wasserman & Ramdas 2023, "Distribution-free prediction
+sets for two-layer hierarchical models", J. Am. Stat. Assoc. 118).
 """
 from __future__ import annotations
 
@@ -123,7 +124,12 @@ def conformal_quantile(scores, level=0.9):
     return float(np.sort(s)[k - 1]), k
 
 
-def block_conformal_quantile(scores, blocks, level=0.9, confidence=None):
+#: blocks with fewer validation crops take the pooled median as their difficulty (not ranked)
+MIN_BLOCK_CROPS = 5
+
+
+def block_conformal_quantile(scores, blocks, level=0.9, confidence=None,
+                             min_block=MIN_BLOCK_CROPS):
     """Block-conformal quantile: a new block, not a new crop, is covered at ``level``.
 
     Parameters
@@ -138,22 +144,28 @@ def block_conformal_quantile(scores, blocks, level=0.9, confidence=None):
         Coverage asked of every block, in (0, 1).
     confidence : float, optional
         Probability, in (0, 1), with which a new block's own coverage should
-        reach ``level``; default ``level``. With ``m`` blocks it is reached
-        only when ``confidence <= m / (m + 1)``; otherwise the largest block
-        score is used and the confidence achieved, ``m / (m + 1)``, is
-        returned (and logged).
+        reach ``level``; default ``level``. With ``m`` ranked blocks it is
+        reached only when ``confidence <= m / (m + 1)``; otherwise the
+        hardest block is used and the confidence achieved, ``m / (m + 1)``,
+        is returned (and logged).
+    min_block : int
+        Blocks with fewer crops are not ranked; their difficulty is the
+        median of all scores (when no block has as many, every block is
+        ranked, with a warning).
 
     Returns
     -------
     q : float
-        The ``k``-th smallest block score, ``k = min(m, ceil((m + 1) *
-        confidence))``. The score of block ``b`` with ``n_b`` crops is its
-        ``ceil(level * n_b)``-th smallest crop score: the smallest threshold
-        that covers at least ``level`` of the block's crops.
+        ``Q_u * c_(k)``: ``c_b`` the median score of block ``b`` (its
+        difficulty), ``Q_u`` the :func:`conformal_quantile` at ``level`` of
+        all scores divided by their block's ``c_b``, ``c_(k)`` the ``k``-th
+        smallest difficulty of the ranked blocks, ``k = min(m, ceil((m + 1)
+        * confidence))``.
     info : dict
-        ``k``, ``m`` (blocks), ``confidence`` (asked), ``confidence_achieved``
-        (``k / (m + 1)``), ``block_scores`` (list, ascending), ``q_pooled``
-        (:func:`conformal_quantile` of all crops, for comparison).
+        ``k``, ``m`` (ranked blocks), ``confidence`` (asked),
+        ``confidence_achieved`` (``k / (m + 1)``), ``block_scales`` (the
+        ranked ``c_b``, ascending), ``q_unit`` (``Q_u``), ``q_pooled``
+        (:func:`conformal_quantile` of the scores themselves, for comparison).
 
     Raises
     ------
@@ -163,16 +175,22 @@ def block_conformal_quantile(scores, blocks, level=0.9, confidence=None):
 
     Notes
     -----
-    If the calibration blocks and a new block are exchangeable (blocks, not
-    crops, are the units drawn), the new block's score is exchangeable with
-    the ``m`` calibration block scores, so it is at most their ``k``-th
-    smallest with probability at least ``k / (m + 1)`` (the split-conformal
-    argument, Vovk et al. 2005, applied to blocks); then at least
-    ``ceil(level * n_new)`` of its crops are covered. This is a statement
-    per block, stronger than the pooled quantile's marginal one: it keeps
-    holding when the test blocks happen to be harder than most validation
-    blocks, at the price of wider intervals where blocks are alike. With few
-    blocks the attainable confidence is low (5 blocks: 5/6).
+    The model: the scores of block ``b`` are ``c_b`` times draws of one
+    distribution ``U`` (blocks differ in difficulty, not in the shape of
+    their errors). Then block ``b`` is covered at ``level`` when ``q >=
+    c_b Q_U(level)``. If the blocks are exchangeable (blocks, not crops, are
+    the units drawn), a new block's difficulty is at most the ``k``-th
+    smallest of ``m`` with probability at least ``k / (m + 1)`` (the
+    split-conformal argument, Vovk et al. 2005, applied to blocks), so the
+    new block is covered at ``level`` with about that probability (about:
+    ``c_b`` and ``Q_U`` are estimated). This is a statement per block,
+    stronger than the pooled quantile's marginal one: it keeps holding when
+    the test blocks happen to be harder than most validation blocks, at the
+    price of wider intervals where blocks are alike. With few blocks the
+    confidence is low (5 blocks: 5/6). The median and the pooled ``Q_u``
+    keep it robust: the normalised residuals of an ensemble are
+    heavy-tailed, and the 90 % quantile of one block's 25 crops, or the
+    largest of them, would follow its one or two worst crops.
     """
     s = np.asarray(scores, dtype=float).ravel()
     b = np.asarray(blocks).ravel()
@@ -186,22 +204,35 @@ def block_conformal_quantile(scores, blocks, level=0.9, confidence=None):
     for name, v in (("level", level), ("confidence", conf)):
         if not 0.0 < v < 1.0:
             raise InputError(f"block_conformal_quantile: {name} must be in (0, 1), got {v}")
-    _, inv = np.unique(b, return_inverse=True)
-    block_scores = []
-    for j in range(int(inv.max()) + 1):
-        sj = np.sort(s[inv == j])
-        block_scores.append(float(sj[int(math.ceil(level * sj.size - 1e-12)) - 1]))
-    block_scores.sort()
-    m = len(block_scores)
+    _, inv, counts = np.unique(b, return_inverse=True, return_counts=True)
+    min_block = max(1, int(min_block))
+    if not (counts >= min_block).any():
+        log.warning("block conformal: no calibration block has >= %d crops (sizes %s); every "
+                    "block is ranked", min_block, sorted(counts.tolist()))
+        min_block = 1
+    pooled_median = float(np.median(s))
+    scale = np.array([float(np.median(s[inv == j])) if counts[j] >= min_block
+                      else pooled_median for j in range(counts.size)])
+    ranked = np.sort(scale[counts >= min_block])
+    if (counts < min_block).any():
+        log.info("block conformal: %d of %d calibration blocks have < %d crops and take the "
+                 "pooled median as their difficulty", int((counts < min_block).sum()),
+                 counts.size, min_block)
+    if not (scale > 0).all():
+        tiny = 1e-12 * max(float(s.max()), 1e-300)
+        scale = np.maximum(scale, tiny)
+        ranked = np.maximum(ranked, tiny)
+    q_unit, _ = conformal_quantile(s / scale[inv], level)
+    m = int(ranked.size)
     k = int(math.ceil((m + 1) * conf - 1e-12))
     if k > m:
         log.warning("block conformal: %d calibration blocks give a block-level confidence of at "
-                    "most %.3f (asked %.3f); the largest block score is used", m, m / (m + 1), conf)
+                    "most %.3f (asked %.3f); the hardest block is used", m, m / (m + 1), conf)
         k = m
     q_pooled, _ = conformal_quantile(s, level)
-    return block_scores[k - 1], {"k": k, "m": m, "confidence": conf,
-                                 "confidence_achieved": k / (m + 1),
-                                 "block_scores": block_scores, "q_pooled": q_pooled}
+    return q_unit * float(ranked[k - 1]), {
+        "k": k, "m": m, "confidence": conf, "confidence_achieved": k / (m + 1),
+        "block_scales": ranked.tolist(), "q_unit": q_unit, "q_pooled": q_pooled}
 
 
 def spread_floor(spread_cal, relative=SPREAD_FLOOR):
@@ -263,7 +294,8 @@ def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, fl
         ``method`` (``"pooled"`` or ``"block"``), ``q``, ``k``, ``n_cal``,
         ``level``, ``floor`` (GPa), ``q_pooled`` (the pooled quantile, also
         when the block one is used), with blocks ``m_blocks``,
-        ``block_confidence`` (achieved) and ``block_scores``; ``z`` (the
+        ``block_confidence`` (achieved), ``block_scales`` and ``q_unit``
+        (:func:`block_conformal_quantile`); ``z`` (the
         Gaussian quantile ``Phi^-1((1 + level) / 2)``, 1.645 at 0.9), and
         ``raw_lo``, ``raw_hi`` (arrays): the uncalibrated interval
         ``mean -+ z * spread``, which assumes the measurement scatters as
@@ -302,7 +334,7 @@ def prediction_interval(mean, spread, y_cal, mean_cal, spread_cal, level=0.9, fl
         k = binfo["k"]
         extra = {"method": "block", "q_pooled": binfo["q_pooled"], "m_blocks": binfo["m"],
                  "block_confidence": binfo["confidence_achieved"],
-                 "block_scores": binfo["block_scores"]}
+                 "block_scales": binfo["block_scales"], "q_unit": binfo["q_unit"]}
     half = q * np.maximum(spread, f)
     z = float(norm.ppf(0.5 + 0.5 * float(level)))
     info = {"q": q, "k": k, "n_cal": int(y_cal.size), "level": float(level), "floor": f, "z": z,

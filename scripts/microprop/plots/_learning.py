@@ -358,10 +358,21 @@ def summary_figure(table, title=None):
             ax.set_xlabel(f"test R² of {quantity_label(t).rsplit(' (', 1)[0]}")
             unit = sub["bootstrap_unit"].iloc[0] if "bootstrap_unit" in sub and len(sub) else "crop"
             n_units = int(sub["n_units"].iloc[0]) if "n_units" in sub and len(sub) else 0
-            ax.set_title(f"{sc} split (95 % intervals over {n_units} test {unit}s)", fontsize=10)
+            extra = ""
+            if len(sub) and np.isfinite(sub["R2_attainable"]).any():
+                extra = (f"\nattainable R² {sub['R2_attainable'].iloc[0]:.2f}, noise-only ceiling "
+                         f"{sub['R2_noise_ceiling'].iloc[0]:.2f}")
+            ax.set_title(f"{sc} split, intervals over {n_units} test {unit}s{extra}", fontsize=9)
     fig.suptitle(title or "Test R² of every model with its bootstrap 95 % interval, "
                           "against the attainable R²")
-    fig.tight_layout()
+    handles = {}
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
+                   ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 if handles else 0, 1, 1))
     return fig
 
 
@@ -372,10 +383,10 @@ def _summary_panel(ax, sub):
     for k, (_, r) in enumerate(sub.iterrows()):
         colour = "tab:green" if str(r["model"]).startswith("attainable") else (
             "tab:red" if str(r["model"]).startswith("resnet") else "tab:blue")
-        if np.isfinite(r.get("members_R2_min", np.nan)):
+        if np.isfinite(r.get("members_R2_min", np.nan)) and r.get("n_members", 0) > 1:
             ax.plot([r["members_R2_min"], r["members_R2_max"]], [k, k], color="0.6", lw=6,
                     solid_capstyle="butt", zorder=1,
-                    label="members' range" if "members' range" not in
+                    label="range of the members' R² (seeds)" if "range of the members' R² (seeds)" not in
                     ax.get_legend_handles_labels()[1] else None)
         err = np.array([[r["R2"] - r["R2_ci95_lo"]], [r["R2_ci95_hi"] - r["R2"]]])
         ax.errorbar([r["R2"]], [k], xerr=np.where(np.isfinite(err), np.maximum(err, 0), 0),
@@ -394,10 +405,8 @@ def _summary_panel(ax, sub):
         ax.axvspan(r["R2_attainable_ci95_lo"], r["R2_attainable_ci95_hi"], color="tab:green",
                    alpha=0.15, zorder=0)
         ax.axvline(r["R2_attainable"], color="tab:green", lw=1.2,
-                   label=f"attainable {r['R2_attainable']:.2f}")
+                   label="attainable R² (boosting on the true zone fractions) and its interval")
         ax.axvline(r["R2_noise_ceiling"], color="k", ls="--", lw=1.0,
-                   label=f"noise-only ceiling {r['R2_noise_ceiling']:.2f}")
+                   label="noise-only ceiling")
     ax.axvline(0, color="k", lw=0.6)
     ax.grid(axis="x", alpha=0.3)
-    if ax.get_legend_handles_labels()[1]:
-        ax.legend(loc="lower left", fontsize=7)

@@ -85,11 +85,6 @@ class CentreNet(nn.Module):
     input_mean, input_std : float
         Fixed input standardisation (units of the crops, e.g. eta); the
         training loop sets them from the training crops.
-    bounded : bool
-        A sigmoid instead of the ReLU after the last convolution: every
-        feature is a soft indicator in (0, 1), so the pooled features are
-        bounded like phase fractions in a zone and the head cannot
-        extrapolate on an unusually bright or dark crop.
 
     Raises
     ------
@@ -108,8 +103,7 @@ class CentreNet(nn.Module):
     DENSE_ROWS = 16
 
     def __init__(self, patch_px=108, pool=2, widths=CENTRE_WIDTHS, sigmas_px=(3.75, 7.5, 15.0),
-                 context=True, hidden=64, dropout=0.1, input_mean=0.0, input_std=1.0,
-                 bounded=False):
+                 context=True, hidden=64, dropout=0.1, input_mean=0.0, input_std=1.0):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         sigmas = tuple(float(s) for s in sigmas_px)
@@ -125,16 +119,13 @@ class CentreNet(nn.Module):
         self.arch_kwargs = {"patch_px": patch_px, "pool": pool, "widths": list(widths),
                             "sigmas_px": list(sigmas), "context": bool(context),
                             "hidden": int(hidden), "dropout": float(dropout),
-                            "input_mean": float(input_mean), "input_std": float(input_std),
-                            "bounded": bool(bounded)}
+                            "input_mean": float(input_mean), "input_std": float(input_std)}
         self.patch_px, self.pool, self.n_feat, self.context = patch_px, pool, n, bool(context)
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
         self.register_buffer("input_std", torch.tensor(float(input_std)))
         layers, cin = [], 1
-        for i, w in enumerate(widths):
-            last = bounded and i == len(widths) - 1
-            layers += [nn.Conv2d(cin, w, 3, bias=False), nn.BatchNorm2d(w),
-                       nn.Sigmoid() if last else nn.ReLU(inplace=True)]
+        for w in widths:
+            layers += [nn.Conv2d(cin, w, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
             cin = w
         self.trunk = nn.Sequential(*layers)
         self.channels = cin
@@ -223,8 +214,8 @@ class CentreNet(nn.Module):
         area-averaged with stride ``pool`` from that offset, the trunk runs
         once over it, and the pooling kernels are applied to its features
         where a patch starts (separable: rows, then columns; ``DENSE_ROWS``
-        window rows at a time); then the head. The arithmetic is that of ``forward`` in another order, so the
-        two agree to float32 rounding.
+        window rows at a time); then the head. The arithmetic is that of
+        ``forward`` in another order, so the two agree to float32 rounding.
 
         Parameters
         ----------
@@ -276,7 +267,7 @@ class CentreNet(nn.Module):
 
 def centre_arch_kwargs(pixel_size_nm, crop_px, resolution_nm=80.0, patch_um=4.32,
                        sigma_um=(0.15, 0.3, 0.6), widths=CENTRE_WIDTHS, context=True, hidden=64,
-                       dropout=0.1, bounded=False):
+                       dropout=0.1):
     """:class:`CentreNet` arguments (pixels) from physical sizes.
 
     Parameters
@@ -300,13 +291,13 @@ def centre_arch_kwargs(pixel_size_nm, crop_px, resolution_nm=80.0, patch_um=4.32
         the demo's 100-250 nm); a disc of radius ``R`` has the standard
         deviation ``R / 2`` along each axis, hence the defaults, one below,
         one at and one above that size.
-    widths, context, hidden, dropout, bounded
+    widths, context, hidden, dropout
         As :class:`CentreNet`.
 
     Returns
     -------
     dict
-        ``patch_px, pool, widths, sigmas_px, context, hidden, dropout, bounded``.
+        ``patch_px, pool, widths, sigmas_px, context, hidden, dropout``.
 
     Raises
     ------
@@ -329,5 +320,4 @@ def centre_arch_kwargs(pixel_size_nm, crop_px, resolution_nm=80.0, patch_um=4.32
     m = min(fits, key=lambda v: (abs(v - want), -v))
     sig = [float(v) * 1000.0 / ps for v in sigma_um]
     return {"patch_px": m * pool, "pool": pool, "widths": widths, "sigmas_px": sig,
-            "context": bool(context), "hidden": int(hidden), "dropout": float(dropout),
-            "bounded": bool(bounded)}
+            "context": bool(context), "hidden": int(hidden), "dropout": float(dropout)}
