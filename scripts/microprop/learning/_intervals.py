@@ -213,7 +213,6 @@ def block_conformal_quantile(scores, blocks, level=0.9, confidence=None,
     pooled_median = float(np.median(s))
     scale = np.array([float(np.median(s[inv == j])) if counts[j] >= min_block
                       else pooled_median for j in range(counts.size)])
-    ranked = np.sort(scale[counts >= min_block])
     if (counts < min_block).any():
         log.info("block conformal: %d of %d calibration blocks have < %d crops and take the "
                  "pooled median as their difficulty", int((counts < min_block).sum()),
@@ -221,7 +220,7 @@ def block_conformal_quantile(scores, blocks, level=0.9, confidence=None,
     if not (scale > 0).all():
         tiny = 1e-12 * max(float(s.max()), 1e-300)
         scale = np.maximum(scale, tiny)
-        ranked = np.maximum(ranked, tiny)
+    ranked = np.sort(scale[counts >= min_block])
     q_unit, _ = conformal_quantile(s / scale[inv], level)
     m = int(ranked.size)
     k = int(math.ceil((m + 1) * conf - 1e-12))
